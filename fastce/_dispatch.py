@@ -1,0 +1,76 @@
+"""Calling a kernel over arrays of any shape: batch planning, pieces, scratch buffers.
+
+Row kernels take ``(*operands, *params, *weights, out, acc, counts, bad)`` where the operands are
+(n, C) views with the class axis last (probabilities, logits) or (n,) views (class indices), and
+``weights`` the per-sample weights (an empty array for none). The element-wise kernel takes the
+same arguments with (rows, L) views for operands, weights and ``out``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _reduce
+from ._validate import MAX_PIECES, BatchPlan
+
+
+def run(
+    kernel: Callable[..., None],
+    batch_shape: tuple[int, ...],
+    operands: Sequence[np.ndarray],
+    params: Sequence[Any],
+    weights: Sequence[np.ndarray | None],
+    reduction: str,
+    out_dtype: np.dtype,
+    explain: Callable[[], None],
+    row_len: int,
+    inner: int = 1,
+) -> Any:
+    """Run ``kernel`` and return the per-sample array, or the reduced scalar.
+
+    ``batch_shape`` are the leading axes shared by every operand and weight (the sample axes of
+    a row kernel, every axis for the element-wise kernel, which uses ``inner=2``). ``explain``
+    is called when the kernel flagged invalid input: it must raise the user-facing error.
+    """
+    present = [w for w in weights if w is not None]
+    arrays = [*operands, *present]
+    plan = BatchPlan(batch_shape, arrays, inner)
+    if plan.n_pieces > MAX_PIECES:
+        # Batch axes that no view can merge (say, a sliced middle axis of a 4-D array):
+        # looping over many pieces would cost more than one contiguous copy.
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        plan = BatchPlan(batch_shape, arrays, inner)
+    reduce = reduction != "none"
+    out = None if reduce else plan.empty_out(out_dtype)
+    views = [plan.view(a) for a in arrays]
+    if out is not None:
+        views.append(plan.view(out, writeable=True))
+    rows_per_piece = math.prod(plan.merged[-inner:])
+    buffers = _reduce.Buffers.new(_reduce.n_chunks(rows_per_piece, row_len), reduce)
+    no_weight = np.empty((0,) * inner, np.float64)
+    no_out = np.empty((0,) * inner, out_dtype)
+    n_ops = len(operands)
+    if math.prod(batch_shape):
+        for piece in plan.pieces(views):
+            given = iter(piece[n_ops:])
+            piece_weights = [next(given) if w is not None else no_weight for w in weights]
+            piece_out = next(given) if out is not None else no_out
+            kernel(
+                *piece[:n_ops],
+                *params,
+                *piece_weights,
+                piece_out,
+                buffers.acc,
+                buffers.counts,
+                buffers.bad,
+            )
+    if buffers.bad.any():
+        explain()
+        raise RuntimeError("fastce internal error: a kernel flagged input it could not explain")
+    if out is not None:
+        return out[()] if out.ndim == 0 else out
+    return _reduce.finish(buffers, reduction, out_dtype)

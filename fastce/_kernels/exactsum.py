@@ -1,0 +1,413 @@
+"""Exact, order-independent summation of float64 values (a "large superaccumulator").
+
+This is R. M. Neal's large superaccumulator ("Fast exact summation using small and large
+superaccumulators", arXiv:1505.05571, 2015), written for Numba. Every finite float64 is an integer
+mantissa times a power of two, so a sum of floats is an integer multiple of 2**-1074. The state
+keeps that integer exactly, spread over one int64 *bin* per binary exponent; adding a value is one
+integer addition into the bin of its exponent. Integer addition is associative, so the state (and
+the correctly rounded value read from it) does not depend on the order of the additions, on how the
+input was split into chunks, or on how the partial states were merged. That is what lets a
+``prange`` reduction give the same bits for every thread count.
+
+State layout (one 1-D ``int64`` array of length ``ACC_LEN``, zero-initialised)::
+
+    acc[0]                  unused, always 0
+    acc[e], 1 <= e < N_BINS bin e; it is worth  acc[e] * 2**(e - 1075)
+    acc[FLAG_NAN]           1 once a NaN was added
+    acc[FLAG_POS_INF]       1 once +inf was added
+    acc[FLAG_NEG_INF]       1 once -inf was added
+    acc[FLAG_NEG_ZERO]      1 once -0.0 was added
+    acc[FLAG_OTHER]         1 once any finite value other than -0.0 was added
+    (a few spare slots pad the row to a multiple of 64 bytes)
+
+A normal value with biased exponent E (1..2046) is ``m * 2**(E - 1075)`` with the 53-bit integer
+``m = 2**52 | fraction``; a subnormal is ``fraction * 2**(1 - 1075)``, so it goes to bin 1 with
+its raw fraction. Bins 2047 and up only ever receive carries.
+
+Invariant: between operations every bin satisfies ``|acc[e]| <= BIN_LIMIT = 2**62 - 1``. One add
+moves a bin by less than 2**53 and one merge adds two bins that each obey the invariant, so
+neither can overflow int64; a bin found above the limit afterwards is *carried*: its high part
+``c = acc[e] >> 32`` moves exactly into bin ``e + 32``, whose unit is exactly 2**32 times larger.
+With mantissas below 2**53 a bin needs at least 2**9 additions before it carries, so the carry
+branch is almost never taken and costs nothing on the hot path.
+
+The bins above the direct ones make overflow impossible in practice: bin 2046 carries into 2078,
+which carries into 2110; for bin 2110 (unit 2**1035) to pass 2**62 the values added would have to
+total about 2**1097, i.e. more than 2**72 values near DBL_MAX. Bins at 2144 and above therefore
+never carry (they have no bin 32 above them and could not overflow in any feasible computation).
+
+Signed zeros follow IEEE round-to-nearest addition (and ``np.sum``, and ``math.fsum`` from Python
+3.12 on): the result is -0.0 only when at least one value was added and every value added was
+-0.0; an exact zero reached any other way is +0.0, and the empty sum is +0.0. (``math.fsum`` on
+Python 3.10/3.11 returns +0.0 even for ``[-0.0]``.)
+
+Special values do not raise: the result is NaN when a NaN, or both +inf and -inf, were added;
+otherwise +inf/-inf when that infinity was added; a finite exact sum whose correctly rounded value
+is out of range gives +-inf, as IEEE arithmetic would (``math.fsum`` raises OverflowError there).
+
+All functions here are compiled without any fast-math flag: the integer arithmetic is exact only
+if LLVM compiles it as written. Kernels elsewhere may use fast-math flags for their own float code,
+but must call these helpers from functions whose flags do not include ``reassoc`` on floats fed
+into them... in practice the helpers are integer code and unaffected; the float -> bits step is a
+bit cast, which no fast-math flag touches.
+
+Caching caveat: Numba's on-disk cache keys a function on its own source file only. A kernel in
+another module that calls (and so inlines) these helpers keeps its stale cached machine code when
+this file changes; clear ``__pycache__`` (or touch the caller's file) after editing this module.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
+
+# --- layout -------------------------------------------------------------------------------------
+
+N_BINS = 2176
+"""Bins 0..2175: direct bins 1..2046 plus 4 * 32 carry bins (canonical form uses bins 32*i + 1
+for i <= 67, which is why there are more than the 2110 that carries alone could reach)."""
+
+FLAG_NAN = N_BINS
+FLAG_POS_INF = N_BINS + 1
+FLAG_NEG_INF = N_BINS + 2
+FLAG_NEG_ZERO = N_BINS + 3
+FLAG_OTHER = N_BINS + 4
+N_FLAGS = 5
+
+ACC_LEN = N_BINS + 8
+"""Length of one accumulator row: bins, 5 flags and 3 spare slots (17,472 bytes, 64-byte multiple)."""
+
+# Module-level int64 constants: Numba freezes globals, and keeping them np.int64 stops a literal
+# such as 1 << 63 from being typed uint64 (int64 op uint64 is float64 in Numba's typing rules).
+_BIN_LIMIT = np.int64((1 << 62) - 1)
+_CARRY_SHIFT = np.int64(32)
+_MANT_MASK = np.int64((1 << 52) - 1)
+_HIDDEN_BIT = np.int64(1 << 52)
+_EXP_MASK = np.int64(0x7FF)
+_MASK32 = np.int64(0xFFFFFFFF)
+_SIGN_BIT = np.int64(-(1 << 63))
+_INF_BITS = np.int64(0x7FF0000000000000)
+_NAN_BITS = np.int64(0x7FF8000000000000)
+
+# 32-bit limbs of the exact integer (in units of 2**-1074) while folding: bit offsets go up to
+# 2174 + 63 (a full int64 bin), plus headroom for the carries and the sign.
+_N_LIMBS = 72
+# Highest limb that canonical form can store back (bin 32 * 67 + 1 = 2145 < N_BINS).
+_MAX_CANONICAL_LIMB = (N_BINS - 2) // 32
+
+# Below this many values sum_exact uses one chunk: starting the thread pool and merging costs
+# more than the additions themselves. The result is the same either way (the sum is exact).
+_MIN_CHUNK = 1 << 15
+
+
+# --- bit casts ----------------------------------------------------------------------------------
+
+
+@intrinsic
+def _f64_to_bits(typingctx, x):
+    """Reinterpret a float64 as int64 (LLVM bitcast); NumPy's scalar .view is not in nopython."""
+    if not (isinstance(x, types.Float) and x.bitwidth == 64):
+        return None
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_to_f64(typingctx, bits):
+    """Reinterpret an int64 as float64 (LLVM bitcast)."""
+    if not (isinstance(bits, types.Integer) and bits.bitwidth == 64 and bits.signed):
+        return None
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+# --- adding -------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _carry(acc, e):
+    """Move the high part of bin e up by 32 bins until every touched bin is within the limit.
+
+    Kept out of line: it runs about once per 2**9 additions to a bin, and inlining it would only
+    bloat every caller's loop.
+    """
+    while e + 32 < N_BINS:
+        b = acc[e]
+        if -_BIN_LIMIT <= b <= _BIN_LIMIT:
+            return
+        carry = b >> _CARRY_SHIFT  # arithmetic shift: floor, so the remainder is in [0, 2**32)
+        acc[e] = b - (carry << _CARRY_SHIFT)
+        e += 32
+        acc[e] += carry
+
+
+@njit(cache=True)
+def _add_special(acc, bits):
+    """Record an infinity or a NaN (exponent field all ones); out of line because it is rare."""
+    if bits & _MANT_MASK:
+        acc[FLAG_NAN] = 1
+    elif bits < 0:
+        acc[FLAG_NEG_INF] = 1
+    else:
+        acc[FLAG_POS_INF] = 1
+
+
+@njit(inline="always", cache=True)
+def acc_add(acc, x):
+    """Add one float (float64, or anything that converts to float64 exactly) to ``acc``.
+
+    The hot path: a bit cast, a few integer operations and one read-modify-write of the bin; the
+    rare cases (specials, zeros, carries) branch off.
+    """
+    bits = _f64_to_bits(np.float64(x))
+    e = (bits >> 52) & _EXP_MASK
+    m = bits & _MANT_MASK
+    if e == _EXP_MASK:
+        _add_special(acc, bits)
+        return
+    if e == 0:
+        if m == 0:
+            # Zeros add nothing; they only decide the sign of an exact-zero result.
+            if bits < 0:
+                acc[FLAG_NEG_ZERO] = 1
+            else:
+                acc[FLAG_OTHER] = 1
+            return
+        e = 1  # subnormal: raw fraction, same unit as bin 1
+    else:
+        m |= _HIDDEN_BIT
+    if bits < 0:
+        m = -m
+    acc[FLAG_OTHER] = 1
+    b = acc[e] + m
+    acc[e] = b
+    if b > _BIN_LIMIT or b < -_BIN_LIMIT:
+        _carry(acc, e)
+
+
+@njit(cache=True)
+def acc_add_array(acc, values):
+    """Add every element of a 1-D array (any float dtype, any stride) to ``acc``."""
+    for i in range(values.shape[0]):
+        acc_add(acc, values[i])
+
+
+@njit(cache=True)
+def acc_merge(dst, src):
+    """``dst += src`` exactly; ``src`` is left unchanged.
+
+    Bins are added in increasing order and each is carried at once if it passed the limit, so the
+    bin 32 above (which a carry feeds) is back within the limit before its own turn comes.
+    """
+    for e in range(1, N_BINS):
+        s = src[e]
+        if s != 0:
+            b = dst[e] + s
+            dst[e] = b
+            if b > _BIN_LIMIT or b < -_BIN_LIMIT:
+                _carry(dst, e)
+    for f in range(N_BINS, N_BINS + N_FLAGS):
+        dst[f] |= src[f]
+
+
+@njit(cache=True)
+def acc_clear(acc):
+    """Reset ``acc`` to the empty sum."""
+    for i in range(acc.shape[0]):
+        acc[i] = 0
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _to_limbs(acc, limbs):
+    """Write |exact sum| (in units of 2**-1074) into 32-bit limbs; return -1, 0 or +1 (its sign).
+
+    Each bin b at bit offset p = e - 1 is split into 32-bit pieces and added to the limbs it
+    overlaps, so every piece is below 2**32 in magnitude and a limb, which at most ~96 pieces reach,
+    cannot overflow before one carry-normalising sweep makes every limb a digit in [0, 2**32).
+    """
+    for i in range(_N_LIMBS):
+        limbs[i] = 0
+    for e in range(1, N_BINS):
+        b = acc[e]
+        if b != 0:
+            p = e - 1
+            k = p >> 5
+            s = p & 31
+            low = (b & _MASK32) << s  # < 2**63: non-negative
+            high = (b >> 32) << s  # |.| < 2**62: signed
+            limbs[k] += low & _MASK32
+            limbs[k + 1] += (low >> 32) + (high & _MASK32)
+            limbs[k + 2] += high >> 32
+    carry = np.int64(0)
+    nonzero = False
+    for i in range(_N_LIMBS):
+        v = limbs[i] + carry
+        carry = v >> 32
+        v &= _MASK32
+        limbs[i] = v
+        if v != 0:
+            nonzero = True
+    # The final carry is 0 for a non-negative sum, -1 for a negative one (two's complement over
+    # the limbs); the magnitude of a negative sum is then the limb-wise complement plus one.
+    if carry < 0:
+        c = np.int64(1)
+        for i in range(_N_LIMBS):
+            v = (limbs[i] ^ _MASK32) + c
+            c = v >> 32
+            limbs[i] = v & _MASK32
+        return -1
+    return 1 if nonzero else 0
+
+
+@njit(inline="always", cache=True)
+def _read_bits(limbs, pos, count):
+    """Bits ``pos .. pos + count - 1`` (count <= 32) of the limb array, as an int64."""
+    k = pos >> 5
+    s = pos & 31
+    v = limbs[k] >> s
+    if s + count > 32:
+        v |= limbs[k + 1] << (32 - s)
+    return v & ((np.int64(1) << count) - 1)
+
+
+@njit(cache=True)
+def _bit_length(v):
+    n = 0
+    while v:
+        v >>= 1
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def acc_value(acc):
+    """The exact sum in ``acc`` correctly rounded to float64 (round half to even).
+
+    Specials first (NaN if a NaN or both infinities were added, else the infinity added), then the
+    exact integer is folded into limbs and its top 53 bits are rounded using the next bit and a
+    sticky bit for everything below. ``acc`` is not modified.
+    """
+    if acc[FLAG_NAN] != 0 or (acc[FLAG_POS_INF] != 0 and acc[FLAG_NEG_INF] != 0):
+        return _bits_to_f64(_NAN_BITS)
+    if acc[FLAG_POS_INF] != 0:
+        return _bits_to_f64(_INF_BITS)
+    if acc[FLAG_NEG_INF] != 0:
+        return _bits_to_f64(_INF_BITS | _SIGN_BIT)
+
+    limbs = np.empty(_N_LIMBS, np.int64)
+    sign = _to_limbs(acc, limbs)
+    if sign == 0:
+        if acc[FLAG_NEG_ZERO] != 0 and acc[FLAG_OTHER] == 0:
+            return _bits_to_f64(_SIGN_BIT)
+        return 0.0
+
+    top = _N_LIMBS - 1
+    while limbs[top] == 0:
+        top -= 1
+    nbits = 32 * top + _bit_length(limbs[top])
+    if nbits <= 53:
+        # M * 2**-1074 with M < 2**53 is exact, and its bit pattern is M itself: subnormals are
+        # M < 2**52 with exponent field 0, and 2**52 <= M < 2**53 is exponent field 1.
+        out = limbs[0] | (limbs[1] << 32)
+    else:
+        low = nbits - 53  # bit offset of the mantissa's last bit
+        mant = _read_bits(limbs, low, 32) | (_read_bits(limbs, low + 32, 21) << 32)
+        round_bit = _read_bits(limbs, low - 1, 1)
+        if round_bit != 0:
+            sticky = False
+            k = (low - 1) >> 5
+            s = (low - 1) & 31
+            if limbs[k] & ((np.int64(1) << s) - 1):
+                sticky = True
+            else:
+                for i in range(k):
+                    if limbs[i] != 0:
+                        sticky = True
+                        break
+            if sticky or (mant & 1):
+                mant += 1
+        # value = mant * 2**(low - 1074), so the biased exponent is low + 1 with mant's leading
+        # bit as the hidden bit. Adding mant (leading bit included) to low << 52 gives exactly that
+        # pattern, and a mantissa that rounded up to 2**53 carries into the exponent by itself.
+        out = (low << 52) + mant
+        if out >= _INF_BITS:
+            out = _INF_BITS  # correctly rounded value beyond DBL_MAX: overflow to infinity
+    if sign < 0:
+        out |= _SIGN_BIT
+    return _bits_to_f64(out)
+
+
+@njit(cache=True)
+def acc_normalize(acc):
+    """Rewrite ``acc`` in canonical form; the value (and every later result) is unchanged.
+
+    Canonical form: the exact integer's 32-bit digits, sign applied, in bins 1, 33, 65, ...
+    (32 * i + 1); every other bin 0; each flag 0 or 1. Two accumulators holding the same exact sum
+    and the same flags are then equal element by element, whatever the order and chunking that
+    built them, so serialised states can be compared or hashed.
+    """
+    limbs = np.empty(_N_LIMBS, np.int64)
+    sign = _to_limbs(acc, limbs)
+    for i in range(_MAX_CANONICAL_LIMB + 1, _N_LIMBS):
+        if limbs[i] != 0:
+            # Needs more than 2**78 values near DBL_MAX; leave the (still exact) state as it is.
+            return
+    for e in range(N_BINS):
+        acc[e] = 0
+    for i in range(_MAX_CANONICAL_LIMB + 1):
+        acc[32 * i + 1] = sign * limbs[i]
+    for f in range(N_BINS, N_BINS + N_FLAGS):
+        acc[f] = 1 if acc[f] != 0 else 0
+    for f in range(N_BINS + N_FLAGS, ACC_LEN):
+        acc[f] = 0
+
+
+# --- the parallel pattern -----------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def sum_exact_chunked(values, nchunks):
+    """Correctly rounded sum of a 1-D float array split into ``nchunks`` contiguous chunks.
+
+    The pattern for kernels: fixed contiguous chunks, one accumulator row per chunk filled by a
+    serial loop inside the ``prange``, then the rows merged exactly. Chunk count and merge order
+    only change the work split, never the result, because every step is exact integer addition.
+    ``nchunks`` comes from the caller because ``numba.get_num_threads()`` called inside a jitted
+    function makes Numba refuse to cache it ("uses dynamic globals").
+    """
+    n = values.shape[0]
+    nchunks = max(1, min(nchunks, n))
+    accs = np.zeros((nchunks, ACC_LEN), np.int64)
+    size = (n + nchunks - 1) // nchunks
+    for k in prange(nchunks):
+        row = accs[k]
+        stop = min(n, (k + 1) * size)
+        for i in range(k * size, stop):
+            acc_add(row, values[i])
+    for k in range(1, nchunks):
+        acc_merge(accs[0], accs[k])
+    return acc_value(accs[0])
+
+
+def sum_exact(values):
+    """Correctly rounded sum of a 1-D float array; the same bits for every thread count.
+
+    One chunk per Numba thread (one in all for short inputs, where starting the threads and
+    merging would cost more than the additions).
+    """
+    n = values.shape[0]
+    nchunks = max(1, min(numba.get_num_threads(), n // _MIN_CHUNK))
+    return sum_exact_chunked(values, nchunks)

@@ -1,0 +1,65 @@
+"""How per-sample values become ``"sum"`` and ``"mean"``.
+
+Rules (the same on every path, so that they give the same bits):
+
+* the per-sample value is the float64 value in the requested base with its weights applied, the
+  value that ``reduction="none"`` returns for float64 input;
+* ``"sum"`` is the exact sum of those values, correctly rounded once to float64;
+* ``"mean"`` is ``fl(S / W)``, S that sum and W the correctly rounded exact sum of the weights
+  that multiplied the values (the number of samples when there are none);
+* for float32 input the same float64 computation, then one rounding to float32;
+* NaN and inf propagate as IEEE addition would; an empty sum is 0.0, an empty mean NaN.
+
+Sums are exact (``_kernels.exactsum``), so they do not depend on the thread count or on how the
+rows were split into chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ._kernels._common import fold_chunks
+from ._kernels.exactsum import ACC_LEN
+
+# Rows of work below which one chunk is used: starting threads and merging accumulators would
+# cost more than the work. The result does not depend on it.
+_MIN_WORK_PER_CHUNK = 1 << 16
+
+
+def n_chunks(n_rows: int, row_len: int) -> int:
+    """How many chunks of rows a kernel splits its work into (a few per thread)."""
+    if n_rows <= 1:
+        return 1
+    work = n_rows * max(row_len, 1)
+    by_work = max(1, work // _MIN_WORK_PER_CHUNK)
+    return int(min(n_rows, 4 * numba.get_num_threads(), by_work))
+
+
+@dataclass
+class Buffers:
+    """The scratch arrays one kernel call (or several, one per batch piece) writes into."""
+
+    acc: np.ndarray
+    counts: np.ndarray
+    bad: np.ndarray
+
+    @classmethod
+    def new(cls, nchunks: int, reduce: bool) -> Buffers:
+        return cls(
+            acc=np.zeros((nchunks, 2, ACC_LEN if reduce else 0), np.int64),
+            counts=np.zeros(nchunks, np.int64),
+            bad=np.zeros(nchunks, np.int64),
+        )
+
+
+def finish(buffers: Buffers, reduction: str, dtype: np.dtype) -> np.floating:
+    """``"sum"`` or ``"mean"`` from the accumulated chunks, as a scalar of ``dtype``."""
+    total, weight = fold_chunks(buffers.acc)
+    if reduction == "sum":
+        return dtype.type(total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.float64(total) / np.float64(weight)
+    return dtype.type(mean)

@@ -1,0 +1,373 @@
+"""Input checking and coercion: everything between a user's arguments and a kernel's arrays.
+
+The rules (documented in docs/api.md):
+
+* array-likes go through ``np.asarray``; masked arrays with masked entries, pandas columns with
+  missing values (``pd.NA``), object, string, complex and datetime arrays are rejected;
+* float32 and float64 are used as they are; float16 becomes float32; integers and bools become
+  float64; a non-native byte order is converted. These are the only copies of a data array;
+* the class axis is moved last with a view, and the batch axes are merged into as few axes as
+  the strides allow (``batch_plan``), so C-, Fortran-ordered and strided inputs are not copied.
+
+Error messages name the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrays
+
+
+def _reject_missing(x: Any, name: str) -> Any:
+    """Masked arrays with masked entries and pandas objects holding pd.NA are errors."""
+    if isinstance(x, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(x))
+        if n_masked:
+            raise ValueError(
+                f"{name} is a masked array with {n_masked} masked entr"
+                f"{'y' if n_masked == 1 else 'ies'}; fastce does not ignore masks: fill them "
+                "(np.ma.filled) or drop those samples first"
+            )
+        return np.ma.getdata(x)
+    module = type(x).__module__ or ""
+    if module.startswith("pandas"):
+        from pandas.api.types import is_extension_array_dtype
+
+        columns = [x[c] for c in x.columns] if hasattr(x, "columns") else [x]
+        for col in columns:
+            if is_extension_array_dtype(col.dtype) and bool(col.isna().any()):
+                where = f" (column {col.name!r})" if hasattr(x, "columns") else ""
+                raise ValueError(
+                    f"{name} holds missing values (pd.NA){where}; fill or drop them first"
+                )
+    return x
+
+
+def _asarray(x: Any, name: str) -> np.ndarray:
+    x = _reject_missing(x, name)
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+
+
+as_array = _asarray
+
+
+def broadcast_weight(w: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A read-only broadcast view of ``w`` to ``shape`` (no copy)."""
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} has shape {w.shape}, which does not broadcast to the input shape {shape}"
+        ) from None
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+def _dtype_error(name: str, a: np.ndarray, expected: str) -> TypeError:
+    hint = ""
+    if a.dtype.kind == "O":
+        hint = " (an object array: mixed types, None, or a pandas column holding pd.NA?)"
+    return TypeError(f"{name} must be {expected}; got an array of dtype {a.dtype}{hint}")
+
+
+def as_float_array(x: Any, name: str) -> np.ndarray:
+    """A float32 or float64 array, native byte order, promoted per the dtype rules."""
+    a = _asarray(x, name)
+    kind = a.dtype.kind
+    if kind == "f":
+        if a.dtype.itemsize < 4:
+            a = a.astype(np.float32)
+        elif a.dtype.itemsize > 8:
+            a = a.astype(np.float64)
+    elif kind in "iub":
+        a = a.astype(np.float64)
+    else:
+        raise _dtype_error(name, a, "a real numeric array (float, integer or bool)")
+    return _native(a)
+
+
+def as_label_array(x: Any, name: str) -> np.ndarray:
+    """Class indices as int64, or float64 whose integrality the kernel checks element-wise."""
+    a = _asarray(x, name)
+    kind = a.dtype.kind
+    if kind == "f":
+        return _native(a if a.dtype == np.float64 else a.astype(np.float64))
+    if kind == "b":
+        return a.astype(np.int64)
+    if kind == "u" and a.dtype.itemsize == 8 and a.size:
+        big = np.flatnonzero(a.reshape(-1) > np.iinfo(np.int64).max)
+        if big.size:
+            pos = _position(np.unravel_index(int(big[0]), a.shape))
+            raise ValueError(
+                f"{name} holds label {a.reshape(-1)[big[0]]} at position {pos}, which does "
+                "not fit in int64"
+            )
+    if kind in "iu":
+        return _native(a if a.dtype == np.int64 else a.astype(np.int64))
+    raise _dtype_error(name, a, "class indices (integers, or floats holding integral values)")
+
+
+def as_weight_array(x: Any, name: str) -> np.ndarray:
+    """Non-negative finite float64 weights."""
+    a = as_float_array(x, name)
+    if a.dtype != np.float64:
+        a = a.astype(np.float64)
+    if a.size:
+        bad = ~(np.isfinite(a) & (a >= 0))
+        if bad.any():
+            flat = int(np.flatnonzero(bad.reshape(-1))[0])
+            value = a.reshape(-1)[flat]
+            pos = _position(np.unravel_index(flat, a.shape))
+            raise ValueError(
+                f"{name} must be finite and non-negative; got {value!r} at position {pos}"
+            )
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars and options
+
+
+def check_reduction(reduction: Any) -> str:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'none', 'sum', 'mean'; got {reduction!r}")
+    return reduction
+
+
+def ln_base(base: Any) -> float:
+    """ln(base): the divisor that turns nats into the requested unit (1.0 for nats)."""
+    if base is None:
+        return 1.0
+    if isinstance(base, bool) or not isinstance(base, numbers.Real):
+        raise ValueError(f"base must be None or a positive number other than 1; got {base!r}")
+    b = float(base)
+    if not (math.isfinite(b) and b > 0 and b != 1):
+        raise ValueError(f"base must be None or a positive number other than 1; got {base!r}")
+    return math.log(b)
+
+
+def check_eps(eps: Any, dtype: np.dtype) -> float:
+    """The clipping bound: 'auto' is the machine epsilon of the (promoted) prediction dtype."""
+    if isinstance(eps, str):
+        if eps != "auto":
+            raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {eps!r}")
+        return float(np.finfo(dtype).eps)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {eps!r}")
+    e = float(eps)
+    if not (0.0 <= e < 0.5):
+        raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {eps!r}")
+    return e
+
+
+def check_smoothing(label_smoothing: Any) -> float:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise ValueError(f"label_smoothing must be a number in [0, 1]; got {label_smoothing!r}")
+    s = float(label_smoothing)
+    if not (0.0 <= s <= 1.0):
+        raise ValueError(f"label_smoothing must be a number in [0, 1]; got {label_smoothing!r}")
+    return s
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_ignore_index(ignore_index: Any) -> tuple[bool, int]:
+    if ignore_index is None:
+        return False, 0
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+        ignore_index, numbers.Integral
+    ):
+        raise ValueError(f"ignore_index must be None or an integer; got {ignore_index!r}")
+    value = int(ignore_index)
+    if not (-(2**63) <= value < 2**63):
+        raise ValueError(f"ignore_index must fit in int64; got {ignore_index!r}")
+    return True, value
+
+
+def class_axis_last(a: np.ndarray, axis: Any, name: str) -> np.ndarray:
+    """A view of ``a`` with the class axis moved last."""
+    if a.ndim == 0:
+        raise ValueError(
+            f"{name} must have at least one dimension (the class axis); got a 0-d array"
+        )
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an integer; got {axis!r}")
+    ax = int(axis)
+    if not -a.ndim <= ax < a.ndim:
+        raise ValueError(f"axis {axis} is out of bounds for {name} with {a.ndim} dimension(s)")
+    return np.moveaxis(a, ax, -1)
+
+
+def check_class_weight(class_weight: Any, n_classes: int) -> np.ndarray:
+    if class_weight is None:
+        return np.empty(0, np.float64)
+    w = as_weight_array(class_weight, "class_weight")
+    if w.shape != (n_classes,):
+        raise ValueError(
+            f"class_weight must have shape ({n_classes},), one weight per class; "
+            f"got shape {w.shape}"
+        )
+    return w
+
+
+def check_sample_weight(sample_weight: Any, batch_shape: tuple[int, ...]) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = as_weight_array(sample_weight, "sample_weight")
+    if w.shape != batch_shape:
+        raise ValueError(
+            f"sample_weight must have shape {batch_shape}, one weight per sample; "
+            f"got shape {w.shape}"
+        )
+    return w
+
+
+def same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}; they must match"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch axes
+
+
+def _position(index: Sequence[Any]) -> str:
+    """How error messages write a position: ``3`` in 1-D, ``(1, 2)`` otherwise."""
+    idx = tuple(int(i) for i in index)
+    return str(idx[0]) if len(idx) == 1 else str(idx)
+
+
+position = _position
+
+
+class BatchPlan:
+    """How to walk the batch axes of several arrays with a kernel that takes ``inner`` of them.
+
+    The batch axes (the leading ``len(shape)`` axes of every operand) are put in order of
+    decreasing stride of the first operand, then neighbours are merged wherever every operand
+    allows it (``stride[a] == stride[b] * shape[b]``). A C-ordered, Fortran-ordered or simply
+    sliced input then becomes ``inner`` batch axes with no copy; anything else leaves a few
+    outer axes that ``pieces`` loops over, calling the kernel once per piece.
+    """
+
+    def __init__(
+        self, shape: tuple[int, ...], operands: Sequence[np.ndarray], inner: int = 1
+    ) -> None:
+        self.shape = shape
+        self.inner = inner
+        keep = [ax for ax in range(len(shape)) if shape[ax] != 1]
+        first = operands[0]
+        keep.sort(key=lambda ax: -abs(first.strides[ax]))
+        self.axes = keep
+        groups: list[list[int]] = []
+        for ax in keep:
+            if groups and all(
+                op.strides[groups[-1][-1]] == op.strides[ax] * shape[ax] for op in operands
+            ):
+                groups[-1].append(ax)
+            else:
+                groups.append([ax])
+        self.groups = groups
+
+    @property
+    def merged(self) -> tuple[int, ...]:
+        """Lengths of the merged batch axes, padded with 1s to at least ``inner`` axes."""
+        lengths = tuple(math.prod(self.shape[ax] for ax in g) for g in self.groups)
+        return (1,) * (self.inner - len(lengths)) + lengths
+
+    @property
+    def n_pieces(self) -> int:
+        return math.prod(self.merged[: -self.inner])
+
+    def view(self, a: np.ndarray, writeable: bool = False) -> np.ndarray:
+        """``a`` with its batch axes merged: shape ``merged + a.shape[len(shape):]``."""
+        nd = len(self.shape)
+        strides = tuple(a.strides[g[-1]] for g in self.groups)
+        strides = (0,) * (self.inner - len(strides)) + strides
+        return np.lib.stride_tricks.as_strided(
+            a, self.merged + a.shape[nd:], strides + a.strides[nd:], writeable=writeable
+        )
+
+    def empty_out(self, dtype: np.dtype, trailing: tuple[int, ...] = ()) -> np.ndarray:
+        """An output of shape ``shape + trailing`` whose memory order follows the merged axes
+        (so it merges like the operands and never forces a piece loop)."""
+        nd = len(self.shape)
+        order = self.axes + [ax for ax in range(nd) if ax not in self.axes]
+        buf = np.empty(tuple(self.shape[ax] for ax in order) + trailing, dtype)
+        inverse = np.argsort(order).tolist() + list(range(nd, nd + len(trailing)))
+        return buf.transpose(inverse)
+
+    def pieces(self, views: Sequence[np.ndarray]) -> Any:
+        """Yield, per piece, the merged views indexed down to ``inner`` batch axes."""
+        outer = self.merged[: -self.inner]
+        if not outer:
+            yield list(views)
+            return
+        for idx in np.ndindex(*outer):
+            yield [v[idx] for v in views]
+
+
+MAX_PIECES = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Explaining what a kernel flagged (error path only: plain NumPy, C order, first offender)
+
+
+def explain_probabilities(a: np.ndarray, name: str, logits_hint: bool = False) -> None:
+    """Raise for the first value of ``a`` outside [0, 1] (NaN is allowed: it propagates)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isnan(a) | ((a >= 0) & (a <= 1)))
+    if bad.any():
+        flat = int(np.flatnonzero(bad.reshape(-1))[0])
+        value = a.reshape(-1)[flat].item()
+        pos = _position(np.unravel_index(flat, a.shape))
+        hint = " (pass from_logits=True if it holds logits)" if logits_hint else ""
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1]; got {value!r} at position {pos}{hint}"
+        )
+
+
+def explain_labels(
+    labels: np.ndarray, name: str, n_classes: int, has_ignore: bool, ignore_index: int
+) -> None:
+    """Raise for the first class index that is out of range or not integral."""
+    with np.errstate(invalid="ignore"):
+        ok = (labels >= 0) & (labels < n_classes)
+        if labels.dtype.kind == "f":
+            ok &= np.floor(labels) == labels
+        if has_ignore:
+            ok |= labels == ignore_index
+    if not ok.all():
+        flat = int(np.flatnonzero(~ok.reshape(-1))[0])
+        value = labels.reshape(-1)[flat].item()
+        pos = _position(np.unravel_index(flat, labels.shape))
+        what = "label" if float(value).is_integer() else "non-integral label"
+        raise ValueError(
+            f"{name} holds {what} {value!r} at position {pos}; expected an integer class "
+            f"index 0 <= label < {n_classes}"
+            + (f" or ignore_index={ignore_index}" if has_ignore else "")
+        )

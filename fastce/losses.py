@@ -1,0 +1,744 @@
+"""The public functions: entropy, cross-entropy, KL, Jensen-Shannon, binary cross-entropy,
+perplexity, and the log-sum-exp building blocks.
+
+Each function validates its arguments (``_validate``), calls one Numba kernel (``_kernels``)
+through ``_dispatch``, and lets ``_reduce`` turn per-sample values into ``"sum"``/``"mean"``.
+Nothing here loops over data.
+
+Conventions shared by every function are in docs/api.md; in short: ``axis=-1`` is the class
+axis; float32 in gives float32 out (computed with float64 accumulation), float64 gives float64,
+float16 is promoted to float32 and integers/bools to float64; ``base=None`` is nats; predicted
+probabilities are clipped to ``[eps, 1 - eps]`` inside their log; zero target probabilities
+contribute exactly 0; NaN in a sample's inputs gives NaN for that sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _validate as v
+from ._dispatch import run
+from ._kernels import binary, categorical
+from ._kernels import logsumexp as lse_kernels
+
+__all__ = [
+    "binary_cross_entropy",
+    "cross_entropy",
+    "entropy",
+    "js_divergence",
+    "kl_divergence",
+    "log_softmax",
+    "logsumexp",
+    "perplexity",
+    "softmax",
+]
+
+Reduction = Literal["none", "sum", "mean"]
+
+
+def _rows(x: Any, name: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(the coerced array, a view of it with the class axis last)."""
+    arr = v.as_float_array(x, name)
+    return arr, v.class_axis_last(arr, axis, name)
+
+
+def entropy(
+    p: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    from_logits: bool = False,
+    reduction: Reduction = "none",
+    sample_weight: Any = None,
+) -> Any:
+    r"""Shannon entropy of each distribution along ``axis``.
+
+    .. math:: H(P) = -\sum_c p_c \log p_c
+
+    Parameters
+    ----------
+    p : array_like
+        Probabilities (or logits with ``from_logits=True``), classes along ``axis``. Rows are
+        used as given: unlike ``scipy.stats.entropy`` they are not renormalised.
+    axis : int, default -1
+        The class axis; every other axis is a batch (sample) axis.
+    base : float, optional
+        Logarithm base: ``None`` for nats, ``2`` for bits; any positive number other than 1.
+    from_logits : bool, default False
+        ``p`` holds unnormalised log-probabilities; the entropy of ``softmax(p)`` is computed
+        through a shifted log-sum-exp, without forming the softmax.
+    reduction : {"none", "sum", "mean"}, default "none"
+        ``"none"`` returns one value per sample (times its sample weight); ``"sum"`` their exact
+        sum; ``"mean"`` that sum divided by the sum of the sample weights (or the count).
+    sample_weight : array_like, optional
+        Non-negative weights, one per sample (the shape of ``p`` without ``axis``).
+
+    Returns
+    -------
+    ndarray or scalar
+        Entropies of shape ``p.shape`` without ``axis``, or a scalar of ``p``'s float dtype.
+
+    Raises
+    ------
+    ValueError
+        A probability outside [0, 1], a bad ``base``/``reduction``/``axis``, or a
+        ``sample_weight`` of the wrong shape or with negative or non-finite entries.
+    TypeError
+        ``p`` is not a real numeric array (object, complex, string, datetime).
+
+    Notes
+    -----
+    ``0 log 0 = 0``: the entropy of a one-hot row is exactly 0.0. No clipping is applied. From
+    logits, with ``m = max(x)``, ``e_c = exp(x_c - m)`` and ``s = sum_c e_c``,
+    ``H = sum_c e_c (m - x_c) / s + log(s)``: a sum of non-negative terms.
+
+    See Also
+    --------
+    cross_entropy, kl_divergence, scipy.stats.entropy
+
+    Examples
+    --------
+    >>> import fastce
+    >>> fastce.entropy([0.5, 0.25, 0.25], base=2)
+    np.float64(1.5)
+    >>> fastce.entropy([[1.0, 0.0], [0.5, 0.5]])
+    array([0.        , 0.69314718])
+    """
+    arr, rows = _rows(p, "p", axis)
+    from_logits = v.check_bool(from_logits, "from_logits")
+    reduction = v.check_reduction(reduction)
+    ln_base = v.ln_base(base)
+    batch_shape = rows.shape[:-1]
+    weights = v.check_sample_weight(sample_weight, batch_shape)
+
+    def explain() -> None:
+        v.explain_probabilities(arr, "p", logits_hint=True)
+
+    return run(
+        categorical.entropy_kernel,
+        batch_shape,
+        [rows],
+        [from_logits, ln_base],
+        [weights],
+        reduction,
+        rows.dtype,
+        explain,
+        rows.shape[-1],
+    )
+
+
+def _cross_entropy(
+    target: Any,
+    pred: Any,
+    axis: Any,
+    from_logits: Any,
+    base: Any,
+    eps: Any,
+    label_smoothing: Any,
+    class_weight: Any,
+    ignore_index: Any,
+    reduction: Any,
+    sample_weight: Any,
+    result_dtype: np.dtype | None = None,
+) -> Any:
+    pred_arr, rows = _rows(pred, "pred", axis)
+    from_logits = v.check_bool(from_logits, "from_logits")
+    reduction = v.check_reduction(reduction)
+    ln_base = v.ln_base(base)
+    eps_value = v.check_eps(eps, pred_arr.dtype)
+    smoothing = v.check_smoothing(label_smoothing)
+    has_ignore, ignore_value = v.check_ignore_index(ignore_index)
+    batch_shape, n_classes = rows.shape[:-1], rows.shape[-1]
+    cw = v.check_class_weight(class_weight, n_classes)
+    weights = v.check_sample_weight(sample_weight, batch_shape)
+    target_arr = v.as_array(target, "target")
+
+    if target_arr.shape == batch_shape:
+        labels = v.as_label_array(target_arr, "target")
+
+        def explain() -> None:
+            v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value)
+            v.explain_probabilities(pred_arr, "pred", logits_hint=True)
+
+        return run(
+            categorical.nll_kernel,
+            batch_shape,
+            [rows, labels],
+            [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
+            [weights],
+            reduction,
+            result_dtype or rows.dtype,
+            explain,
+            n_classes,
+        )
+
+    if target_arr.shape == pred_arr.shape:
+        if has_ignore:
+            raise ValueError(
+                "ignore_index applies to class-index targets only; target has the shape of "
+                f"pred {pred_arr.shape}, so it holds class probabilities"
+            )
+        soft = v.as_float_array(target_arr, "target")
+        soft_rows = v.class_axis_last(soft, axis, "target")
+
+        def explain_soft() -> None:
+            v.explain_probabilities(soft, "target")
+            if not from_logits:
+                v.explain_probabilities(pred_arr, "pred", logits_hint=True)
+
+        return run(
+            categorical.soft_ce_kernel,
+            batch_shape,
+            [soft_rows, rows],
+            [from_logits, eps_value, cw, smoothing, ln_base],
+            [weights],
+            reduction,
+            result_dtype or np.result_type(soft.dtype, pred_arr.dtype),
+            explain_soft,
+            n_classes,
+        )
+
+    raise ValueError(
+        f"target has shape {target_arr.shape} but pred has shape {pred_arr.shape}: expected "
+        f"class indices of shape {batch_shape} (pred without its class axis {axis}) or "
+        f"probabilities of shape {pred_arr.shape}"
+    )
+
+
+def cross_entropy(
+    target: Any,
+    pred: Any,
+    *,
+    axis: int = -1,
+    from_logits: bool = False,
+    base: float | None = None,
+    eps: float | Literal["auto"] = "auto",
+    label_smoothing: float = 0.0,
+    class_weight: Any = None,
+    ignore_index: int | None = None,
+    reduction: Reduction = "none",
+    sample_weight: Any = None,
+) -> Any:
+    r"""Cross-entropy of predicted distributions against class indices or soft targets.
+
+    .. math:: H(P, Q) = -\sum_c p_c \log q_c
+
+    With a class-index target ``y`` this is ``-log q_y`` (the negative log-likelihood).
+
+    Parameters
+    ----------
+    target : array_like
+        Either class indices of shape ``pred.shape`` without ``axis`` (integers, or floats
+        holding integral values such as ``1.0``), or probabilities of the shape of ``pred``.
+    pred : array_like
+        Predicted probabilities, or logits with ``from_logits=True``; classes along ``axis``.
+    axis : int, default -1
+        The class axis of ``pred`` (and of a soft ``target``).
+    from_logits : bool, default False
+        ``pred`` holds unnormalised log-probabilities, used through a shifted log-sum-exp:
+        ``-log softmax(x)_y = (m - x_y) + log1p(sum_{c != argmax} exp(x_c - m))``.
+    base : float, optional
+        Logarithm base: ``None`` for nats, ``2`` for bits.
+    eps : float or "auto", default "auto"
+        Predicted probabilities are clipped to ``[eps, 1 - eps]`` inside the log; ``"auto"`` is
+        ``np.finfo(pred.dtype).eps`` (after promotion); ``0`` disables clipping. Not used with
+        ``from_logits=True``.
+    label_smoothing : float, default 0.0
+        Replaces the target by ``(1 - s) * target + s / C``, as PyTorch.
+    class_weight : array_like, optional
+        One non-negative weight per class, as PyTorch's ``weight``: with class indices each
+        sample's loss is scaled by ``w[y]`` and ``"mean"`` divides by the sum of ``w[y]`` over
+        the non-ignored samples; with soft targets ``w_c`` scales each class term and ``"mean"``
+        divides by the number of samples (the sum of the sample weights).
+    ignore_index : int, optional
+        Class-index targets equal to it give 0.0 in ``"none"`` and count for nothing in
+        ``"sum"``/``"mean"`` (all ignored: ``"mean"`` is NaN). Not allowed with soft targets.
+    reduction : {"none", "sum", "mean"}, default "none"
+        ``"none"``: one value per sample, multiplied by its class and sample weights; ``"sum"``:
+        the exact sum of those; ``"mean"``: that sum divided by the sum of the weights that
+        multiplied them (``sum_i s_i w[y_i]``, or ``sum_i s_i`` with soft targets).
+    sample_weight : array_like, optional
+        One non-negative weight per sample.
+
+    Returns
+    -------
+    ndarray or scalar
+        Per-sample losses (the shape of ``pred`` without ``axis``) or a scalar, of the input's
+        float dtype.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not match, a label out of range or not integral (the message names its
+        position), a probability outside [0, 1], or an option out of its domain.
+    TypeError
+        An input that is not a real numeric array.
+
+    Notes
+    -----
+    Zero target probabilities contribute exactly 0. A NaN anywhere in a sample's row gives NaN
+    for that sample. Logits of magnitude 1e4 in float32 give finite, correct losses.
+
+    See Also
+    --------
+    binary_cross_entropy, perplexity, kl_divergence, torch.nn.functional.cross_entropy
+
+    Examples
+    --------
+    The worked example of the literature, in bits:
+
+    >>> import fastce
+    >>> P, Q = [0.10, 0.40, 0.50], [0.80, 0.15, 0.05]
+    >>> round(float(fastce.cross_entropy(P, Q, base=2)), 3)
+    3.288
+
+    Class indices from logits, mean over the batch:
+
+    >>> logits = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
+    >>> round(float(fastce.cross_entropy([0, 2], logits, from_logits=True, reduction="mean")), 6)
+    0.150302
+    """
+    return _cross_entropy(
+        target,
+        pred,
+        axis,
+        from_logits,
+        base,
+        eps,
+        label_smoothing,
+        class_weight,
+        ignore_index,
+        reduction,
+        sample_weight,
+    )
+
+
+def perplexity(
+    target: Any,
+    pred: Any,
+    *,
+    axis: int = -1,
+    from_logits: bool = False,
+    eps: float | Literal["auto"] = "auto",
+    class_weight: Any = None,
+    ignore_index: int | None = None,
+    sample_weight: Any = None,
+) -> Any:
+    r"""Perplexity: the exponential of the (weighted) mean cross-entropy in nats.
+
+    .. math:: \mathrm{PPL} = \exp\Big(\frac{\sum_i s_i w_{y_i} H_i}{\sum_i s_i w_{y_i}}\Big)
+
+    Parameters
+    ----------
+    target, pred, axis, from_logits, eps, class_weight, ignore_index, sample_weight
+        As in :func:`cross_entropy`; padding positions are left out with ``ignore_index``.
+
+    Returns
+    -------
+    scalar
+        Of ``pred``'s float dtype. The exponential is taken of the float64 mean, before the
+        result is rounded to float32 for float32 input.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`cross_entropy`.
+
+    See Also
+    --------
+    cross_entropy
+
+    Examples
+    --------
+    A model that spreads its mass evenly over 4 tokens has perplexity 4:
+
+    >>> import fastce
+    >>> round(float(fastce.perplexity([0, 3], [[0.25] * 4, [0.25] * 4])), 12)
+    4.0
+    """
+    pred_arr = v.as_float_array(pred, "pred")
+    mean = _cross_entropy(
+        target,
+        pred_arr,
+        axis,
+        from_logits,
+        None,
+        eps,
+        0.0,
+        class_weight,
+        ignore_index,
+        "mean",
+        sample_weight,
+        result_dtype=np.dtype(np.float64),
+    )
+    with np.errstate(over="ignore"):
+        return pred_arr.dtype.type(np.exp(mean))
+
+
+def kl_divergence(
+    p: Any,
+    q: Any,
+    *,
+    axis: int = -1,
+    from_logits: bool = False,
+    base: float | None = None,
+    eps: float | Literal["auto"] = "auto",
+    reduction: Reduction = "none",
+    sample_weight: Any = None,
+) -> Any:
+    r"""Kullback-Leibler divergence of ``q`` from ``p``, per distribution along ``axis``.
+
+    .. math:: \mathrm{KL}(P \,\|\, Q) = \sum_c p_c \log \frac{p_c}{q_c}
+
+    Parameters
+    ----------
+    p : array_like
+        Target probabilities (never clipped; zeros contribute exactly 0).
+    q : array_like
+        Predicted probabilities of the same shape, clipped to ``[eps, 1 - eps]`` inside the
+        log; or logits with ``from_logits=True``.
+    axis, base, reduction, sample_weight
+        As in :func:`entropy`.
+    from_logits : bool, default False
+        ``q`` holds logits (``p`` is always probabilities).
+    eps : float or "auto", default "auto"
+        Clipping of ``q``; ``"auto"`` is ``np.finfo(q.dtype).eps``; ``0`` disables it.
+
+    Returns
+    -------
+    ndarray or scalar
+        Of the shape of ``p`` without ``axis``, or a scalar.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Shapes that differ, probabilities outside [0, 1], options out of their domains,
+        non-numeric input.
+
+    Notes
+    -----
+    ``H(P, Q) = H(P) + KL(P || Q)`` holds to rounding. ``KL(P || P)`` is exactly 0.0 where no
+    clipping acts (every entry 0 or within ``[eps, 1 - eps]``; always with ``eps=0``); with the
+    default clipping an entry of exactly 1 contributes ``-log(1 - eps)``, about 2.2e-16. Each
+    term is ``p log(p / q)`` (one rounding, accurate for ``p`` close to ``q``), falling back to
+    ``p (log p - log q)`` when the ratio would overflow.
+
+    See Also
+    --------
+    js_divergence, cross_entropy, scipy.special.rel_entr
+
+    Examples
+    --------
+    >>> import fastce
+    >>> P, Q = [0.10, 0.40, 0.50], [0.80, 0.15, 0.05]
+    >>> round(float(fastce.kl_divergence(P, Q, base=2)), 3)
+    1.927
+    >>> float(fastce.kl_divergence(P, P))
+    0.0
+    """
+    p_arr, p_rows = _rows(p, "p", axis)
+    q_arr, q_rows = _rows(q, "q", axis)
+    v.same_shape(p_arr, q_arr, "p", "q")
+    from_logits = v.check_bool(from_logits, "from_logits")
+    reduction = v.check_reduction(reduction)
+    ln_base = v.ln_base(base)
+    eps_value = v.check_eps(eps, q_arr.dtype)
+    batch_shape = p_rows.shape[:-1]
+    weights = v.check_sample_weight(sample_weight, batch_shape)
+
+    def explain() -> None:
+        v.explain_probabilities(p_arr, "p")
+        if not from_logits:
+            v.explain_probabilities(q_arr, "q", logits_hint=True)
+
+    return run(
+        categorical.kl_kernel,
+        batch_shape,
+        [p_rows, q_rows],
+        [from_logits, eps_value, ln_base],
+        [weights],
+        reduction,
+        np.result_type(p_arr.dtype, q_arr.dtype),
+        explain,
+        p_rows.shape[-1],
+    )
+
+
+def js_divergence(
+    p: Any,
+    q: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    reduction: Reduction = "none",
+    sample_weight: Any = None,
+) -> Any:
+    r"""Jensen-Shannon divergence between distributions along ``axis``.
+
+    .. math:: \mathrm{JS}(P, Q) = \tfrac12 \mathrm{KL}(P \| M) + \tfrac12 \mathrm{KL}(Q \| M),
+              \qquad M = \tfrac12 (P + Q)
+
+    It is the square of ``scipy.spatial.distance.jensenshannon`` (which also renormalises its
+    inputs; fastce uses rows as given). Bounded by ``log 2`` (1 bit). Never clipped.
+
+    Parameters
+    ----------
+    p, q : array_like
+        Probabilities of the same shape, classes along ``axis``.
+    axis, base, reduction, sample_weight
+        As in :func:`entropy`.
+
+    Returns
+    -------
+    ndarray or scalar
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`kl_divergence`.
+
+    See Also
+    --------
+    kl_divergence, scipy.spatial.distance.jensenshannon
+
+    Examples
+    --------
+    >>> import fastce
+    >>> float(fastce.js_divergence([1.0, 0.0], [0.0, 1.0], base=2))
+    1.0
+    """
+    p_arr, p_rows = _rows(p, "p", axis)
+    q_arr, q_rows = _rows(q, "q", axis)
+    v.same_shape(p_arr, q_arr, "p", "q")
+    reduction = v.check_reduction(reduction)
+    ln_base = v.ln_base(base)
+    batch_shape = p_rows.shape[:-1]
+    weights = v.check_sample_weight(sample_weight, batch_shape)
+
+    def explain() -> None:
+        v.explain_probabilities(p_arr, "p")
+        v.explain_probabilities(q_arr, "q")
+
+    return run(
+        categorical.js_kernel,
+        batch_shape,
+        [p_rows, q_rows],
+        [ln_base],
+        [weights],
+        reduction,
+        np.result_type(p_arr.dtype, q_arr.dtype),
+        explain,
+        p_rows.shape[-1],
+    )
+
+
+def binary_cross_entropy(
+    target: Any,
+    pred: Any,
+    *,
+    from_logits: bool = False,
+    base: float | None = None,
+    eps: float | Literal["auto"] = "auto",
+    pos_weight: Any = None,
+    reduction: Reduction = "none",
+    sample_weight: Any = None,
+) -> Any:
+    r"""Element-wise binary cross-entropy (log loss), for binary and multi-label problems.
+
+    .. math:: \ell = -\big(w_+ \, y \log p + (1 - y) \log(1 - p)\big)
+
+    Parameters
+    ----------
+    target : array_like
+        Targets in [0, 1] (hard 0/1 or soft), the shape of ``pred``.
+    pred : array_like
+        Probabilities of the positive class, clipped to ``[eps, 1 - eps]`` inside both logs; or
+        logits with ``from_logits=True``, used in the stable form
+        ``max(x, 0) - x y + log1p(exp(-|x|))``.
+    from_logits : bool, default False
+    base : float, optional
+        Logarithm base (``None``: nats).
+    eps : float or "auto", default "auto"
+        As in :func:`cross_entropy`.
+    pos_weight : array_like, optional
+        Weight ``w_+`` of the positive term, broadcast against ``pred`` (one per label of a
+        multi-label input), as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    reduction : {"none", "sum", "mean"}, default "none"
+        ``"mean"`` is over all elements, weighted by ``sample_weight``.
+    sample_weight : array_like, optional
+        Non-negative weights broadcast against ``pred``; a 1-D array of length ``N`` is taken
+        as one weight per row of an ``(N, L)`` (or ``(N, ...)``) input.
+
+    Returns
+    -------
+    ndarray or scalar
+        Element-wise losses of ``pred``'s shape, or a scalar.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Shapes that differ or do not broadcast, values outside [0, 1], bad options.
+
+    Notes
+    -----
+    ``log(1 - p)`` is computed as ``log1p(-p)``. Terms with a zero coefficient contribute
+    exactly 0, so a perfect prediction gives 0.0 (with ``eps=0``) and an infinite logit on the
+    right side gives 0.0 rather than NaN.
+
+    See Also
+    --------
+    log_loss, torch.nn.functional.binary_cross_entropy_with_logits
+
+    Examples
+    --------
+    >>> import fastce
+    >>> y = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    >>> p = [0.8, 0.9, 0.9, 0.6, 0.8, 0.1, 0.4, 0.2, 0.1, 0.3]
+    >>> fastce.binary_cross_entropy(y, p).round(3)
+    array([0.223, 0.105, 0.105, 0.511, 0.223, 0.105, 0.511, 0.223, 0.105, 0.357])
+    >>> round(float(fastce.binary_cross_entropy(y, p, reduction="mean")), 3)
+    0.247
+    """
+    pred_arr = v.as_float_array(pred, "pred")
+    target_arr = v.as_float_array(target, "target")
+    v.same_shape(target_arr, pred_arr, "target", "pred")
+    from_logits = v.check_bool(from_logits, "from_logits")
+    reduction = v.check_reduction(reduction)
+    ln_base = v.ln_base(base)
+    eps_value = v.check_eps(eps, pred_arr.dtype)
+    shape = pred_arr.shape
+    pw = None
+    if pos_weight is not None:
+        pw = v.broadcast_weight(v.as_weight_array(pos_weight, "pos_weight"), shape, "pos_weight")
+    sw = None
+    if sample_weight is not None:
+        w = v.as_weight_array(sample_weight, "sample_weight")
+        if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
+            w = w.reshape(w.shape + (1,) * (len(shape) - 1))
+        sw = v.broadcast_weight(w, shape, "sample_weight")
+
+    def explain() -> None:
+        v.explain_probabilities(target_arr, "target")
+        if not from_logits:
+            v.explain_probabilities(pred_arr, "pred", logits_hint=True)
+
+    return run(
+        binary.bce_kernel,
+        shape,
+        [target_arr, pred_arr],
+        [from_logits, eps_value, ln_base],
+        [pw, sw],
+        reduction,
+        np.result_type(target_arr.dtype, pred_arr.dtype),
+        explain,
+        1,
+        inner=2,
+    )
+
+
+def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool) -> Any:
+    arr, rows = _rows(x, "x", axis)
+    batch_shape = rows.shape[:-1]
+    plan = v.BatchPlan(batch_shape, [rows])
+    if plan.n_pieces > v.MAX_PIECES:
+        rows = np.ascontiguousarray(rows)
+        plan = v.BatchPlan(batch_shape, [rows])
+    trailing = rows.shape[-1:] if keep_class_axis else ()
+    out = plan.empty_out(arr.dtype, trailing)
+    if rows.size:
+        for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(out, True)]):
+            kernel(x_piece, out_piece)
+    if keep_class_axis:
+        return np.moveaxis(out, -1, axis)
+    return out[()] if out.ndim == 0 else out
+
+
+def logsumexp(x: Any, *, axis: int = -1) -> Any:
+    r"""Log of the sum of exponentials along ``axis``, computed stably.
+
+    .. math:: \mathrm{lse}(x) = m + \log \sum_c e^{x_c - m}, \qquad m = \max_c x_c
+
+    Computed as ``m + log1p(sum_{c != argmax} exp(x_c - m))``, which keeps its relative accuracy
+    when the result is near 0. A row of ``-inf`` (or an empty row) gives ``-inf``; ``+inf`` gives
+    ``+inf``; NaN gives NaN. Unlike ``scipy.special.logsumexp`` the default axis is the last one.
+
+    Parameters
+    ----------
+    x : array_like
+        Real values (float32 stays float32, with float64 accumulation).
+    axis : int, default -1
+
+    Returns
+    -------
+    ndarray or scalar
+        ``x.shape`` without ``axis``.
+
+    See Also
+    --------
+    log_softmax, softmax, scipy.special.logsumexp
+
+    Examples
+    --------
+    >>> import fastce
+    >>> float(fastce.logsumexp([1000.0, 1000.0]) - 1000.0)
+    0.6931471805599453
+    """
+    return _transform(lse_kernels.logsumexp_rows, x, axis, keep_class_axis=False)
+
+
+def log_softmax(x: Any, *, axis: int = -1) -> Any:
+    r"""Logarithm of the softmax along ``axis``: ``x - logsumexp(x)``, computed stably.
+
+    .. math:: \log \mathrm{softmax}(x)_c = (x_c - m) - \log \sum_k e^{x_k - m}
+
+    Parameters
+    ----------
+    x : array_like
+    axis : int, default -1
+
+    Returns
+    -------
+    ndarray
+        The shape of ``x``.
+
+    See Also
+    --------
+    logsumexp, softmax
+
+    Examples
+    --------
+    >>> import fastce
+    >>> fastce.log_softmax([0.0, 0.0])
+    array([-0.69314718, -0.69314718])
+    """
+    return _transform(lse_kernels.log_softmax_rows, x, axis, keep_class_axis=True)
+
+
+def softmax(x: Any, *, axis: int = -1) -> Any:
+    r"""Softmax along ``axis``: ``exp(x - m) / sum exp(x - m)``.
+
+    .. math:: \mathrm{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}}
+
+    Parameters
+    ----------
+    x : array_like
+    axis : int, default -1 (``scipy.special.softmax`` defaults to ``axis=None``)
+
+    Returns
+    -------
+    ndarray
+        The shape of ``x``; a row of ``-inf`` gives NaN, as in SciPy and PyTorch.
+
+    See Also
+    --------
+    log_softmax, logsumexp
+
+    Examples
+    --------
+    >>> import fastce
+    >>> fastce.softmax([0.0, 0.0, 0.0, 0.0])
+    array([0.25, 0.25, 0.25, 0.25])
+    """
+    return _transform(lse_kernels.softmax_rows, x, axis, keep_class_axis=True)

@@ -1,0 +1,353 @@
+"""Naive, obviously correct reference implementations of every public function.
+
+Written for clarity, not speed: plain Python loops over samples and classes with ``math``
+functions on Python floats (float64), following the textbook formulas and the conventions of
+docs/api.md. Tests compare the kernels against these. They validate nothing beyond what the
+formulas need; they assume well-formed input.
+
+Each function takes the same arguments as its fast counterpart and returns float64 results
+(an ndarray for ``reduction="none"``, a Python float otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "binary_cross_entropy",
+    "cross_entropy",
+    "entropy",
+    "js_divergence",
+    "kl_divergence",
+    "log_loss",
+    "log_softmax",
+    "logsumexp",
+    "perplexity",
+    "softmax",
+]
+
+
+def _log(x: float) -> float:
+    if math.isnan(x):
+        return math.nan
+    if x == 0.0:
+        return -math.inf
+    if x == math.inf:
+        return math.inf
+    return math.log(x)
+
+
+def _clip(q: float, eps: float) -> float:
+    if math.isnan(q):
+        return q
+    return min(max(q, eps), 1.0 - eps)
+
+
+def _eps(eps: Any, dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) if eps == "auto" else float(eps)
+
+
+def _promoted(x: Any) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind == "f":
+        return a.astype(np.float32 if a.dtype.itemsize <= 4 else np.float64)
+    return a.astype(np.float64)
+
+
+def _rows(a: np.ndarray, axis: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    moved = np.moveaxis(a, axis, -1)
+    return moved.reshape(-1, moved.shape[-1]).astype(np.float64), moved.shape[:-1]
+
+
+def _reduce(values: list[float], weights: list[float], reduction: str, shape: Any) -> Any:
+    if reduction == "none":
+        return np.array(values, dtype=np.float64).reshape(shape)
+    total = math.fsum(values) if all(math.isfinite(x) for x in values) else sum(values)
+    if reduction == "sum":
+        return float(total)
+    w = math.fsum(weights)
+    return (
+        total / w
+        if w != 0
+        else (math.nan if total == 0 or math.isnan(total) else total * math.inf)
+    )
+
+
+def _lse(row: list[float]) -> float:
+    """log(sum(exp(x))) by shifting by the maximum; -inf for an empty or all -inf row."""
+    if any(math.isnan(x) for x in row):
+        return math.nan
+    m = max(row, default=-math.inf)
+    if m == -math.inf:
+        return -math.inf
+    if m == math.inf:
+        return math.inf
+    return m + math.log(math.fsum(math.exp(x - m) for x in row))
+
+
+def logsumexp(x: Any, *, axis: int = -1) -> Any:
+    rows, shape = _rows(_promoted(x), axis)
+    return np.array([_lse(list(r)) for r in rows]).reshape(shape)
+
+
+def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
+    a = _promoted(x)
+    moved = np.moveaxis(a, axis, -1)
+    rows = moved.reshape(-1, moved.shape[-1]).astype(np.float64)
+    out = np.empty_like(rows)
+    for i, r in enumerate(rows):
+        lse = _lse(list(r))
+        out[i] = [xc - lse for xc in r]
+    return np.moveaxis(out.reshape(moved.shape), -1, axis)
+
+
+def softmax(x: Any, *, axis: int = -1) -> np.ndarray:
+    a = _promoted(x)
+    moved = np.moveaxis(a, axis, -1)
+    rows = moved.reshape(-1, moved.shape[-1]).astype(np.float64)
+    out = np.empty_like(rows)
+    for i, r in enumerate(rows):
+        lse = _lse(list(r))
+        out[i] = [math.exp(xc - lse) if not math.isnan(xc - lse) else math.nan for xc in r]
+    return np.moveaxis(out.reshape(moved.shape), -1, axis)
+
+
+def _log_q(row: list[float], from_logits: bool, eps: float) -> list[float]:
+    """log q_c for each class: log_softmax of logits, or the log of clipped probabilities."""
+    if from_logits:
+        lse = _lse(row)
+        return [x - lse for x in row]
+    return [_log(_clip(q, eps)) for q in row]
+
+
+def _weights(sample_weight: Any, n: int) -> list[float]:
+    if sample_weight is None:
+        return [1.0] * n
+    return [float(w) for w in np.asarray(sample_weight, dtype=np.float64).reshape(-1)]
+
+
+def entropy(
+    p: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    from_logits: bool = False,
+    reduction: str = "none",
+    sample_weight: Any = None,
+) -> Any:
+    rows, shape = _rows(_promoted(p), axis)
+    lnb = 1.0 if base is None else math.log(base)
+    sw = _weights(sample_weight, len(rows))
+    values = []
+    for r, s in zip(rows, sw, strict=True):
+        row = list(r)
+        if from_logits:
+            if any(math.isnan(x) for x in row) or max(row, default=-math.inf) == -math.inf:
+                h = math.nan
+            else:
+                lse = _lse(row)
+                h = 0.0
+                for x in row:
+                    q = math.exp(x - lse)
+                    if q != 0.0:
+                        h -= q * (x - lse)
+        else:
+            h = -math.fsum(pc * _log(pc) for pc in row if pc != 0.0)
+        values.append(h / lnb * s)
+    return _reduce(values, sw, reduction, shape)
+
+
+def cross_entropy(
+    target: Any,
+    pred: Any,
+    *,
+    axis: int = -1,
+    from_logits: bool = False,
+    base: float | None = None,
+    eps: Any = "auto",
+    label_smoothing: float = 0.0,
+    class_weight: Any = None,
+    ignore_index: int | None = None,
+    reduction: str = "none",
+    sample_weight: Any = None,
+) -> Any:
+    pred_arr = _promoted(pred)
+    e = _eps(eps, pred_arr.dtype)
+    rows, shape = _rows(pred_arr, axis)
+    n_classes = rows.shape[1] if rows.ndim == 2 else 0
+    lnb = 1.0 if base is None else math.log(base)
+    cw = [1.0] * n_classes if class_weight is None else [float(w) for w in class_weight]
+    sw = _weights(sample_weight, len(rows))
+    s = float(label_smoothing)
+    t = np.asarray(target)
+    values: list[float] = []
+    weights: list[float] = []
+    if t.shape == np.moveaxis(pred_arr, axis, -1).shape[:-1]:
+        for r, y, sweight in zip(rows, t.reshape(-1), sw, strict=True):
+            if ignore_index is not None and y == ignore_index:
+                values.append(0.0)
+                continue
+            y = int(y)
+            logq = _log_q(list(r), from_logits, e)
+            if not from_logits and any(math.isnan(q) for q in r):
+                logq = [math.nan] * n_classes
+            nll = -cw[y] * logq[y]
+            if s:
+                smooth = -math.fsum(w * lq for w, lq in zip(cw, logq, strict=True))
+                nll = (1 - s) * nll + s / n_classes * smooth
+            values.append(nll / lnb * sweight)
+            weights.append(cw[y] * sweight)
+    else:
+        trows, _ = _rows(_promoted(target), axis)
+        for r, pr, sweight in zip(rows, trows, sw, strict=True):
+            logq = _log_q(list(r), from_logits, e)
+            loss = 0.0
+            for c in range(n_classes):
+                pc = (1 - s) * pr[c] + s / n_classes if s else pr[c]
+                if pc != 0.0:
+                    loss -= cw[c] * pc * logq[c]
+            if any(math.isnan(q) for q in r):
+                loss = math.nan
+            values.append(loss / lnb * sweight)
+            weights.append(sweight)
+    return _reduce(values, weights, reduction, shape)
+
+
+def perplexity(target: Any, pred: Any, **kwargs: Any) -> float:
+    mean = cross_entropy(target, pred, reduction="mean", **kwargs)
+    return math.exp(mean) if mean < 709 else math.inf
+
+
+def kl_divergence(
+    p: Any,
+    q: Any,
+    *,
+    axis: int = -1,
+    from_logits: bool = False,
+    base: float | None = None,
+    eps: Any = "auto",
+    reduction: str = "none",
+    sample_weight: Any = None,
+) -> Any:
+    q_arr = _promoted(q)
+    e = _eps(eps, q_arr.dtype)
+    prow, shape = _rows(_promoted(p), axis)
+    qrow, _ = _rows(q_arr, axis)
+    lnb = 1.0 if base is None else math.log(base)
+    sw = _weights(sample_weight, len(prow))
+    values = []
+    for pr, qr, s in zip(prow, qrow, sw, strict=True):
+        logq = _log_q(list(qr), from_logits, e)
+        kl = 0.0
+        for pc, lq in zip(pr, logq, strict=True):
+            if pc != 0.0:
+                kl += pc * (_log(pc) - lq)
+        if any(math.isnan(x) for x in qr):
+            kl = math.nan
+        values.append(kl / lnb * s)
+    return _reduce(values, sw, reduction, shape)
+
+
+def js_divergence(
+    p: Any,
+    q: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    reduction: str = "none",
+    sample_weight: Any = None,
+) -> Any:
+    prow, shape = _rows(_promoted(p), axis)
+    qrow, _ = _rows(_promoted(q), axis)
+    lnb = 1.0 if base is None else math.log(base)
+    sw = _weights(sample_weight, len(prow))
+    values = []
+    for pr, qr, s in zip(prow, qrow, sw, strict=True):
+        js = 0.0
+        for pc, qc in zip(pr, qr, strict=True):
+            m = (pc + qc) / 2
+            if pc != 0.0:
+                js += 0.5 * pc * (_log(pc) - _log(m))
+            if qc != 0.0:
+                js += 0.5 * qc * (_log(qc) - _log(m))
+        values.append(js / lnb * s)
+    return _reduce(values, sw, reduction, shape)
+
+
+def binary_cross_entropy(
+    target: Any,
+    pred: Any,
+    *,
+    from_logits: bool = False,
+    base: float | None = None,
+    eps: Any = "auto",
+    pos_weight: Any = None,
+    reduction: str = "none",
+    sample_weight: Any = None,
+) -> Any:
+    pred_arr = _promoted(pred)
+    e = _eps(eps, pred_arr.dtype)
+    shape = pred_arr.shape
+    y_all = _promoted(target).astype(np.float64).reshape(-1)
+    x_all = pred_arr.astype(np.float64).reshape(-1)
+    pw_all = (
+        np.broadcast_to(np.asarray(pos_weight, np.float64), shape).reshape(-1)
+        if pos_weight is not None
+        else np.ones(x_all.size)
+    )
+    if sample_weight is None:
+        sw_all = np.ones(x_all.size)
+    else:
+        w = np.asarray(sample_weight, np.float64)
+        if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
+            w = w.reshape(w.shape + (1,) * (len(shape) - 1))
+        sw_all = np.broadcast_to(w, shape).reshape(-1)
+    lnb = 1.0 if base is None else math.log(base)
+    values = []
+    for y, x, pw, s in zip(y_all, x_all, pw_all, sw_all, strict=True):
+        if from_logits:
+            # log sigmoid(x) and log(1 - sigmoid(x)) through their textbook definitions,
+            # evaluated so that large |x| does not overflow.
+            log_p = -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+            log_1mp = -x + log_p if x >= 0 else -math.log1p(math.exp(x))
+            if math.isnan(x):
+                log_p = log_1mp = math.nan
+        else:
+            pc = _clip(x, e)
+            log_p, log_1mp = _log(pc), math.log1p(-pc) if pc < 0.5 else _log(1.0 - pc)
+        loss = 0.0
+        if y != 0.0:
+            loss -= pw * y * log_p
+        if y != 1.0:
+            loss -= (1.0 - y) * log_1mp
+        values.append(loss / lnb * s)
+    return _reduce(values, list(sw_all), reduction, shape)
+
+
+def log_loss(
+    y_true: Any,
+    y_proba: Any,
+    *,
+    normalize: bool = True,
+    sample_weight: Any = None,
+    labels: Any = None,
+) -> float:
+    """The scikit-learn log loss, written out: one-hot by sorted labels, clip, average."""
+    proba = np.asarray(y_proba)
+    if proba.dtype.kind != "f":
+        proba = proba.astype(np.float64)
+    eps = float(np.finfo(proba.dtype).eps)
+    proba = proba.astype(np.float64)
+    if proba.ndim == 1:
+        proba = np.stack([1 - proba, proba], axis=1)
+    classes = sorted(set(np.asarray(labels if labels is not None else y_true).tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    sw = _weights(sample_weight, len(proba))
+    losses = []
+    for y, row in zip(np.asarray(y_true).tolist(), proba, strict=True):
+        losses.append(-_log(_clip(float(row[index[y]]), eps)))
+    total = math.fsum(loss * w for loss, w in zip(losses, sw, strict=True))
+    return total / math.fsum(sw) if normalize else total
