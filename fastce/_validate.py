@@ -116,7 +116,7 @@ def as_label_array(x: Any, name: str) -> np.ndarray:
         if big.size:
             pos = _position(np.unravel_index(int(big[0]), a.shape))
             raise ValueError(
-                f"{name} holds label {a.reshape(-1)[big[0]]} at position {pos}, which does "
+                f"{name} holds label {a.reshape(-1)[big[0]].item()} at position {pos}, which does "
                 "not fit in int64"
             )
     if kind in "iu":
@@ -133,7 +133,7 @@ def as_weight_array(x: Any, name: str) -> np.ndarray:
         bad = ~(np.isfinite(a) & (a >= 0))
         if bad.any():
             flat = int(np.flatnonzero(bad.reshape(-1))[0])
-            value = a.reshape(-1)[flat]
+            value = a.reshape(-1)[flat].item()
             pos = _position(np.unravel_index(flat, a.shape))
             raise ValueError(
                 f"{name} must be finite and non-negative; got {value!r} at position {pos}"

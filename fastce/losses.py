@@ -108,7 +108,7 @@ def entropy(
     """
     arr, rows = _rows(p, "p", axis)
     from_logits = v.check_bool(from_logits, "from_logits")
-    reduction = v.check_reduction(reduction)
+    checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     batch_shape = rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
@@ -122,7 +122,7 @@ def entropy(
         [rows],
         [from_logits, ln_base],
         [weights],
-        reduction,
+        checked_reduction,
         rows.dtype,
         explain,
         rows.shape[-1],
@@ -145,7 +145,7 @@ def _cross_entropy(
 ) -> Any:
     pred_arr, rows = _rows(pred, "pred", axis)
     from_logits = v.check_bool(from_logits, "from_logits")
-    reduction = v.check_reduction(reduction)
+    checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     eps_value = v.check_eps(eps, pred_arr.dtype)
     smoothing = v.check_smoothing(label_smoothing)
@@ -168,7 +168,7 @@ def _cross_entropy(
             [rows, labels],
             [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
             [weights],
-            reduction,
+            checked_reduction,
             result_dtype or rows.dtype,
             explain,
             n_classes,
@@ -194,7 +194,7 @@ def _cross_entropy(
             [soft_rows, rows],
             [from_logits, eps_value, cw, smoothing, ln_base],
             [weights],
-            reduction,
+            checked_reduction,
             result_dtype or np.result_type(soft.dtype, pred_arr.dtype),
             explain_soft,
             n_classes,
@@ -298,7 +298,7 @@ def cross_entropy(
 
     >>> logits = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
     >>> round(float(fastce.cross_entropy([0, 2], logits, from_logits=True, reduction="mean")), 6)
-    0.150302
+    0.175456
     """
     return _cross_entropy(
         target,
@@ -442,7 +442,7 @@ def kl_divergence(
     q_arr, q_rows = _rows(q, "q", axis)
     v.same_shape(p_arr, q_arr, "p", "q")
     from_logits = v.check_bool(from_logits, "from_logits")
-    reduction = v.check_reduction(reduction)
+    checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     eps_value = v.check_eps(eps, q_arr.dtype)
     batch_shape = p_rows.shape[:-1]
@@ -459,7 +459,7 @@ def kl_divergence(
         [p_rows, q_rows],
         [from_logits, eps_value, ln_base],
         [weights],
-        reduction,
+        checked_reduction,
         np.result_type(p_arr.dtype, q_arr.dtype),
         explain,
         p_rows.shape[-1],
@@ -512,7 +512,7 @@ def js_divergence(
     p_arr, p_rows = _rows(p, "p", axis)
     q_arr, q_rows = _rows(q, "q", axis)
     v.same_shape(p_arr, q_arr, "p", "q")
-    reduction = v.check_reduction(reduction)
+    checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
@@ -527,7 +527,7 @@ def js_divergence(
         [p_rows, q_rows],
         [ln_base],
         [weights],
-        reduction,
+        checked_reduction,
         np.result_type(p_arr.dtype, q_arr.dtype),
         explain,
         p_rows.shape[-1],
@@ -605,7 +605,7 @@ def binary_cross_entropy(
     target_arr = v.as_float_array(target, "target")
     v.same_shape(target_arr, pred_arr, "target", "pred")
     from_logits = v.check_bool(from_logits, "from_logits")
-    reduction = v.check_reduction(reduction)
+    checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     eps_value = v.check_eps(eps, pred_arr.dtype)
     shape = pred_arr.shape
@@ -630,7 +630,7 @@ def binary_cross_entropy(
         [target_arr, pred_arr],
         [from_logits, eps_value, ln_base],
         [pw, sw],
-        reduction,
+        checked_reduction,
         np.result_type(target_arr.dtype, pred_arr.dtype),
         explain,
         1,
@@ -681,9 +681,12 @@ def logsumexp(x: Any, *, axis: int = -1) -> Any:
 
     Examples
     --------
+    >>> import numpy as np
     >>> import fastce
-    >>> float(fastce.logsumexp([1000.0, 1000.0]) - 1000.0)
-    0.6931471805599453
+    >>> float(fastce.logsumexp([1000.0, 1000.0]))  # 1000 + log(2), no overflow
+    1000.6931471805599
+    >>> fastce.logsumexp([[0.0, -np.inf], [-np.inf, -np.inf]])
+    array([  0., -inf])
     """
     return _transform(lse_kernels.logsumexp_rows, x, axis, keep_class_axis=False)
 

@@ -57,9 +57,9 @@ def _promoted(x: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _rows(a: np.ndarray, axis: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def _rows(a: np.ndarray, axis: int) -> tuple[list[list[float]], tuple[int, ...]]:
     moved = np.moveaxis(a, axis, -1)
-    return moved.reshape(-1, moved.shape[-1]).astype(np.float64), moved.shape[:-1]
+    return moved.reshape(-1, moved.shape[-1]).astype(np.float64).tolist(), moved.shape[:-1]
 
 
 def _reduce(values: list[float], weights: list[float], reduction: str, shape: Any) -> Any:
@@ -76,21 +76,29 @@ def _reduce(values: list[float], weights: list[float], reduction: str, shape: An
     )
 
 
-def _lse(row: list[float]) -> float:
-    """log(sum(exp(x))) by shifting by the maximum; -inf for an empty or all -inf row."""
+def _lse_parts(row: list[float]) -> tuple[float, float]:
+    """(m, log(sum(exp(x - m)))) with m the maximum, the log written as log1p of the sum of
+    the other terms so that it keeps its relative accuracy when it is tiny."""
     if any(math.isnan(x) for x in row):
-        return math.nan
+        return math.nan, math.nan
     m = max(row, default=-math.inf)
     if m == -math.inf:
-        return -math.inf
+        return -math.inf, 0.0
     if m == math.inf:
-        return math.inf
-    return m + math.log(math.fsum(math.exp(x - m) for x in row))
+        return math.inf, math.nan if row.count(math.inf) > 1 else 0.0
+    j = row.index(m)
+    return m, math.log1p(math.fsum(math.exp(x - m) for c, x in enumerate(row) if c != j))
+
+
+def _lse(row: list[float]) -> float:
+    """log(sum(exp(x))); -inf for an empty or all -inf row."""
+    m, log_sum = _lse_parts(row)
+    return m + log_sum
 
 
 def logsumexp(x: Any, *, axis: int = -1) -> Any:
     rows, shape = _rows(_promoted(x), axis)
-    return np.array([_lse(list(r)) for r in rows]).reshape(shape)
+    return np.array([_lse(r) for r in rows], dtype=np.float64).reshape(shape)
 
 
 def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
@@ -98,9 +106,9 @@ def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
     moved = np.moveaxis(a, axis, -1)
     rows = moved.reshape(-1, moved.shape[-1]).astype(np.float64)
     out = np.empty_like(rows)
-    for i, r in enumerate(rows):
-        lse = _lse(list(r))
-        out[i] = [xc - lse for xc in r]
+    for i, r in enumerate(rows.tolist()):
+        m, log_sum = _lse_parts(r)
+        out[i] = [(xc - m) - log_sum for xc in r]
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
 
@@ -109,8 +117,8 @@ def softmax(x: Any, *, axis: int = -1) -> np.ndarray:
     moved = np.moveaxis(a, axis, -1)
     rows = moved.reshape(-1, moved.shape[-1]).astype(np.float64)
     out = np.empty_like(rows)
-    for i, r in enumerate(rows):
-        lse = _lse(list(r))
+    for i, r in enumerate(rows.tolist()):
+        lse = _lse(r)
         out[i] = [math.exp(xc - lse) if not math.isnan(xc - lse) else math.nan for xc in r]
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
@@ -118,8 +126,8 @@ def softmax(x: Any, *, axis: int = -1) -> np.ndarray:
 def _log_q(row: list[float], from_logits: bool, eps: float) -> list[float]:
     """log q_c for each class: log_softmax of logits, or the log of clipped probabilities."""
     if from_logits:
-        lse = _lse(row)
-        return [x - lse for x in row]
+        m, log_sum = _lse_parts(row)
+        return [(x - m) - log_sum for x in row]
     return [_log(_clip(q, eps)) for q in row]
 
 
@@ -177,7 +185,7 @@ def cross_entropy(
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
     rows, shape = _rows(pred_arr, axis)
-    n_classes = rows.shape[1] if rows.ndim == 2 else 0
+    n_classes = np.moveaxis(pred_arr, axis, -1).shape[-1]
     lnb = 1.0 if base is None else math.log(base)
     cw = [1.0] * n_classes if class_weight is None else [float(w) for w in class_weight]
     sw = _weights(sample_weight, len(rows))
@@ -186,7 +194,7 @@ def cross_entropy(
     values: list[float] = []
     weights: list[float] = []
     if t.shape == np.moveaxis(pred_arr, axis, -1).shape[:-1]:
-        for r, y, sweight in zip(rows, t.reshape(-1), sw, strict=True):
+        for r, y, sweight in zip(rows, t.reshape(-1).tolist(), sw, strict=True):
             if ignore_index is not None and y == ignore_index:
                 values.append(0.0)
                 continue
@@ -307,7 +315,9 @@ def binary_cross_entropy(
         sw_all = np.broadcast_to(w, shape).reshape(-1)
     lnb = 1.0 if base is None else math.log(base)
     values = []
-    for y, x, pw, s in zip(y_all, x_all, pw_all, sw_all, strict=True):
+    for y, x, pw, s in zip(
+        y_all.tolist(), x_all.tolist(), pw_all.tolist(), sw_all.tolist(), strict=True
+    ):
         if from_logits:
             # log sigmoid(x) and log(1 - sigmoid(x)) through their textbook definitions,
             # evaluated so that large |x| does not overflow.

@@ -41,10 +41,19 @@ def row_max(row):
 def sum_exp_others(row, m, j):
     """s' = sum over c != j of exp(x_c - m), in float64.
 
-    A row whose maximum is -inf (all -inf, or empty) has s' = 0 so that its logsumexp is -inf.
+    A row whose maximum is -inf (all -inf, or empty) has s' = 0 so that its logsumexp is -inf;
+    one whose maximum is +inf has s' = 0 too (logsumexp +inf, even with several +inf) unless it
+    holds a NaN.
     """
     if m == -np.inf:
         return 0.0
+    if m == np.inf:
+        s = 0.0
+        for col in range(row.shape[0]):
+            v = np.float64(row[col])
+            if v != v:
+                s = v
+        return s
     s = 0.0
     for col in range(row.shape[0]):
         if col != j:

@@ -1,0 +1,51 @@
+"""Importing compiles nothing, and a second process loads every kernel from the disk cache."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys, time
+    from numba.core import event
+    compiled = []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            compiled.append(str(ev.data["dispatcher"].py_func.__qualname__))
+        def on_end(self, ev):
+            pass
+    event.register("numba:compile", Listener())
+    start = time.perf_counter()
+    import fastce
+    import_seconds = time.perf_counter() - start
+    after_import = list(compiled)
+    if sys.argv[1] == "call":
+        import numpy as np
+        x = np.random.default_rng(0).normal(size=(50, 4))
+        fastce.cross_entropy(np.zeros(50, int), x, from_logits=True, reduction="mean")
+        fastce.entropy(fastce.softmax(x))
+    print(json.dumps({"after_import": after_import, "all": compiled,
+                      "import_seconds": import_seconds}))
+    """
+)
+
+
+def _probe(mode, cache_dir):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_compiles_nothing(tmp_path):
+    assert _probe("import", tmp_path)["after_import"] == []
+
+
+def test_second_process_does_not_recompile(tmp_path):
+    first = _probe("call", tmp_path)
+    assert first["all"], "the first process should have compiled the kernels it used"
+    second = _probe("call", tmp_path)
+    assert second["all"] == [], f"recompiled in a second process: {second['all']}"

@@ -1,0 +1,56 @@
+"""Every public function against the naive reference, over shapes, dtypes, axes and options."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from .registry import REGISTRY
+from .tolerances import assert_matches
+
+CASES = [(key, i) for key, entry in REGISTRY.items() for i in range(len(entry.variants))]
+
+
+def _magnitude(arrays):
+    finite = [np.abs(a[np.isfinite(a)]).max(initial=0.0) for a in arrays if a.dtype.kind == "f"]
+    return max(finite, default=1.0) + 40.0  # 40 ~ |log| of the smallest clipped probability
+
+
+@pytest.mark.parametrize("key,variant_index", CASES)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    batch=st.lists(st.integers(0, 5), min_size=0, max_size=3).map(tuple),
+    n_classes=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+    axis_from_end=st.integers(0, 3),
+    reduction=st.sampled_from(["none", "sum", "mean"]),
+    weighted=st.booleans(),
+)
+def test_matches_reference(
+    key, variant_index, dtype, batch, n_classes, seed, axis_from_end, reduction, weighted
+):
+    entry = REGISTRY[key]
+    rng = np.random.default_rng(seed)
+    variant = entry.variants[variant_index]
+    args, kwargs = entry.make(rng, batch, n_classes, dtype, variant)
+    ndim = len(batch) + 1
+    if entry.kind != "elementwise":
+        axis = ndim - 1 - min(axis_from_end, ndim - 1)
+        args = tuple(np.moveaxis(a, -1, axis) if a.ndim == ndim else a for a in args)
+        kwargs["axis"] = axis
+    if entry.reduces:
+        kwargs["reduction"] = reduction
+        if weighted:
+            shape = batch + (n_classes,) if entry.kind == "elementwise" else batch
+            kwargs["sample_weight"] = rng.random(shape) * 2
+    elif reduction != "none" or weighted:
+        return
+    got = entry.fast(*args, **kwargs)
+    want = entry.ref(*args, **kwargs)
+    out_dtype = np.result_type(*[a.dtype for a in args if a.dtype.kind == "f"])
+    if isinstance(got, np.ndarray):
+        assert got.dtype == out_dtype
+    else:
+        assert type(got) is out_dtype.type
+    n_terms = n_classes * max(int(np.prod(batch)), 1) if reduction != "none" else n_classes
+    assert_matches(got, want, out_dtype, n_terms, _magnitude(args))

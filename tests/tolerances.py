@@ -1,0 +1,33 @@
+"""Tolerances, stated per dtype, used by the comparisons with the reference and the peers.
+
+float64: the kernels and the reference both compute in float64; they differ by the rounding
+of a few operations per term and by the order of summation (the reference uses math.fsum), so
+a value agrees to ``RTOL64`` relative, plus an absolute term for sums with cancellation that is
+proportional to the number of terms and the size of the largest one.
+
+float32: inputs are float32, but everything is computed in float64 and rounded once, so the
+result is within half an ulp of float32 (2**-24 relative) of the float64 value, plus the same
+absolute term.
+"""
+
+import numpy as np
+
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2.0**-23}
+
+
+def atol(dtype, n_terms, magnitude):
+    """Absolute slack for a sum of ``n_terms`` terms each at most ``magnitude`` in size."""
+    return 1e-14 * max(n_terms, 1) * max(magnitude, 1.0)
+
+
+def assert_matches(actual, expected, dtype, n_terms=1, magnitude=1.0):
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    np.testing.assert_allclose(
+        actual,
+        expected,
+        rtol=RTOL[np.dtype(dtype)],
+        atol=atol(dtype, n_terms, magnitude),
+        equal_nan=True,
+    )
