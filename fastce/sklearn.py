@@ -25,15 +25,42 @@ class InvalidParameterError(ValueError, TypeError):
     """An argument of the wrong kind (scikit-learn raises its class of the same name)."""
 
 
-def _check_proba(y_proba: Any) -> np.ndarray:
-    if np.ndim(y_proba) == 0 and not hasattr(y_proba, "__array__"):
+def _is_array_like(x: Any) -> bool:
+    """scikit-learn's "array-like": has a length, a shape or __array__, and is not a scalar."""
+    if isinstance(x, (str, bytes)) or np.isscalar(x):
+        return False
+    return hasattr(x, "__len__") or hasattr(x, "shape") or hasattr(x, "__array__")
+
+
+def _validate_params(
+    y_true: Any, y_proba: Any, normalize: Any, sample_weight: Any, labels: Any
+) -> None:
+    """The argument kinds scikit-learn's ``validate_params`` enforces, in the same order."""
+    for name, value in [("y_true", y_true), ("y_proba", y_proba)]:
+        if not _is_array_like(value):
+            raise InvalidParameterError(
+                f"The '{name}' parameter of log_loss must be an array-like. Got {value!r} instead."
+            )
+    if not isinstance(normalize, (bool, np.bool_)):
         raise InvalidParameterError(
-            f"The 'y_proba' parameter of log_loss must be an array-like. Got {y_proba!r} instead."
+            "The 'normalize' parameter of log_loss must be an instance of 'bool' or an "
+            f"instance of 'numpy.bool'. Got {normalize!r} instead."
         )
+    for name, value in [("sample_weight", sample_weight), ("labels", labels)]:
+        if value is not None and not _is_array_like(value):
+            raise InvalidParameterError(
+                f"The '{name}' parameter of log_loss must be an array-like or None. "
+                f"Got {value!r} instead."
+            )
+
+
+def _check_proba(y_proba: Any) -> np.ndarray:
     a = np.asarray(y_proba)
     if a.dtype.kind in "USO" and not isinstance(y_proba, np.ndarray):
         a = np.asarray(y_proba, dtype=np.float64)  # "could not convert string to float: 'a'"
     if a.dtype.kind == "c":
+        if isinstance(y_proba, np.ndarray):
+            raise ValueError(f"Complex data not supported\n{y_proba}\n")
         raise TypeError("float() argument must be a string or a real number, not 'complex'")
     if a.dtype.kind == "f" and a.dtype.itemsize <= 8:
         pass  # float16, float32 and float64 keep their dtype, as in scikit-learn
@@ -62,7 +89,7 @@ def _target_type(y: np.ndarray) -> str:
         values = np.unique(y) if y.size else y
         if y.dtype.kind in "biuf" and np.isin(values, [0, 1]).all():
             return "multilabel-indicator"
-        raise ValueError(f"Unknown label type: {y!r}")
+        raise ValueError("Multioutput target data is not supported with label binarization")
     if y.ndim > 2:
         raise ValueError(f"Unknown label type: {y!r}")
     flat = y.reshape(-1)
@@ -74,6 +101,8 @@ def _target_type(y: np.ndarray) -> str:
             )
         if not any(is_str) and not all(isinstance(v, numbers.Real) for v in flat):
             raise ValueError(f"Unknown label type: ({flat.tolist()},)")
+    if y.dtype.kind == "f" and np.isnan(flat).any():
+        raise ValueError("Input y contains NaN.")
     if y.dtype.kind == "f" and flat.size and not np.all(np.floor(flat) == flat):
         raise ValueError(f"Unknown label type: ({flat.tolist()},)")
     return "multiclass"
@@ -82,23 +111,18 @@ def _target_type(y: np.ndarray) -> str:
 def _check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
-    if isinstance(sample_weight, numbers.Number):
-        w = np.full(n, float(sample_weight))  # type: ignore[arg-type]
-    else:
-        w = np.asarray(sample_weight)
-        w = w.astype(np.float64) if w.dtype not in (np.float32, np.float64) else w
-        w = np.ascontiguousarray(w, dtype=np.float64)
-        if np.isnan(w).any():
-            raise ValueError("Input sample_weight contains NaN.")
-        if np.isinf(w).any():
-            raise ValueError(
-                "Input sample_weight contains infinity or a value too large for dtype('float64')."
-            )
-        if w.ndim != 1:
-            raise ValueError(
-                f"Sample weights must be 1D array or scalar, got {w.ndim}D array. Expected "
-                f"either a scalar value or a 1D array of length {n}."
-            )
+    w = np.ascontiguousarray(np.asarray(sample_weight), dtype=np.float64)
+    if np.isnan(w).any():
+        raise ValueError("Input sample_weight contains NaN.")
+    if np.isinf(w).any():
+        raise ValueError(
+            "Input sample_weight contains infinity or a value too large for dtype('float64')."
+        )
+    if w.ndim != 1:
+        raise ValueError(
+            f"Sample weights must be 1D array or scalar, got {w.ndim}D array. Expected "
+            f"either a scalar value or a 1D array of length {n}."
+        )
     if np.all(w == 0):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return w
@@ -178,74 +202,29 @@ def log_loss(
     ...                [[.1, .9], [.9, .1], [.8, .2], [.35, .65]]), 5)
     0.21616
     """
+    _validate_params(y_true, y_proba, normalize, sample_weight, labels)
     proba = _check_proba(y_proba)
     dtype = proba.dtype
     eps = float(np.finfo(dtype).eps)
-    kernel_proba = proba.astype(np.float32) if dtype == np.float16 else proba
-    y = np.asarray(y_true)
-    if isinstance(y_true, (list, tuple)) and y.dtype.kind == "U":
-        # NumPy turns [1, "a"] into strings; scikit-learn looks at the original elements.
-        if len({isinstance(label, str) for label in y_true}) > 1:
-            raise_later: Exception | None = ValueError(
-                f"Mix of label input types (string and number); Got {y}."
-            )
-        else:
-            raise_later = None
-    else:
-        raise_later = None
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
     n = proba.shape[0]
-    lengths = [n, _num_samples(y)]
-    if sample_weight is not None:
-        lengths.append(_num_samples(sample_weight))
-    check_length_later = len(set(lengths)) > 1
-
     binary = proba.ndim == 1 or proba.shape[1] == 1
-    rows = kernel_proba.reshape(n, -1)
-    weights = None
-    no_weights = np.empty(0, np.float64)
+    # float16 is scored in float32 (Numba has no float16 arithmetic), clipped at its own eps.
+    rows = (proba.astype(np.float32) if dtype == np.float16 else proba).reshape(n, -1)
 
-    # Map labels to columns first (it may fail), but raise in scikit-learn's order: the
-    # y_proba checks (NaN, inf, range) come before the length, weight and label checks.
-    label_error: Exception | None = None
-    index = None
-    indicator = None
-    classes: np.ndarray = np.empty(0)
-    try:
-        if check_length_later:
-            raise ValueError(
-                f"Found input variables with inconsistent numbers of samples: {lengths}"
-            )
-        weights = _check_sample_weight(sample_weight, n)
-        if raise_later is not None:
-            raise raise_later
-        kind = _target_type(y)
-        if kind == "multilabel-indicator":
-            indicator = np.asarray(y, dtype=dtype if dtype != np.float16 else np.float32)
-            classes = np.arange(y.shape[1])
-        else:
-            index, classes = _label_index(y, labels)
-    except ValueError as exc:
-        label_error = exc
+    # Everything about y_true, labels and weights is worked out first, but what it raises or
+    # warns is held back: scikit-learn checks y_proba (NaN, inf, range) before any of it.
+    encoding = _Encoding(y_true, labels, sample_weight, n, dtype)
 
     nchunks = _reduce.n_chunks(n, rows.shape[1])
     buffers = _reduce.Buffers.new(nchunks, reduce=True)
     stats = np.zeros((nchunks, 5), np.float64)
-    if index is not None:
-        log_loss_kernel(
-            rows,
-            index,
-            binary,
-            dtype != np.float64,
-            eps,
-            weights if weights is not None else no_weights,
-            buffers.acc,
-            buffers.counts,
-            stats,
-        )
-    else:
-        _stats_only(rows, stats)
+    weights = encoding.weights if encoding.weights is not None else np.empty(0, np.float64)
+    index = encoding.index if encoding.index is not None else np.zeros(n, np.int64)
+    # One pass: the loss, and every statistic scikit-learn checks. With an indicator target
+    # (or labels that failed to encode) the loss part is thrown away and redone below.
+    log_loss_kernel(
+        rows, index, binary, dtype != np.float64, eps, weights, buffers.acc, buffers.counts, stats
+    )
     if stats[:, 2].any():
         raise ValueError("Input contains NaN.")
     if stats[:, 3].any():
@@ -257,14 +236,17 @@ def log_loss(
         raise ValueError(f"y_prob contains values greater than 1: {dtype.type(highest)}")
     if lowest < 0:
         raise ValueError(f"y_prob contains values lower than 0: {dtype.type(lowest)}")
-    if label_error is not None:
-        raise label_error
+    for message in encoding.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    if encoding.error is not None:
+        raise encoding.error
     if stats[:, 4].any():
         warnings.warn(
             "The y_prob values do not sum to one. Make sure to pass probabilities.",
             UserWarning,
             stacklevel=2,
         )
+    classes = encoding.classes
     n_columns = 2 if binary else rows.shape[1]
     if classes.shape[0] != n_columns:
         if labels is None:
@@ -277,17 +259,18 @@ def log_loss(
             "The number of classes in labels is different from that in y_prob. Classes "
             f"found in labels: {classes}"
         )
-    if indicator is not None:
+    if encoding.indicator is not None:
+        buffers = _reduce.Buffers.new(nchunks, reduce=True)
         soft_ce_kernel(
-            indicator,
+            encoding.indicator,
             rows,
             False,
             eps,
             np.empty(0, np.float64),
             0.0,
             1.0,
-            weights if weights is not None else no_weights,
-            np.empty(0, np.float64),
+            weights,
+            np.empty(0, rows.dtype),
             buffers.acc,
             buffers.counts,
             buffers.bad,
@@ -300,18 +283,66 @@ def log_loss(
     return float(total / weight)
 
 
-def _label_index(y: np.ndarray, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+class _Encoding:
+    """y_true encoded as column indices (or an indicator matrix), with the classes, the checked
+    sample weights, and the error and warnings scikit-learn would raise on the way."""
+
+    def __init__(self, y_true: Any, labels: Any, sample_weight: Any, n: int, dtype: Any) -> None:
+        self.index: np.ndarray | None = None
+        self.indicator: np.ndarray | None = None
+        self.classes: np.ndarray = np.empty(0)
+        self.weights: np.ndarray | None = None
+        self.warnings: list[str] = []
+        self.error: Exception | None = None
+        try:
+            self._encode(y_true, labels, sample_weight, n, dtype)
+        except ValueError as exc:
+            self.error = exc
+
+    def _encode(self, y_true: Any, labels: Any, sample_weight: Any, n: int, dtype: Any) -> None:
+        y = np.asarray(y_true)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        lengths = [n, _num_samples(y)]
+        if sample_weight is not None:
+            lengths.append(_num_samples(sample_weight))
+        if len(set(lengths)) > 1:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: {lengths}"
+            )
+        self.weights = _check_sample_weight(sample_weight, n)
+        _check_label_mix(y_true, y)
+        if labels is not None:
+            _check_label_mix(labels, np.asarray(labels))
+        if _target_type(y) == "multilabel-indicator":
+            if labels is not None:
+                _, _ = _label_index(np.unique(y), labels, self.warnings)
+                raise ValueError("The object was not fitted with multilabel input.")
+            self.indicator = np.asarray(y, dtype=np.float64 if dtype == np.float64 else np.float32)
+            self.classes = np.arange(y.shape[1])
+            return
+        self.index, self.classes = _label_index(y, labels, self.warnings)
+
+
+def _check_label_mix(original: Any, array: np.ndarray) -> None:
+    """NumPy turns [1, "a"] into strings; scikit-learn looks at the original elements."""
+    if isinstance(original, (list, tuple)) and array.dtype.kind == "U":
+        if len({isinstance(label, str) for label in original}) > 1:
+            raise ValueError(f"Mix of label input types (string and number); Got {array}.")
+
+
+def _label_index(
+    y: np.ndarray, labels: Any, warnings_out: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Column index of every label (sorted label order, as LabelBinarizer) and the classes."""
     if labels is not None:
         given = np.asarray(labels)
         classes = np.unique(given)
         if classes.shape != given.shape or not np.all(classes == given):
-            warnings.warn(
+            warnings_out.append(
                 f"Labels passed were {labels}. But this function assumes labels are ordered "
                 f"lexicographically. Pass the ordered labels={classes.tolist()} and ensure "
-                "that the columns of y_prob correspond to this ordering.",
-                UserWarning,
-                stacklevel=3,
+                "that the columns of y_prob correspond to this ordering."
             )
         position = np.searchsorted(classes, y)
         inside = position < classes.shape[0]
@@ -336,16 +367,3 @@ def _label_index(y: np.ndarray, labels: Any) -> tuple[np.ndarray, np.ndarray]:
             "expected class labels explicitly through the labels argument."
         )
     return inverse.reshape(-1).astype(np.int64), classes
-
-
-def _stats_only(rows: np.ndarray, stats: np.ndarray) -> None:
-    """The y_proba statistics on the error path (no labels to score)."""
-    with np.errstate(invalid="ignore"):
-        stats[0, 0] = np.nanmin(rows) if not np.isnan(rows).all() else np.nan
-        stats[0, 1] = np.nanmax(rows) if not np.isnan(rows).all() else np.nan
-    stats[0, 2] = float(np.isnan(rows).any())
-    stats[0, 3] = float(np.isinf(rows).any())
-    if rows.shape[1] > 1:
-        eps = float(np.finfo(rows.dtype).eps)
-        sums = rows.sum(axis=1, dtype=np.float64)
-        stats[0, 4] = float(not np.all(np.abs(sums - 1.0) <= 1e-8 + np.sqrt(eps)))

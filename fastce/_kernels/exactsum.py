@@ -45,11 +45,12 @@ Special values do not raise: the result is NaN when a NaN, or both +inf and -inf
 otherwise +inf/-inf when that infinity was added; a finite exact sum whose correctly rounded value
 is out of range gives +-inf, as IEEE arithmetic would (``math.fsum`` raises OverflowError there).
 
-All functions here are compiled without any fast-math flag: the integer arithmetic is exact only
-if LLVM compiles it as written. Kernels elsewhere may use fast-math flags for their own float code,
-but must call these helpers from functions whose flags do not include ``reassoc`` on floats fed
-into them... in practice the helpers are integer code and unaffected; the float -> bits step is a
-bit cast, which no fast-math flag touches.
+Everything here is compiled with no fast-math flag: the exactness rests on integer arithmetic done
+exactly as written, and specials are detected on the bit pattern. A caller that inlines
+``acc_add`` into a loop compiled with fast-math flags must still leave out ``nnan``/``ninf``: under
+them LLVM may treat a NaN or infinite ``x`` as impossible, and the special-value slots would then
+never be set. (Under ``nsz`` a computed -0.0 may arrive as +0.0, which only matters for the sign
+of an all-negative-zero sum.)
 
 Caching caveat: Numba's on-disk cache keys a function on its own source file only. A kernel in
 another module that calls (and so inlines) these helpers keeps its stale cached machine code when
@@ -77,7 +78,7 @@ FLAG_OTHER = N_BINS + 4
 N_FLAGS = 5
 
 ACC_LEN = N_BINS + 8
-"""Length of one accumulator row: bins, 5 flags and 3 spare slots (17,472 bytes, 64-byte multiple)."""
+"""Length of one accumulator row: bins, 5 flags, 3 spare slots (17,472 bytes: 64-byte multiple)."""
 
 # Module-level int64 constants: Numba freezes globals, and keeping them np.int64 stops a literal
 # such as 1 << 63 from being typed uint64 (int64 op uint64 is float64 in Numba's typing rules).
@@ -138,8 +139,8 @@ def _bits_to_f64(typingctx, bits):
 def _carry(acc, e):
     """Move the high part of bin e up by 32 bins until every touched bin is within the limit.
 
-    Kept out of line: it runs about once per 2**9 additions to a bin, and inlining it would only
-    bloat every caller's loop.
+    A function of its own because it is cold (about once per 2**9 additions to a bin); whether
+    LLVM inlines it or not, the hot path only pays for the compare that guards it.
     """
     while e + 32 < N_BINS:
         b = acc[e]
@@ -164,10 +165,12 @@ def _add_special(acc, bits):
 
 @njit(inline="always", cache=True)
 def acc_add(acc, x):
-    """Add one float (float64, or anything that converts to float64 exactly) to ``acc``.
+    """Add one float (float64, or float32, which converts to float64 exactly) to ``acc``.
 
     The hot path: a bit cast, a few integer operations and one read-modify-write of the bin; the
-    rare cases (specials, zeros, carries) branch off.
+    rare cases (specials, zeros, carries) branch off. Inlined into the caller by Numba, so a
+    kernel's ``prange`` body can call it once per value at no call cost. Integers are converted
+    with ``np.float64`` first (rounded if beyond 2**53).
     """
     bits = _f64_to_bits(np.float64(x))
     e = (bits >> 52) & _EXP_MASK
@@ -223,8 +226,7 @@ def acc_merge(dst, src):
 @njit(cache=True)
 def acc_clear(acc):
     """Reset ``acc`` to the empty sum."""
-    for i in range(acc.shape[0]):
-        acc[i] = 0
+    acc[:] = 0
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -234,9 +236,9 @@ def acc_clear(acc):
 def _to_limbs(acc, limbs):
     """Write |exact sum| (in units of 2**-1074) into 32-bit limbs; return -1, 0 or +1 (its sign).
 
-    Each bin b at bit offset p = e - 1 is split into 32-bit pieces and added to the limbs it
-    overlaps, so every piece is below 2**32 in magnitude and a limb, which at most ~96 pieces reach,
-    cannot overflow before one carry-normalising sweep makes every limb a digit in [0, 2**32).
+    Each bin b at bit offset p = e - 1 is split into 32-bit pieces added to the limbs it overlaps.
+    Every piece is below 2**32 in magnitude and at most 96 pieces reach one limb, so no limb can
+    overflow before one carry-normalising sweep makes every limb a digit in [0, 2**32).
     """
     for i in range(_N_LIMBS):
         limbs[i] = 0
@@ -341,10 +343,12 @@ def acc_value(acc):
                 mant += 1
         # value = mant * 2**(low - 1074), so the biased exponent is low + 1 with mant's leading
         # bit as the hidden bit. Adding mant (leading bit included) to low << 52 gives exactly that
-        # pattern, and a mantissa that rounded up to 2**53 carries into the exponent by itself.
-        out = (low << 52) + mant
-        if out >= _INF_BITS:
-            out = _INF_BITS  # correctly rounded value beyond DBL_MAX: overflow to infinity
+        # pattern, and a mantissa that rounded up to 2**53 carries into the exponent by itself (up
+        # to exponent field 2047 with fraction 0, which is the pattern of infinity).
+        if low >= 2046:
+            out = _INF_BITS  # at least 2**1024: beyond DBL_MAX (and low << 52 could wrap)
+        else:
+            out = (low << 52) + mant
     if sign < 0:
         out |= _SIGN_BIT
     return _bits_to_f64(out)
@@ -402,12 +406,21 @@ def sum_exact_chunked(values, nchunks):
     return acc_value(accs[0])
 
 
-def sum_exact(values):
+def sum_exact(values: np.ndarray) -> float:
     """Correctly rounded sum of a 1-D float array; the same bits for every thread count.
 
-    One chunk per Numba thread (one in all for short inputs, where starting the threads and
-    merging would cost more than the additions).
+    One chunk per Numba thread, or a serial loop for short inputs, where starting the thread pool
+    and merging would cost more than the additions. The choice only changes the work split.
     """
     n = values.shape[0]
-    nchunks = max(1, min(numba.get_num_threads(), n // _MIN_CHUNK))
+    nchunks = min(numba.get_num_threads(), n // _MIN_CHUNK)
+    if nchunks <= 1:
+        return _sum_exact_serial(values)
     return sum_exact_chunked(values, nchunks)
+
+
+@njit(cache=True)
+def _sum_exact_serial(values):
+    acc = np.zeros(ACC_LEN, np.int64)
+    acc_add_array(acc, values)
+    return acc_value(acc)

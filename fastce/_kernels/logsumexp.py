@@ -102,6 +102,8 @@ def softmax_rows(x, out):
         for i in range(lo, hi):
             row = x[i]
             m, j = row_max(row)
-            total = 1.0 + sum_exp_others(row, m, j)
+            # A +inf logit makes every entry of the softmax undefined (inf / inf): NaN, as in
+            # SciPy and PyTorch, not a row of zeros with one NaN.
+            total = 1.0 + sum_exp_others(row, m, j) if m != np.inf else np.nan
             for col in range(c):
                 out[i, col] = exp(np.float64(row[col]) - m) / total
