@@ -31,8 +31,13 @@ def test_kl_is_non_negative_and_zero_on_itself(dtype, shape, seed):
     rng = np.random.default_rng(seed)
     p = probabilities(rng, shape, dtype)
     q = probabilities(rng, shape, dtype)
-    # Gibbs' inequality, unclipped (clipping q changes the second distribution).
-    assert (fastce.kl_divergence(p, q, eps=0) >= 0).all()
+    # Gibbs' inequality, unclipped (clipping q changes the second distribution). Rounded rows
+    # do not sum to exactly 1, so check its general form, valid for any non-negative p and q:
+    # sum p log(p/q) >= sum p - sum q.
+    kl = fastce.kl_divergence(p, q, eps=0).astype(np.float64)
+    slack = p.astype(np.float64).sum(axis=-1) - q.astype(np.float64).sum(axis=-1)
+    tol = 1e-15 if dtype == np.float64 else 1e-7
+    assert (kl >= slack - tol * (1 + np.abs(kl))).all()
     # Exactly zero on itself without clipping, one-hot rows included...
     assert (fastce.kl_divergence(p, p, eps=0) == 0).all()
     # ...and with the default clipping wherever no entry is clipped.
