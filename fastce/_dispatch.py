@@ -29,26 +29,34 @@ def run(
     explain: Callable[[], None],
     row_len: int,
     inner: int = 1,
+    out: np.ndarray | None = None,
 ) -> Any:
     """Run ``kernel`` and return the per-sample array, or the reduced scalar.
 
     ``batch_shape`` are the leading axes shared by every operand and weight (the sample axes of
     a row kernel, every axis for the element-wise kernel, which uses ``inner=2``). ``explain``
     is called when the kernel flagged invalid input: it must raise the user-facing error.
+    ``out`` (already checked by ``_validate.check_out``) receives the ``"none"`` result.
     """
     present = [w for w in weights if w is not None]
     arrays = [*operands, *present]
-    plan = BatchPlan(batch_shape, arrays, inner)
+    reduce = reduction != "none"
+    # The kernel writes straight into ``out`` unless it overlaps an input (then a temporary is
+    # filled and copied, as NumPy ufuncs do).
+    direct = out is not None and not any(np.may_share_memory(out, a) for a in arrays)
+    plan = BatchPlan(batch_shape, arrays + ([out] if direct and out is not None else []), inner)
     if plan.n_pieces > MAX_PIECES:
         # Batch axes that no view can merge (say, a sliced middle axis of a 4-D array):
         # looping over many pieces would cost more than one contiguous copy.
         arrays = [np.ascontiguousarray(a) for a in arrays]
         plan = BatchPlan(batch_shape, arrays, inner)
-    reduce = reduction != "none"
-    out = None if reduce else plan.empty_out(out_dtype)
+        direct = False
+    result = None
+    if not reduce:
+        result = out if direct else plan.empty_out(out_dtype)
     views = [plan.view(a) for a in arrays]
-    if out is not None:
-        views.append(plan.view(out, writeable=True))
+    if result is not None:
+        views.append(plan.view(result, writeable=True))
     rows_per_piece = math.prod(plan.merged[-inner:])
     buffers = _reduce.Buffers.new(_reduce.n_chunks(rows_per_piece, row_len), reduce)
     no_weight = np.empty((0,) * inner, np.float64)
@@ -58,7 +66,7 @@ def run(
         for piece in plan.pieces(views):
             given = iter(piece[n_ops:])
             piece_weights = [next(given) if w is not None else no_weight for w in weights]
-            piece_out = next(given) if out is not None else no_out
+            piece_out = next(given) if result is not None else no_out
             kernel(
                 *piece[:n_ops],
                 *params,
@@ -71,6 +79,10 @@ def run(
     if buffers.bad.any():
         explain()
         raise RuntimeError("fastce internal error: a kernel flagged input it could not explain")
+    if result is None:
+        return _reduce.finish(buffers, reduction, out_dtype)
     if out is not None:
-        return out[()] if out.ndim == 0 else out
-    return _reduce.finish(buffers, reduction, out_dtype)
+        if result is not out:
+            out[...] = result
+        return out
+    return result[()] if result.ndim == 0 else result

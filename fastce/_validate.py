@@ -243,6 +243,25 @@ def check_sample_weight(sample_weight: Any, batch_shape: tuple[int, ...]) -> np.
     return w
 
 
+def check_out(
+    out: Any, shape: tuple[int, ...], dtype: np.dtype, reduction: str = "none"
+) -> np.ndarray | None:
+    """``out`` must be a writeable ndarray of exactly the result's shape and dtype."""
+    if out is None:
+        return None
+    if reduction != "none":
+        raise ValueError(f"out= is only for reduction='none'; got reduction={reduction!r}")
+    if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
+        raise TypeError(f"out must be a NumPy array; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}; got shape {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype} (the result's dtype); got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
 def same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise ValueError(

@@ -52,6 +52,7 @@ def entropy(
     from_logits: bool = False,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     r"""Shannon entropy of each distribution along ``axis``.
 
@@ -75,6 +76,9 @@ def entropy(
     sample_weight : array_like, optional
         Non-negative weights, one per sample (the shape of ``p`` without ``axis``).
 
+    out : ndarray, optional
+        With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
+        into (and return), so a loop does not pay for a fresh buffer each call.
     Returns
     -------
     ndarray or scalar
@@ -112,6 +116,7 @@ def entropy(
     ln_base = v.ln_base(base)
     batch_shape = rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
+    out = v.check_out(out, batch_shape, rows.dtype, checked_reduction)
 
     def explain() -> None:
         v.explain_probabilities(arr, "p", logits_hint=True)
@@ -126,6 +131,7 @@ def entropy(
         rows.dtype,
         explain,
         rows.shape[-1],
+        out=out,
     )
 
 
@@ -142,6 +148,7 @@ def _cross_entropy(
     reduction: Any,
     sample_weight: Any,
     result_dtype: np.dtype | None = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     pred_arr, rows = _rows(pred, "pred", axis)
     from_logits = v.check_bool(from_logits, "from_logits")
@@ -157,6 +164,8 @@ def _cross_entropy(
 
     if target_arr.shape == batch_shape:
         labels = v.as_label_array(target_arr, "target")
+        dtype = result_dtype or rows.dtype
+        out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
         def explain() -> None:
             v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value)
@@ -169,9 +178,10 @@ def _cross_entropy(
             [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
             [weights],
             checked_reduction,
-            result_dtype or rows.dtype,
+            dtype,
             explain,
             n_classes,
+            out=out,
         )
 
     if target_arr.shape == pred_arr.shape:
@@ -182,6 +192,8 @@ def _cross_entropy(
             )
         soft = v.as_float_array(target_arr, "target")
         soft_rows = v.class_axis_last(soft, axis, "target")
+        soft_dtype = result_dtype or np.result_type(soft.dtype, pred_arr.dtype)
+        out = v.check_out(out, batch_shape, soft_dtype, checked_reduction)
 
         def explain_soft() -> None:
             v.explain_probabilities(soft, "target")
@@ -195,9 +207,10 @@ def _cross_entropy(
             [from_logits, eps_value, cw, smoothing, ln_base],
             [weights],
             checked_reduction,
-            result_dtype or np.result_type(soft.dtype, pred_arr.dtype),
+            soft_dtype,
             explain_soft,
             n_classes,
+            out=out,
         )
 
     raise ValueError(
@@ -220,6 +233,7 @@ def cross_entropy(
     ignore_index: int | None = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     r"""Cross-entropy of predicted distributions against class indices or soft targets.
 
@@ -262,6 +276,9 @@ def cross_entropy(
     sample_weight : array_like, optional
         One non-negative weight per sample.
 
+    out : ndarray, optional
+        With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
+        into (and return), so a loop does not pay for a fresh buffer each call.
     Returns
     -------
     ndarray or scalar
@@ -312,6 +329,7 @@ def cross_entropy(
         ignore_index,
         reduction,
         sample_weight,
+        out=out,
     )
 
 
@@ -387,6 +405,7 @@ def kl_divergence(
     eps: float | Literal["auto"] = "auto",
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     r"""Kullback-Leibler divergence of ``q`` from ``p``, per distribution along ``axis``.
 
@@ -406,6 +425,9 @@ def kl_divergence(
     eps : float or "auto", default "auto"
         Clipping of ``q``; ``"auto"`` is ``np.finfo(q.dtype).eps``; ``0`` disables it.
 
+    out : ndarray, optional
+        With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
+        into (and return), so a loop does not pay for a fresh buffer each call.
     Returns
     -------
     ndarray or scalar
@@ -447,6 +469,8 @@ def kl_divergence(
     eps_value = v.check_eps(eps, q_arr.dtype)
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
+    dtype = np.result_type(p_arr.dtype, q_arr.dtype)
+    out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
         v.explain_probabilities(p_arr, "p")
@@ -460,9 +484,10 @@ def kl_divergence(
         [from_logits, eps_value, ln_base],
         [weights],
         checked_reduction,
-        np.result_type(p_arr.dtype, q_arr.dtype),
+        dtype,
         explain,
         p_rows.shape[-1],
+        out=out,
     )
 
 
@@ -474,6 +499,7 @@ def js_divergence(
     base: float | None = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     r"""Jensen-Shannon divergence between distributions along ``axis``.
 
@@ -490,6 +516,9 @@ def js_divergence(
     axis, base, reduction, sample_weight
         As in :func:`entropy`.
 
+    out : ndarray, optional
+        With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
+        into (and return), so a loop does not pay for a fresh buffer each call.
     Returns
     -------
     ndarray or scalar
@@ -516,6 +545,8 @@ def js_divergence(
     ln_base = v.ln_base(base)
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
+    dtype = np.result_type(p_arr.dtype, q_arr.dtype)
+    out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
         v.explain_probabilities(p_arr, "p")
@@ -528,9 +559,10 @@ def js_divergence(
         [ln_base],
         [weights],
         checked_reduction,
-        np.result_type(p_arr.dtype, q_arr.dtype),
+        dtype,
         explain,
         p_rows.shape[-1],
+        out=out,
     )
 
 
@@ -544,6 +576,7 @@ def binary_cross_entropy(
     pos_weight: Any = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     r"""Element-wise binary cross-entropy (log loss), for binary and multi-label problems.
 
@@ -571,6 +604,9 @@ def binary_cross_entropy(
         Non-negative weights broadcast against ``pred``; a 1-D array of length ``N`` is taken
         as one weight per row of an ``(N, L)`` (or ``(N, ...)``) input.
 
+    out : ndarray, optional
+        With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
+        into (and return), so a loop does not pay for a fresh buffer each call.
     Returns
     -------
     ndarray or scalar
@@ -619,6 +655,9 @@ def binary_cross_entropy(
             w = w.reshape(w.shape + (1,) * (len(shape) - 1))
         sw = v.broadcast_weight(w, shape, "sample_weight")
 
+    dtype = np.result_type(target_arr.dtype, pred_arr.dtype)
+    out = v.check_out(out, shape, dtype, checked_reduction)
+
     def explain() -> None:
         v.explain_probabilities(target_arr, "target")
         if not from_logits:
@@ -631,31 +670,43 @@ def binary_cross_entropy(
         [from_logits, eps_value, ln_base],
         [pw, sw],
         checked_reduction,
-        np.result_type(target_arr.dtype, pred_arr.dtype),
+        dtype,
         explain,
         1,
         inner=2,
+        out=out,
     )
 
 
-def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool) -> Any:
+def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
     arr, rows = _rows(x, "x", axis)
     batch_shape = rows.shape[:-1]
-    plan = v.BatchPlan(batch_shape, [rows])
+    result_shape = arr.shape if keep_class_axis else batch_shape
+    out = v.check_out(out, result_shape, arr.dtype)
+    # Work on the class-last view of ``out``, directly unless it overlaps ``x``.
+    target = None
+    if out is not None and not np.may_share_memory(out, arr):
+        target = np.moveaxis(out, axis, -1) if keep_class_axis else out
+    plan = v.BatchPlan(batch_shape, [rows] + ([target] if target is not None else []))
     if plan.n_pieces > v.MAX_PIECES:
         rows = np.ascontiguousarray(rows)
+        target = None
         plan = v.BatchPlan(batch_shape, [rows])
     trailing = rows.shape[-1:] if keep_class_axis else ()
-    out = plan.empty_out(arr.dtype, trailing)
+    result = target if target is not None else plan.empty_out(arr.dtype, trailing)
     if rows.size:
-        for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(out, True)]):
+        for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
             kernel(x_piece, out_piece)
     if keep_class_axis:
-        return np.moveaxis(out, -1, axis)
-    return out[()] if out.ndim == 0 else out
+        result = np.moveaxis(result, -1, axis)
+    if out is not None:
+        if result is not out and not np.shares_memory(result, out):
+            out[...] = result
+        return out
+    return result[()] if result.ndim == 0 else result
 
 
-def logsumexp(x: Any, *, axis: int = -1) -> Any:
+def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     r"""Log of the sum of exponentials along ``axis``, computed stably.
 
     .. math:: \mathrm{lse}(x) = m + \log \sum_c e^{x_c - m}, \qquad m = \max_c x_c
@@ -670,6 +721,8 @@ def logsumexp(x: Any, *, axis: int = -1) -> Any:
         Real values (float32 stays float32, with float64 accumulation).
     axis : int, default -1
 
+    out : ndarray, optional
+        A preallocated array of the result's shape and dtype to write into (and return).
     Returns
     -------
     ndarray or scalar
@@ -688,10 +741,10 @@ def logsumexp(x: Any, *, axis: int = -1) -> Any:
     >>> fastce.logsumexp([[0.0, -np.inf], [-np.inf, -np.inf]])
     array([  0., -inf])
     """
-    return _transform(lse_kernels.logsumexp_rows, x, axis, keep_class_axis=False)
+    return _transform(lse_kernels.logsumexp_rows, x, axis, keep_class_axis=False, out=out)
 
 
-def log_softmax(x: Any, *, axis: int = -1) -> Any:
+def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     r"""Logarithm of the softmax along ``axis``: ``x - logsumexp(x)``, computed stably.
 
     .. math:: \log \mathrm{softmax}(x)_c = (x_c - m) - \log \sum_k e^{x_k - m}
@@ -701,6 +754,8 @@ def log_softmax(x: Any, *, axis: int = -1) -> Any:
     x : array_like
     axis : int, default -1
 
+    out : ndarray, optional
+        A preallocated array of the result's shape and dtype to write into (and return).
     Returns
     -------
     ndarray
@@ -716,10 +771,10 @@ def log_softmax(x: Any, *, axis: int = -1) -> Any:
     >>> fastce.log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
     """
-    return _transform(lse_kernels.log_softmax_rows, x, axis, keep_class_axis=True)
+    return _transform(lse_kernels.log_softmax_rows, x, axis, keep_class_axis=True, out=out)
 
 
-def softmax(x: Any, *, axis: int = -1) -> Any:
+def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     r"""Softmax along ``axis``: ``exp(x - m) / sum exp(x - m)``.
 
     .. math:: \mathrm{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}}
@@ -729,6 +784,8 @@ def softmax(x: Any, *, axis: int = -1) -> Any:
     x : array_like
     axis : int, default -1 (``scipy.special.softmax`` defaults to ``axis=None``)
 
+    out : ndarray, optional
+        A preallocated array of the result's shape and dtype to write into (and return).
     Returns
     -------
     ndarray
@@ -744,4 +801,4 @@ def softmax(x: Any, *, axis: int = -1) -> Any:
     >>> fastce.softmax([0.0, 0.0, 0.0, 0.0])
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _transform(lse_kernels.softmax_rows, x, axis, keep_class_axis=True)
+    return _transform(lse_kernels.softmax_rows, x, axis, keep_class_axis=True, out=out)

@@ -277,3 +277,35 @@ def test_class_axis_can_be_any_axis():
     np.testing.assert_array_equal(
         fastce.softmax(x, axis=1), np.moveaxis(fastce.softmax(np.moveaxis(x, 1, -1)), -1, 1)
     )
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_out_receives_the_result(key):
+    entry, args, kwargs = _case(key, batch=(6, 4))
+    expected = entry.fast(*args, **kwargs)
+    out = np.full_like(expected, np.nan)
+    assert entry.fast(*args, **kwargs, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    # A strided (non-contiguous) out works too.
+    big = np.zeros((2,) + expected.shape, expected.dtype)
+    assert entry.fast(*args, **kwargs, out=big[1]) is not None
+    np.testing.assert_array_equal(big[1], expected)
+    with pytest.raises(ValueError, match="out must have shape"):
+        entry.fast(*args, **kwargs, out=np.empty(expected.shape + (1,), expected.dtype))
+    with pytest.raises(TypeError, match="out must have dtype"):
+        entry.fast(*args, **kwargs, out=np.empty(expected.shape, np.float32))
+    if entry.reduces:
+        with pytest.raises(ValueError, match="only for reduction='none'"):
+            entry.fast(*args, **kwargs, reduction="mean", out=out)
+
+
+def test_out_may_alias_the_input():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4))
+    expected = fastce.log_softmax(x)
+    assert fastce.log_softmax(x, out=x) is x
+    np.testing.assert_array_equal(x, expected)
+    x = rng.normal(size=(4, 5))
+    expected = fastce.softmax(x, axis=0)
+    fastce.softmax(x, axis=0, out=x)
+    np.testing.assert_array_equal(x, expected)
