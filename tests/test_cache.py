@@ -49,3 +49,55 @@ def test_second_process_does_not_recompile(tmp_path):
     assert first["all"], "the first process should have compiled the kernels it used"
     second = _probe("call", tmp_path)
     assert second["all"] == [], f"recompiled in a second process: {second['all']}"
+
+
+LSE_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from numba.core import event
+    compiled = []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            compiled.append(str(ev.data["dispatcher"].py_func.__qualname__))
+        def on_end(self, ev):
+            pass
+    event.register("numba:compile", Listener())
+    import fastce
+    assert fastce.__file__.startswith(sys.argv[1]), fastce.__file__
+    fastce.logsumexp([[1.0, 2.0]])
+    print(json.dumps(compiled))
+    """
+)
+
+
+def test_editing_a_helper_module_recompiles_the_kernels_that_inline_it(tmp_path):
+    """Numba stamps a cache with the defining file only; fastce stamps its kernels with all of
+    their package's sources, so an edit to vmath/exactsum/_math is never served stale."""
+    import shutil
+
+    import fastce
+
+    copy = tmp_path / "src"
+    shutil.copytree(
+        os.path.dirname(fastce.__file__),
+        copy / "fastce",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+
+    def run():
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        out = subprocess.run(
+            [sys.executable, "-c", LSE_PROBE, str(copy)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert "logsumexp_rows" in run()
+    assert run() == []
+    helper = copy / "fastce" / "_kernels" / "_math.py"
+    helper.write_text(helper.read_text() + "\n# an edit\n")
+    assert "logsumexp_rows" in run()

@@ -10,11 +10,22 @@ Accuracy and determinism
 ------------------------
 * No fast-math flag and no FMA: each function is a fixed sequence of IEEE-754 operations, so it
   gives the same bits on any x86-64 machine and for any vector width (scalar, ymm or zmm).  The
-  polynomials are accurate without a fused multiply-add: the leading terms are added with
-  error-free transformations (Fast2Sum / TwoSum) rather than relying on a wide accumulator.
-* Measured (``tests/test_vmath.py``) error below 1 ulp of the exact result for every function,
-  including gradual underflow into the subnormal range, against references that are correctly
-  rounded (mpmath where the faster reference is ambiguous).
+  functions are accurate without a fused multiply-add: the large leading terms are added with
+  error-free transformations (Fast2Sum / TwoSum, a Dekker split for exact squares).
+* Error below 1 ulp of the exact value for every function and every input, gradual underflow
+  included (no flush to zero), i.e. at most one step from the correctly rounded result.
+  Largest errors measured by ``tests/test_vmath.py`` (float32: all 2**32 inputs; float64:
+  ~15 million inputs per function, random bit patterns plus the hard regions):
+
+  =========  ========================================================================
+  exp64      0.67 ulp; 0.78 ulp where the result is subnormal (rounded twice)
+  log64      0.62 ulp (subnormal inputs are normalised first)
+  log1p64    0.61 ulp
+  expm1_64   0.57 ulp
+  exp32      0.68 ulp; 0.76 ulp where the result is subnormal
+  log32      0.66 ulp
+  log1p32    0.68 ulp
+  =========  ========================================================================
 * Special values follow C99 Annex F: ``exp(-inf) = 0``, ``exp(inf) = inf``, ``log(+-0) = -inf``,
   ``log(x < 0) = nan``, ``log(inf) = inf``, ``log1p(-1) = -inf``, ``log1p(x < -1) = nan``,
   ``log1p(-0) = expm1(-0) = -0``, and a NaN input comes back unchanged.
@@ -22,9 +33,12 @@ Accuracy and determinism
 Inlining and compiler flags
 ---------------------------
 The functions are ``@njit(inline="always")``: Numba inlines them into the caller at the Numba IR
-level, so they are compiled with the *caller's* flags.  A caller compiled with ``fastmath`` flags
-lets LLVM reassociate away the error-free transformations (``(1 - s) + hi`` folds to 0), which
-costs accuracy; the test suite reports by how much.  Division goes through an intrinsic that
+level, so they are compiled with the *caller's* flags.  A caller compiled with fast-math flags
+lets LLVM reassociate away the error-free transformations (``(1 - s) + hi`` folds to 0) and
+fuse multiply-adds: with ``{"reassoc", "contract", "arcp", "nsz", "afn"}`` exp and log stay
+within 2 ulp, but log1p and expm1 lose their small-argument accuracy entirely (errors of 10**7
+ulp and more) and the bits depend on the machine (``test_fastmath_flags_report`` measures this).
+Call them from kernels compiled without fast-math flags.  Division goes through an intrinsic that
 emits a bare ``fdiv``, so the caller's ``error_model="python"`` cannot insert a zero-division
 branch that would stop the loop from vectorising.
 
@@ -151,6 +165,28 @@ def _split_high(typingctx, x):
     return x(x), codegen
 
 
+@intrinsic
+def _add_exponent(typingctx, y, k):
+    """y * 2**k by adding k to y's exponent field (integer-valued float k of y's type).
+
+    Exact when the result is normal; the caller keeps it so.  Integer arithmetic, so unlike
+    two float multiplications it cannot be reassociated by a caller's fast-math flags.
+    """
+    if y not in (types.float32, types.float64) or k != y:
+        return None
+
+    def codegen(context, builder, signature, args):
+        if signature.args[0] == types.float64:
+            ity, shift = ir.IntType(64), 52
+        else:
+            ity, shift = ir.IntType(32), 23
+        iy = builder.bitcast(args[0], ity)
+        ik = builder.shl(builder.fptosi(args[1], ity), ir.Constant(ity, shift))
+        return builder.bitcast(builder.add(iy, ik), args[0].type)
+
+    return y(y, k), codegen
+
+
 # log's reduction x = 2**k * m with m in [sqrt(2)/2, sqrt(2)): subtracting the bits of
 # (about) sqrt(2)/2 moves the exponent boundary there; k is the shifted-down difference.
 _SQRT_HALF_BITS64 = 0x3FE6A09E667F3BCD
@@ -230,6 +266,7 @@ _LOG64_G6 = float.fromhex("0x1.0fbe5e64992aep-3")
 _LOG64_G7 = float.fromhex("0x1.0c05b6f3c5856p-3")
 
 _DBL_MIN = float.fromhex("0x1p-1022")  # smallest normal float64
+_TWO_M200 = float.fromhex("0x1p-200")
 _TWO54 = float.fromhex("0x1p54")  # scales a subnormal to a normal number exactly
 
 # float32: every constant is a np.float32 so that Numba types the arithmetic as float32 (a
@@ -254,30 +291,54 @@ _LOG32_G2 = _f32(float.fromhex("0x1.245c34p-2"))
 _LOG32_G3 = _f32(float.fromhex("0x1.ddd19cp-3"))
 
 _FLT_MIN = _f32(float.fromhex("0x1p-126"))  # smallest normal float32
-_TWO25_32 = _f32(float.fromhex("0x1p25"))
+_TWO25_32 = _f32(float.fromhex("0x1p25"))  # scales a subnormal to a normal number exactly
+_M25_32 = _f32(-25.0)
 _ZERO32 = _f32(0.0)
 _HALF32 = _f32(0.5)
 _ONE32 = _f32(1.0)
 _TWO32 = _f32(2.0)
 _INF32 = _f32(np.inf)
 _NAN32 = _f32(np.nan)
-_M25_32 = _f32(-25.0)
+_M120_32 = _f32(-120.0)  # exp32's clamp
+_P89_32 = _f32(89.0)
+_M125_32 = _f32(-125.0)  # k below which exp32 may be subnormal
+_P64_32 = _f32(64.0)
+_TWO_M64_32 = _f32(float.fromhex("0x1p-64"))
 
-_TWO_M126_32 = _f32(float.fromhex("0x1p-126"))
-_M120_32 = _f32(-120.0)
-_P120_32 = _f32(120.0)
-_P126_32 = _f32(126.0)
+# log1p's series for tiny x: x - x^2/2 + x^3/3
+_TWO_M26 = float.fromhex("0x1p-26")
+_THIRD = 1.0 / 3.0
+_TWO_M12_32 = _f32(float.fromhex("0x1p-12"))
+_THIRD32 = _f32(1.0 / 3.0)
 
 # --------------------------------------------------------------------------------------------
 # float64
 # --------------------------------------------------------------------------------------------
 #
-# Error budget without FMA.  A plain "1 + r + r^2 q(r)" loses up to ~0.5 ulp to the rounding
-# of r, of r^2 and of the partial sums, on top of the final rounding; measured, expm1 then
-# reached 1.01 ulp and log 0.89 ulp.  So every term of size > 2**-8 is kept exact: x - k ln2_hi
-# (Cody-Waite), r^2/2 and f^2/2 via a Dekker split of r or f, and the big partial sums via
-# Fast2Sum/TwoSum.  What is left rounded are terms below ~0.02, whose errors stay below
-# ~0.05 ulp; the result carries one final rounding plus that.
+# Error budget without FMA.  In a plain "1 + r + r^2 q(r)" the rounding errors of r, of r^2
+# and of the partial sums add up to ~0.15-0.35 ulp on top of the final rounding.  For exp that
+# is fine (measured max 0.68 ulp, bound ~0.85), and exp is the function the kernels call most,
+# so it stays plain: only 1 + hi is summed exactly.  expm1 (the result can be 0.3 where the
+# terms are 1 and -0.7: 1.01 ulp measured) and log (0.89 ulp) need more: there every term
+# larger than 2**-8 is kept exact: x - k ln2_hi (Cody-Waite), r^2/2 and f^2/2 via a Dekker
+# split of r or f, and the big partial sums via Fast2Sum/TwoSum.  What is left rounded are
+# terms below ~0.02, whose errors stay below ~0.1 ulp; the result carries one final rounding
+# plus that (measured max 0.57-0.62 ulp).  This costs ~15 operations of ~55.
+
+
+@njit(inline="always", cache=True)
+def _exp_p64(r):
+    """P(r) with exp(r) = 1 + r + r^2/2 + r^3 P(r), |r| <= ln2/2: Horner (the evaluation order
+    with the smallest rounding error without FMA)."""
+    p = _EXP64_P8 + r * _EXP64_P9
+    p = _EXP64_P7 + r * p
+    p = _EXP64_P6 + r * p
+    p = _EXP64_P5 + r * p
+    p = _EXP64_P4 + r * p
+    p = _EXP64_P3 + r * p
+    p = _EXP64_P2 + r * p
+    p = _EXP64_P1 + r * p
+    return _EXP64_P0 + r * p
 
 
 @njit(inline="always", cache=True)
@@ -295,15 +356,7 @@ def _exp_reduce64(xc):
     rh = _split_high(r)
     rl = r - rh
     h2 = 0.5 * (rh * rh)  # exact: rh has 26 significant bits
-    p = _EXP64_P8 + r * _EXP64_P9
-    p = _EXP64_P7 + r * p
-    p = _EXP64_P6 + r * p
-    p = _EXP64_P5 + r * p
-    p = _EXP64_P4 + r * p
-    p = _EXP64_P3 + r * p
-    p = _EXP64_P2 + r * p
-    p = _EXP64_P1 + r * p
-    p = _EXP64_P0 + r * p
+    p = _exp_p64(r)
     # (r + dr)^2 / 2 = h2 + rl (r + rh) / 2 + r dr + O(dr^2)
     small = ((rl * (0.5 * (r + rh)) + r * dr) + (r * r) * (r * p)) - lo
     return kf, hi, h2, small
@@ -312,33 +365,33 @@ def _exp_reduce64(xc):
 @njit(inline="always", cache=True)
 def exp64(x):
     """e**x for float64 x; below 1 ulp including gradual underflow; no fast-math."""
-    # Clamp so that k stays a small integer; exp(+-800) already over/underflows.  NaN fails
-    # both comparisons and lands on -800; the last select puts it back.
+    # Clamp so that k stays in [-1154, 1024]; exp(-800) underflows, exp(710) overflows.  NaN
+    # fails both comparisons and lands on -800; the last select puts it back.
     xc = x if x > -800.0 else -800.0
-    xc = xc if xc < 800.0 else 800.0
-    kf, hi, h2, small = _exp_reduce64(xc)
-    # 1 + hi + h2 as s2 + e1 + e2 exactly (Fast2Sum twice: |1| >= |hi|, |s| > 0.6 >= h2).
+    xc = xc if xc < 710.0 else 710.0
+    # x = k ln2 + r, |r| <= ln2/2.  hi is exact (Cody-Waite); r = hi - lo is rounded, but r
+    # only feeds the small nonlinear part: the linear part uses hi and lo separately.
+    kf = np.rint(xc * _INV_LN2)
+    hi = xc - kf * _LN2_HI
+    lo = kf * _LN2_LO
+    r = hi - lo
+    q = (r * r) * (0.5 + r * _exp_p64(r))
+    # exp(r) = 1 + hi - lo + q.  Fast2Sum (|1| >= |hi|): s + e1 == 1 + hi exactly.
     s = 1.0 + hi
     e1 = (1.0 - s) + hi
-    s2 = s + h2
-    e2 = (s - s2) + h2
-    tail = (e1 + e2) + small
-    y = s2 + tail
-    # Scale by 2**k in two exact steps, each factor a normal power of two (|k| <= 1155).
-    k1 = np.floor(kf * 0.5)
-    y = (y * _pow2(k1)) * _pow2(kf - k1)
-    # A subnormal result would be rounded twice (to 53 bits, then to the subnormal grid; up
-    # to 0.78 ulp).  Instead scale s2 + tail by 2**(k + 1022) <= 1 and add 1: the single
-    # rounding of 1 + Y + Z onto the 2**-52 grid of [1, 2) is the rounding onto the subnormal
-    # grid 2**-1074 once scaled back (the trick of ARM optimized-routines' exp specialcase).
-    sc = _pow2(kf + 1022.0)  # meaningless unless k <= -1022, which the select guarantees
-    ys = s2 * sc
-    zs = tail * sc
-    h1 = 1.0 + ys
-    eh = (1.0 - h1) + ys
-    ysub = ((h1 + (eh + zs)) - 1.0) * _DBL_MIN
-    if y < _DBL_MIN:
-        y = ysub
+    y = s + (e1 + (q - lo))
+    # times 2**k, y in [0.7, 1.5]: add k to the exponent field (integer arithmetic, exact for a
+    # normal result, and out of reach of a caller's fast-math reassociation) and multiply by a
+    # power of two that is 1 in the normal range; 2 for k > 0, so that k = 1024 overflows to
+    # inf in the multiplication rather than running out of the exponent field; 2**-200 for a
+    # possibly subnormal result (k <= -1022), whose bits stay normal until that last rounding.
+    # The subnormal result is thus rounded twice (53 bits, then the subnormal grid): below
+    # 0.5 + 0.85 * 2**(p - 53) ulp for a result with p significant bits, at most 0.93 ulp.
+    up = kf > 0.0
+    sub = kf < -1021.0
+    kn = kf - 1.0 if up else kf
+    kn = kn + 200.0 if sub else kn
+    y = _add_exponent(y, kn) * (2.0 if up else (_TWO_M200 if sub else 1.0))
     if x != x:
         y = x
     return y
@@ -347,29 +400,28 @@ def exp64(x):
 @njit(inline="always", cache=True)
 def expm1_64(x):
     """e**x - 1 for float64 x, accurate for tiny x; below 1 ulp; no fast-math."""
-    # Below -60, e**x < 2**-86 and the result rounds to -1.  NaN lands on -60 (fixed below).
+    # Below -60, e**x < 2**-86 and the result rounds to -1; above 710 it overflows.  NaN
+    # lands on -60 (fixed below).
     xc = x if x > -60.0 else -60.0
-    xc = xc if xc < 800.0 else 800.0
+    xc = xc if xc < 710.0 else 710.0
     kf, hi, h2, small = _exp_reduce64(xc)
-    # e**x - 1 = (2**k - 1) + 2**k hi + 2**k h2 + 2**k small.  For k > 1000, 2**k overflows
-    # before the result does: work in units of 2**kb (kb = k - 1000), scale back at the end.
-    kb = kf - 1000.0 if kf > 1000.0 else 0.0
-    p2 = _pow2(kf - kb)  # 2**(k - kb): from 2**-87 to 2**1000, normal
-    one = _pow2(-kb)  # the "1" in the same units
-    # a + ea == 2**k - 1 exactly (TwoSum; a is inexact for |k| > 53).
-    a = p2 - one
-    bv = a - p2
-    ea = (p2 - (a - bv)) + (-one - bv)
-    # Fast2Sum: |a| >= |2**k hi| when k != 0 (|hi| <= ln2/2), and a == 0 when k == 0; then
-    # |sab| > 2**k h2 in every case.
-    b = p2 * hi
-    sab = a + b
-    eab = (a - sab) + b
-    c = p2 * h2
-    s2 = sab + c
-    e2 = (sab - s2) + c
-    y = s2 + (((ea + eab) + e2) + p2 * small)
-    y = y * _pow2(kb)
+    # e**x - 1 = 2**k ((1 - 2**-k) + hi + h2 + small), summed in units of 2**k so that nothing
+    # overflows before the final exponent add.  For k >= 1000, 2**-k < 2**-1000 is negligible.
+    mone = _pow2(-kf if kf < 1000.0 else -1000.0)  # 2**-k
+    # a + ea == 1 - 2**-k exactly (TwoSum; a is inexact for |k| > 53).
+    a = 1.0 - mone
+    bv = a - 1.0
+    ea = (1.0 - (a - bv)) + (-mone - bv)
+    # Fast2Sum: |a| >= 1/2 > |hi| when k != 0, and a == 0 when k == 0; then |sab| > h2 in
+    # every case.
+    sab = a + hi
+    eab = (a - sab) + hi
+    s2 = sab + h2
+    e2 = (sab - s2) + h2
+    y = s2 + (((ea + eab) + e2) + small)
+    # times 2**k (see exp64); for k == 0 the bits are unchanged, subnormal or not
+    up = kf > 0.0
+    y = _add_exponent(y, kf - 1.0 if up else kf) * (2.0 if up else 1.0)
     if x == 0.0:
         y = x  # keeps the sign of -0
     if x != x:
@@ -414,6 +466,8 @@ def log64(x):
     tiny = x < _DBL_MIN
     xs = x * _TWO54 if tiny else x
     kadj = -54.0 if tiny else 0.0
+    if x <= 0.0:
+        xs = 1.0  # keeps garbage (possibly subnormal, slow) out of the arithmetic; see below
     m = _log_mantissa(xs)
     kf = _log_exponent(xs) + kadj
     y = _log_core64(kf, m - 1.0, 0.0)  # m - 1 is exact: m in [sqrt(1/2), sqrt(2))
@@ -436,9 +490,15 @@ def log1p64(x):
     u = 1.0 + x
     bv = u - 1.0
     c = (1.0 - (u - bv)) + (x - bv)
+    if u <= 0.0:
+        u = 1.0  # x <= -1: keeps garbage out of the arithmetic; the result is set below
     m = _log_mantissa(u)
     kf = _log_exponent(u)
     y = _log_core64(kf, m - 1.0, _fdiv(c, u))
+    # For |x| < 2**-26 the series is exact to 2**-80 relative and has one rounding, where the
+    # path above adds the rounding of c/u (up to 0.66 ulp near |x| = 2**-52).
+    if abs(x) < _TWO_M26:
+        y = x + (x * x) * (x * _THIRD - 0.5)
     if x == -1.0:
         y = -np.inf
     if x < -1.0:
@@ -460,38 +520,27 @@ def log1p64(x):
 @njit(inline="always", cache=True)
 def exp32(x):
     """e**x for float32 x in float32 arithmetic; below 1 ulp including gradual underflow."""
+    # k in [-173, 128]: exp(-120) underflows, exp(89) overflows
     xc = x if x > _M120_32 else _M120_32
-    xc = xc if xc < _P120_32 else _P120_32
+    xc = xc if xc < _P89_32 else _P89_32
     kf = np.rint(xc * _INV_LN2_32)
     hi = xc - kf * _LN2_HI_32
     lo = kf * _LN2_LO_32
     r = hi - lo
-    dr = (hi - r) - lo
-    rh = _split_high(r)
-    rl = r - rh
-    h2 = _HALF32 * (rh * rh)
     p = _EXP32_P3 + r * _EXP32_P4
     p = _EXP32_P2 + r * p
     p = _EXP32_P1 + r * p
     p = _EXP32_P0 + r * p
-    small = ((rl * (_HALF32 * (r + rh)) + r * dr) + (r * r) * (r * p)) - lo
+    q = (r * r) * (_HALF32 + r * p)
     s = _ONE32 + hi
     e1 = (_ONE32 - s) + hi
-    s2 = s + h2
-    e2 = (s - s2) + h2
-    tail = (e1 + e2) + small
-    y = s2 + tail
-    # |k| <= 174: two factors within the normal float32 exponent range
-    k1 = np.floor(kf * _HALF32)
-    y = (y * _pow2(k1)) * _pow2(kf - k1)
-    sc = _pow2(kf + _P126_32)
-    ys = s2 * sc
-    zs = tail * sc
-    h1 = _ONE32 + ys
-    eh = (_ONE32 - h1) + ys
-    ysub = ((h1 + (eh + zs)) - _ONE32) * _TWO_M126_32
-    if y < _FLT_MIN:
-        y = ysub
+    y = s + (e1 + (q - lo))
+    # as exp64: exponent add, then 2 (k > 0), 2**-64 (k <= -126: possibly subnormal) or 1
+    up = kf > _ZERO32
+    sub = kf < _M125_32
+    kn = kf - _ONE32 if up else kf
+    kn = kn + _P64_32 if sub else kn
+    y = _add_exponent(y, kn) * (_TWO32 if up else (_TWO_M64_32 if sub else _ONE32))
     if x != x:
         y = x
     return y
@@ -523,6 +572,8 @@ def log32(x):
     tiny = x < _FLT_MIN
     xs = x * _TWO25_32 if tiny else x
     kadj = _M25_32 if tiny else _ZERO32
+    if x <= _ZERO32:
+        xs = _ONE32
     m = _log_mantissa(xs)
     kf = _log_exponent(xs) + kadj
     y = _log_core32(kf, m - _ONE32, _ZERO32)
@@ -543,9 +594,13 @@ def log1p32(x):
     u = _ONE32 + x
     bv = u - _ONE32
     c = (_ONE32 - (u - bv)) + (x - bv)
+    if u <= _ZERO32:
+        u = _ONE32
     m = _log_mantissa(u)
     kf = _log_exponent(u)
     y = _log_core32(kf, m - _ONE32, _fdiv(c, u))
+    if abs(x) < _TWO_M12_32:
+        y = x + (x * x) * (x * _THIRD32 - _HALF32)
     if x == -_ONE32:
         y = -_INF32
     if x < -_ONE32:
