@@ -1,22 +1,29 @@
 """Throughput of fastce._kernels.vmath against NumPy and against Numba's libm calls.
 
+Part 0, one row in L1: ns per element, one thread, for a row of 100 values that stays in L1,
+the loop the kernels run (``buf[k] = f(row[k] - m)``, m the row maximum for exp) repeated
+20,000 times; every function with and without explicit FMA (``*_fma``).  Median of 7 runs,
+and the spread (max - min) / median, which says how noisy the machine was.
+
 Part 1, elementwise: each function over 10,000,000 values, as a Numba ``prange`` over blocks
 of 4096 values (1 and 2 threads), and over the first 100,000 values only (1 thread: the data
 stays in cache, so this is the arithmetic throughput); the same kernel with ``math.exp``/
 ``math.log``/... (Numba compiles those to scalar libm calls); and NumPy's ufunc
 (single-threaded, SIMD for exp/log) writing into a preallocated output.  G values/s, median
-of 5 runs after a warm-up.
+of 5 runs after a warm-up.  The ``*_fma`` rows have the vmath columns only.
 
 Part 2, sum of exp per row (the inner loop of logsumexp / cross-entropy), 1,000,000 rows of 100
-values, float32 and float64 input, float64 accumulation, 2 threads (prange over blocks of 256
-rows):
+values, float32 and float64 input (exp32/exp64 and their FMA variants), float64 accumulation,
+2 threads (prange over blocks of 256 rows):
   (a) fused:  s += exp(x[i, j]) in one loop, no fast-math flag;
   (b) buffer: the row's exps into a per-block buffer (a map, which vectorises), then a sum of
       the buffer with 8 explicit lanes combined in a fixed order, no fast-math flag;
   (c) fused with the flags {"reassoc", "contract", "arcp", "nsz", "afn"}: for reference only,
       it changes the bits (order of the sum) and the accuracy of exp (see the tests).
 
-Usage: python bench/bench_vmath.py [--quick]
+The machine is shared: check ``uptime`` first, and compare numbers taken in one run.
+
+Usage: python bench/bench_vmath.py [--quick] [--row-only]
 """
 
 import math
@@ -31,7 +38,10 @@ import numpy as np
 from numba import njit, prange
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from vmath_asm import count  # bench/ is on sys.path when this script runs
+try:
+    from vmath_asm import count  # bench/ is on sys.path when this script runs
+except ImportError:  # python -m bench.bench_vmath
+    from bench.vmath_asm import count
 
 from fastce._kernels import vmath
 
@@ -96,16 +106,23 @@ def elementwise(n, repeat):
     }
     cases = [
         ("exp", np.float64, vmath.exp64, libm_exp, np.exp),
+        ("exp", np.float64, vmath.exp64_fma, None, None),
         ("log", np.float64, vmath.log64, libm_log, np.log),
+        ("log", np.float64, vmath.log64_fma, None, None),
         ("log1p", np.float64, vmath.log1p64, libm_log1p, np.log1p),
+        ("log1p", np.float64, vmath.log1p64_fma, None, None),
         ("expm1", np.float64, vmath.expm1_64, libm_expm1, np.expm1),
+        ("expm1", np.float64, vmath.expm1_64_fma, None, None),
         ("exp", np.float32, vmath.exp32, libm_exp, np.exp),
+        ("exp", np.float32, vmath.exp32_fma, None, None),
         ("log", np.float32, vmath.log32, libm_log, np.log),
+        ("log", np.float32, vmath.log32_fma, None, None),
         ("log1p", np.float32, vmath.log1p32, libm_log1p, np.log1p),
+        ("log1p", np.float32, vmath.log1p32_fma, None, None),
     ]
     print(f"\nelementwise, {n:,} values, G values/s (median of {repeat})")
     print(
-        f"{'function':<10}{'vmath 1T':>10}{'vmath 2T':>10}{'in-cache':>10}"
+        f"{'function':<13}{'vmath 1T':>10}{'vmath 2T':>10}{'in-cache':>10}"
         f"{'libm 1T':>10}{'libm 2T':>10}{'numpy':>10}"
     )
     for fname, dtype, fast, slow, ufunc in cases:
@@ -113,18 +130,75 @@ def elementwise(n, repeat):
         x = rng.uniform(lo, hi, n).astype(dtype)
         out = np.empty_like(x)
         # the libm kernels call expf/logf/log1pf for float32 input, exp/log/... for float64
-        fast_kernel, slow_kernel = make_map(fast), make_map(slow)
+        kernels = [(make_map(fast), (n, n, IN_CACHE))]
+        if slow is not None:
+            kernels.append((make_map(slow), (n, n)))
         row = []
-        for kernel, sizes in ((fast_kernel, (n, n, IN_CACHE)), (slow_kernel, (n, n))):
+        for kernel, sizes in kernels:
             for threads, size in zip((1, 2, 1), sizes, strict=False):
                 numba.set_num_threads(threads)
                 xs, outs = x[:size], out[:size]
                 t = timeit(lambda k=kernel, xs=xs, outs=outs: k(xs, outs), repeat)
                 row.append(size / t / 1e9)
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        row.append(n / timeit(lambda u=ufunc, x=x, out=out: u(x, out=out), repeat) / 1e9)
-        label = f"{fname}{'64' if dtype == np.float64 else '32'}"
-        print(f"{label:<10}" + "".join(f"{v:>10.2f}" for v in row))
+        if ufunc is not None:
+            row.append(n / timeit(lambda u=ufunc, x=x, out=out: u(x, out=out), repeat) / 1e9)
+        label = fast.py_func.__name__
+        print(f"{label:<13}" + "".join(f"{v:>10.2f}" for v in row))
+
+
+ROW = 100  # values per row: a typical number of classes
+ROW_REPS = 20_000
+
+
+def make_row_loop(fn):
+    @njit
+    def row_loop(row, m, buf, reps):
+        for _ in range(reps):
+            for k in range(row.shape[0]):
+                buf[k] = fn(row[k] - m)
+        return buf[0]
+
+    return row_loop
+
+
+def row_in_cache(runs=7):
+    """ns per element for one 100-value row in L1, one thread; old and FMA variants."""
+    rng = np.random.default_rng(2)
+    domains = {"exp": (-10.0, 10.0), "log": (1e-3, 100.0), "log1p": (-0.5, 100.0)}
+    domains["expm1"] = (-5.0, 5.0)
+    pairs = [
+        ("exp", np.float32, vmath.exp32, vmath.exp32_fma),
+        ("log", np.float32, vmath.log32, vmath.log32_fma),
+        ("log1p", np.float32, vmath.log1p32, vmath.log1p32_fma),
+        ("exp", np.float64, vmath.exp64, vmath.exp64_fma),
+        ("log", np.float64, vmath.log64, vmath.log64_fma),
+        ("log1p", np.float64, vmath.log1p64, vmath.log1p64_fma),
+        ("expm1", np.float64, vmath.expm1_64, vmath.expm1_64_fma),
+    ]
+    print(
+        f"\none row of {ROW} values in L1, 1 thread, buf[k] = f(row[k] - m) x {ROW_REPS:,}: "
+        f"ns per element, median of {runs} (spread = (max - min) / median)"
+    )
+    print(f"{'function':<13}{'plain':>8}{'spread':>8}{'_fma':>8}{'spread':>8}{'speed-up':>10}")
+    for fname, dtype, plain, fma in pairs:
+        row = rng.uniform(*domains[fname], ROW).astype(dtype)
+        m = row.max() if fname == "exp" else dtype(0.0)
+        buf = np.empty_like(row)
+        res = []
+        for fn in (plain, fma):
+            loop = make_row_loop(fn)
+            loop(row, m, buf, 10)  # compile
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                loop(row, m, buf, ROW_REPS)
+                times.append((time.perf_counter() - t0) / (ROW_REPS * ROW) * 1e9)
+            med = statistics.median(times)
+            res.append((med, (max(times) - min(times)) / med))
+        (a, sa), (b, sb) = res
+        label = plain.py_func.__name__
+        print(f"{label:<13}{a:>8.3f}{sa:>8.1%}{b:>8.3f}{sb:>8.1%}{a / b:>9.2f}x")
 
 
 def make_sumexp_fused(exp, fastmath=False):
@@ -178,10 +252,16 @@ def sum_of_exp(n_rows, n_cols, repeat):
         f"{numba.get_num_threads()} threads, ms (median of {repeat})"
     )
     print(
-        f"{'dtype':<10}{'(a) fused':>12}{'(b) buffer':>12}{'(c) flags':>12}{'(b)==(b) 1T':>14}"
+        f"{'exp':<10}{'(a) fused':>12}{'(b) buffer':>12}{'(c) flags':>12}{'(b)==(b) 1T':>14}"
         "   packed/scalar arithmetic in the hottest block: (a) (b) (c)"
     )
-    for dtype, exp in ((np.float32, vmath.exp32), (np.float64, vmath.exp64)):
+    variants = [
+        (np.float32, vmath.exp32),
+        (np.float32, vmath.exp32_fma),
+        (np.float64, vmath.exp64),
+        (np.float64, vmath.exp64_fma),
+    ]
+    for dtype, exp in variants:
         x = (3.0 * rng.standard_normal((n_rows, n_cols))).astype(dtype)
         out = np.empty(n_rows)
         fused = make_sumexp_fused(exp)
@@ -203,7 +283,7 @@ def sum_of_exp(n_rows, n_cols, repeat):
             packed = hot["packed_zmm"] + hot["packed_ymm"] + hot["packed_xmm"]
             asm.append(f"{packed}/{hot['scalar']}")
         print(
-            f"{np.dtype(dtype).name:<10}"
+            f"{exp.py_func.__name__:<10}"
             + "".join(f"{t:>12.1f}" for t in times)
             + f"{same!s:>14}   "
             + " ".join(asm)
@@ -216,6 +296,9 @@ def main():
         f"numba {numba.__version__}, numpy {np.__version__}, CPU {llvm.get_host_cpu_name()!r}, "
         f"{numba.config.NUMBA_NUM_THREADS} threads available, layer {numba.config.THREADING_LAYER}"
     )
+    row_in_cache()
+    if "--row-only" in sys.argv:
+        return
     elementwise(1_000_000 if quick else 10_000_000, 5)
     sum_of_exp(100_000 if quick else 1_000_000, 100, 5)
 

@@ -19,7 +19,7 @@ from ._validate import MAX_PIECES, BatchPlan
 
 
 def run(
-    kernel: Callable[..., None],
+    kernel: Callable[..., None] | tuple[Callable[..., None], Callable[..., None]],
     batch_shape: tuple[int, ...],
     operands: Sequence[np.ndarray],
     params: Sequence[Any],
@@ -30,13 +30,19 @@ def run(
     row_len: int,
     inner: int = 1,
     out: np.ndarray | None = None,
+    count_weights: bool = True,
 ) -> Any:
     """Run ``kernel`` and return the per-sample array, or the reduced scalar.
 
     ``batch_shape`` are the leading axes shared by every operand and weight (the sample axes of
     a row kernel, every axis for the element-wise kernel, which uses ``inner=2``). ``explain``
     is called when the kernel flagged invalid input: it must raise the user-facing error.
-    ``out`` (already checked by ``_validate.check_out``) receives the ``"none"`` result.
+    ``kernel`` may be a pair (row-parallel kernel, column-split kernel): the second is used for
+    a few very long rows. ``out`` (already checked by ``_validate.check_out``) receives the
+    ``"none"`` result.
+    ``count_weights=False``: the kernel accumulates weights only when sample weights (the last
+    of ``weights``) are given (the element-wise kernel); without them ``"mean"`` divides by the
+    number of values.
     """
     present = [w for w in weights if w is not None]
     arrays = [*operands, *present]
@@ -58,7 +64,13 @@ def run(
     if result is not None:
         views.append(plan.view(result, writeable=True))
     rows_per_piece = math.prod(plan.merged[-inner:])
-    buffers = _reduce.Buffers.new(_reduce.n_chunks(rows_per_piece, row_len), reduce)
+    if inner == 1:
+        nchunks, split = _reduce.work_plan(rows_per_piece, row_len)
+    else:
+        nchunks, split = _reduce.n_chunks(rows_per_piece, 1), False
+    buffers = _reduce.Buffers.new(nchunks, reduce)
+    if isinstance(kernel, tuple):
+        kernel = kernel[1] if split else kernel[0]
     no_weight = np.empty((0,) * inner, np.float64)
     no_out = np.empty((0,) * inner, out_dtype)
     n_ops = len(operands)
@@ -80,7 +92,10 @@ def run(
         explain()
         raise RuntimeError("fastce internal error: a kernel flagged input it could not explain")
     if result is None:
-        return _reduce.finish(buffers, reduction, out_dtype)
+        # Row kernels always accumulate their weights; the element-wise kernel only when sample
+        # weights (the last of ``weights``) were given, else "mean" divides by the count.
+        weighted = count_weights or weights[-1] is not None
+        return _reduce.finish(buffers, reduction, out_dtype, weighted=weighted)
     if out is not None:
         if result is not out:
             out[...] = result

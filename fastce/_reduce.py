@@ -23,6 +23,7 @@ import numpy as np
 
 from ._kernels._common import fold_chunks
 from ._kernels.exactsum import ACC_LEN
+from ._kernels.logsumexp import COL_BLOCK
 
 # Rows of work below which one chunk is used: starting threads and merging accumulators would
 # cost more than the work. The result does not depend on it.
@@ -36,6 +37,19 @@ def n_chunks(n_rows: int, row_len: int) -> int:
     work = n_rows * max(row_len, 1)
     by_work = max(1, work // _MIN_WORK_PER_CHUNK)
     return int(min(n_rows, 4 * numba.get_num_threads(), by_work))
+
+
+def work_plan(n_rows: int, row_len: int) -> tuple[int, bool]:
+    """(nchunks, split): split spreads the column blocks of a few long rows over the threads.
+
+    Neither choice changes a result: per-row values are folded block by block in column order
+    either way, and sums are exact.
+    """
+    threads = numba.get_num_threads()
+    if row_len > COL_BLOCK and n_rows < 2 * threads:
+        n_tiles = n_rows * -(-row_len // COL_BLOCK)
+        return int(max(1, min(4 * threads, n_tiles))), True
+    return n_chunks(n_rows, row_len), False
 
 
 @dataclass
@@ -55,9 +69,17 @@ class Buffers:
         )
 
 
-def finish(buffers: Buffers, reduction: str, dtype: np.dtype) -> np.floating:
-    """``"sum"`` or ``"mean"`` from the accumulated chunks, as a scalar of ``dtype``."""
+def finish(
+    buffers: Buffers, reduction: str, dtype: np.dtype, weighted: bool = True
+) -> np.floating:
+    """``"sum"`` or ``"mean"`` from the accumulated chunks, as a scalar of ``dtype``.
+
+    ``weighted=False``: the kernel did not accumulate weights (all are 1), so the divisor of
+    ``"mean"`` is the number of values.
+    """
     total, weight = fold_chunks(buffers.acc)
+    if not weighted:
+        weight = float(buffers.counts.sum())
     if reduction == "sum":
         return dtype.type(total)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,4 +1,4 @@
-"""The ``fastce`` command: ``fastce demo`` and ``fastce --version``."""
+"""The ``fastce`` command: ``fastce demo``, ``fastce bench`` and ``fastce --version``."""
 
 from __future__ import annotations
 
@@ -170,16 +170,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=_positive_int, default=1_000_000, help="samples (1000000)")
     demo.add_argument("--classes", type=_positive_int, default=10, help="classes (10)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    # Listed here for --help; its options are fastce.benchmark's (see main).
+    sub.add_parser(
+        "bench",
+        add_help=False,
+        help="time fastce against PyTorch, SciPy, scikit-learn and NumPy on the same arrays "
+        "(fastce bench --help)",
+    )
+    sub.add_parser(
+        "warmup",
+        help="compile and cache every kernel common calls use (for container images)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        # fastce.benchmark parses its own options; it is imported only for this command.
+        from . import benchmark
+
+        return benchmark.main(args_list[1:], prog="fastce bench")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.classes < 2:
             parser.error("--classes must be at least 2")
         run_demo(args.rows, args.classes, args.seed)
+        return 0
+    if args.command == "warmup":
+        from ._warmup import warmup
+
+        warmup()
         return 0
     parser.print_help()
     return 0

@@ -14,10 +14,12 @@ contribute exactly 0; NaN in a sample's inputs gives NaN for that sample.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
 
+from . import _reduce
 from . import _validate as v
 from ._dispatch import run
 from ._kernels import binary, categorical
@@ -36,6 +38,8 @@ __all__ = [
 ]
 
 Reduction = Literal["none", "sum", "mean"]
+
+_NO_CLASS_WEIGHT = np.empty(0, np.float64)
 
 
 def _rows(x: Any, name: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +126,7 @@ def entropy(
         v.explain_probabilities(arr, "p", logits_hint=True)
 
     return run(
-        categorical.entropy_kernel,
+        (categorical.entropy_kernel, categorical.entropy_kernel_split),
         batch_shape,
         [rows],
         [from_logits, ln_base],
@@ -172,7 +176,7 @@ def _cross_entropy(
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
         return run(
-            categorical.nll_kernel,
+            (categorical.nll_kernel, categorical.nll_kernel_split),
             batch_shape,
             [rows, labels],
             [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
@@ -201,10 +205,10 @@ def _cross_entropy(
                 v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
         return run(
-            categorical.soft_ce_kernel,
+            (categorical.pair_kernel, categorical.pair_kernel_split),
             batch_shape,
             [soft_rows, rows],
-            [from_logits, eps_value, cw, smoothing, ln_base],
+            [0, from_logits, eps_value, cw, smoothing, ln_base],
             [weights],
             checked_reduction,
             soft_dtype,
@@ -478,10 +482,10 @@ def kl_divergence(
             v.explain_probabilities(q_arr, "q", logits_hint=True)
 
     return run(
-        categorical.kl_kernel,
+        (categorical.pair_kernel, categorical.pair_kernel_split),
         batch_shape,
         [p_rows, q_rows],
-        [from_logits, eps_value, ln_base],
+        [1, from_logits, eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
         [weights],
         checked_reduction,
         dtype,
@@ -553,10 +557,10 @@ def js_divergence(
         v.explain_probabilities(q_arr, "q")
 
     return run(
-        categorical.js_kernel,
+        (categorical.pair_kernel, categorical.pair_kernel_split),
         batch_shape,
         [p_rows, q_rows],
-        [ln_base],
+        [2, False, 0.0, _NO_CLASS_WEIGHT, 0.0, ln_base],
         [weights],
         checked_reduction,
         dtype,
@@ -675,6 +679,7 @@ def binary_cross_entropy(
         1,
         inner=2,
         out=out,
+        count_weights=False,
     )
 
 
@@ -695,8 +700,10 @@ def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) 
     trailing = rows.shape[-1:] if keep_class_axis else ()
     result = target if target is not None else plan.empty_out(arr.dtype, trailing)
     if rows.size:
+        nchunks, split = _reduce.work_plan(math.prod(plan.merged[-1:]), rows.shape[-1])
+        run_kernel = kernel[1] if split else kernel[0]
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            kernel(x_piece, out_piece)
+            run_kernel(x_piece, out_piece, nchunks)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:
@@ -741,7 +748,13 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.logsumexp([[0.0, -np.inf], [-np.inf, -np.inf]])
     array([  0., -inf])
     """
-    return _transform(lse_kernels.logsumexp_rows, x, axis, keep_class_axis=False, out=out)
+    return _transform(
+        (lse_kernels.logsumexp_rows, lse_kernels.logsumexp_rows_split),
+        x,
+        axis,
+        keep_class_axis=False,
+        out=out,
+    )
 
 
 def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
@@ -771,7 +784,13 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     >>> fastce.log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
     """
-    return _transform(lse_kernels.log_softmax_rows, x, axis, keep_class_axis=True, out=out)
+    return _transform(
+        (lse_kernels.log_softmax_rows, lse_kernels.log_softmax_rows_split),
+        x,
+        axis,
+        keep_class_axis=True,
+        out=out,
+    )
 
 
 def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
@@ -801,4 +820,10 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.softmax([0.0, 0.0, 0.0, 0.0])
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _transform(lse_kernels.softmax_rows, x, axis, keep_class_axis=True, out=out)
+    return _transform(
+        (lse_kernels.softmax_rows, lse_kernels.softmax_rows_split),
+        x,
+        axis,
+        keep_class_axis=True,
+        out=out,
+    )

@@ -123,6 +123,11 @@ def softmax(x: Any, *, axis: int = -1) -> np.ndarray:
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
 
+def _undefined_softmax(row: list[float]) -> bool:
+    """A row of logits that are all -inf (or no logits) has no softmax."""
+    return max(row, default=-math.inf) == -math.inf
+
+
 def _log_q(row: list[float], from_logits: bool, eps: float) -> list[float]:
     """log q_c for each class: log_softmax of logits, or the log of clipped probabilities."""
     if from_logits:
@@ -217,7 +222,7 @@ def cross_entropy(
                 pc = (1 - s) * pr[c] + s / n_classes if s else pr[c]
                 if pc != 0.0:
                     loss -= cw[c] * pc * logq[c]
-            if any(math.isnan(q) for q in r):
+            if any(math.isnan(q) for q in r) or (from_logits and _undefined_softmax(r)):
                 loss = math.nan
             values.append(loss / lnb * sweight)
             weights.append(sweight)
@@ -253,7 +258,7 @@ def kl_divergence(
         for pc, lq in zip(pr, logq, strict=True):
             if pc != 0.0:
                 kl += pc * (_log(pc) - lq)
-        if any(math.isnan(x) for x in qr):
+        if any(math.isnan(x) for x in qr) or (from_logits and _undefined_softmax(qr)):
             kl = math.nan
         values.append(kl / lnb * s)
     return _reduce(values, sw, reduction, shape)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _reduce
-from ._kernels.categorical import log_loss_kernel, soft_ce_kernel
+from ._kernels.categorical import log_loss_kernel, pair_kernel
 
 __all__ = ["InvalidParameterError", "log_loss"]
 
@@ -261,9 +261,10 @@ def log_loss(
         )
     if encoding.indicator is not None:
         buffers = _reduce.Buffers.new(nchunks, reduce=True)
-        soft_ce_kernel(
+        pair_kernel(
             encoding.indicator,
             rows,
+            0,
             False,
             eps,
             np.empty(0, np.float64),
@@ -360,10 +361,30 @@ def _label_index(
         return position.astype(np.int64), classes
     if y.shape[0] == 0:
         raise ValueError(f"y has 0 samples: {y!r}")
-    classes, inverse = np.unique(y, return_inverse=True)
+    classes, inverse = _unique_inverse(y)
     if classes.shape[0] == 1:
         raise ValueError(
             f"y_true contains only one label ({classes[0]}). Please provide the list of all "
             "expected class labels explicitly through the labels argument."
         )
     return inverse.reshape(-1).astype(np.int64), classes
+
+
+# Integer labels spanning at most this many values are encoded with a lookup table (two
+# linear passes) rather than np.unique's sort; the result is the same.
+_TABLE_SPAN = 1 << 22
+
+
+def _unique_inverse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(y, return_inverse=True)``, in linear time for integer labels."""
+    if y.dtype.kind in "iu" and y.ndim == 1 and y.size:
+        low, high = int(y.min()), int(y.max())
+        if high - low < _TABLE_SPAN:
+            offset = (y - low).astype(np.intp, copy=False)
+            present = np.zeros(high - low + 1, bool)
+            present[offset] = True
+            rank = np.cumsum(present, dtype=np.int64) - 1
+            classes = (np.flatnonzero(present) + low).astype(y.dtype)
+            return classes, rank[offset]
+    classes, inverse = np.unique(y, return_inverse=True)
+    return classes, inverse.reshape(-1).astype(np.int64)

@@ -17,8 +17,10 @@ largest count of float steps between our result and the correctly rounded result
 """
 
 import math
+import os
 import pathlib
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -483,56 +485,60 @@ def test_float32_exhaustive(name):
 
 
 # exact values the C99 standard (Annex F) fixes, and the thresholds
-@pytest.mark.parametrize(
-    ("name", "x", "expected"),
-    [
-        ("exp", 0.0, 1.0),
-        ("exp", -0.0, 1.0),
-        ("exp", np.inf, np.inf),
-        ("exp", -np.inf, 0.0),
-        ("exp", 709.782712893384, 1.7976931348622732e308),  # largest x with a finite result
-        ("exp", 709.7827128933841, np.inf),
-        ("exp", -745.1332191019411, 5e-324),  # smallest x with a nonzero result
-        ("exp", -745.1332191019412, 0.0),
-        ("exp", -708.3964185322641, 2.2250738585072626e-308),
-        ("exp", -1000.0, 0.0),
-        ("exp", 1000.0, np.inf),
-        ("log", 1.0, 0.0),
-        ("log", 0.0, -np.inf),
-        ("log", -0.0, -np.inf),
-        ("log", np.inf, np.inf),
-        ("log", -np.inf, np.nan),
-        ("log", -1.0, np.nan),
-        ("log", -5e-324, np.nan),
-        ("log", 5e-324, -744.4400719213812),
-        ("log", 1.7976931348623157e308, 709.782712893384),
-        ("log1p", 0.0, 0.0),
-        ("log1p", -0.0, -0.0),
-        ("log1p", -1.0, -np.inf),
-        ("log1p", -1.0 - 2.0**-52, np.nan),
-        ("log1p", -np.inf, np.nan),
-        ("log1p", np.inf, np.inf),
-        ("log1p", 5e-324, 5e-324),
-        ("log1p", -5e-324, -5e-324),
-        ("log1p", 1e-300, 1e-300),
-        ("log1p", 2.0**-60, 2.0**-60),  # 2**-60 - 2**-121 rounds to 2**-60
-        ("expm1", 0.0, 0.0),
-        ("expm1", -0.0, -0.0),
-        ("expm1", -np.inf, -1.0),
-        ("expm1", np.inf, np.inf),
-        ("expm1", -50.0, -1.0),
-        ("expm1", 5e-324, 5e-324),
-        ("expm1", -1e-300, -1e-300),
-        ("expm1", 2.0**-60, 2.0**-60),
-        ("expm1", 709.782712893384, 1.7976931348622732e308),
-        ("expm1", 709.7827128933841, np.inf),
-    ],
-)
+SPECIAL_CASES = [
+    ("exp", 0.0, 1.0),
+    ("exp", -0.0, 1.0),
+    ("exp", np.inf, np.inf),
+    ("exp", -np.inf, 0.0),
+    ("exp", 709.782712893384, 1.7976931348622732e308),  # largest x with a finite result
+    ("exp", 709.7827128933841, np.inf),
+    ("exp", -745.1332191019411, 5e-324),  # smallest x with a nonzero result
+    ("exp", -745.1332191019412, 0.0),
+    ("exp", -708.3964185322641, 2.2250738585072626e-308),
+    ("exp", -1000.0, 0.0),
+    ("exp", 1000.0, np.inf),
+    ("log", 1.0, 0.0),
+    ("log", 0.0, -np.inf),
+    ("log", -0.0, -np.inf),
+    ("log", np.inf, np.inf),
+    ("log", -np.inf, np.nan),
+    ("log", -1.0, np.nan),
+    ("log", -5e-324, np.nan),
+    ("log", 5e-324, -744.4400719213812),
+    ("log", 1.7976931348623157e308, 709.782712893384),
+    ("log1p", 0.0, 0.0),
+    ("log1p", -0.0, -0.0),
+    ("log1p", -1.0, -np.inf),
+    ("log1p", -1.0 - 2.0**-52, np.nan),
+    ("log1p", -np.inf, np.nan),
+    ("log1p", np.inf, np.inf),
+    ("log1p", 5e-324, 5e-324),
+    ("log1p", -5e-324, -5e-324),
+    ("log1p", 1e-300, 1e-300),
+    ("log1p", 2.0**-60, 2.0**-60),  # 2**-60 - 2**-121 rounds to 2**-60
+    ("expm1", 0.0, 0.0),
+    ("expm1", -0.0, -0.0),
+    ("expm1", -np.inf, -1.0),
+    ("expm1", np.inf, np.inf),
+    ("expm1", -50.0, -1.0),
+    ("expm1", 5e-324, 5e-324),
+    ("expm1", -1e-300, -1e-300),
+    ("expm1", 2.0**-60, 2.0**-60),
+    ("expm1", 709.782712893384, 1.7976931348622732e308),
+    ("expm1", 709.7827128933841, np.inf),
+]
+
+
+@pytest.mark.parametrize(("name", "x", "expected"), SPECIAL_CASES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_special_values(name, x, expected, dtype):
+    _check_special_value(name, x, expected, dtype, STRICT)
+
+
+def _check_special_value(name, x, expected, dtype, kernels):
     fname = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1_"}[name]
     fname += "64" if dtype == np.float64 else "32"
-    if fname not in STRICT:
+    if fname not in kernels:
         return  # there is no expm1 for float32
     with np.errstate(over="ignore", under="ignore"):
         x = dtype(x)
@@ -545,8 +551,9 @@ def test_special_values(name, x, expected, dtype):
             expected = x
     elif v is not None and expected != 0:
         assert mp_round(v, np.float64) == expected  # the table itself is right
-    got = run(fname, np.array([x] * 3, dtype=dtype))  # short row: the scalar remainder loop
-    got_vec = run(fname, np.full(4096, x, dtype=dtype))  # the vectorised loop body
+    # short row: the scalar remainder loop; long row: the vectorised loop body
+    got = run(fname, np.array([x] * 3, dtype=dtype), kernels=kernels)
+    got_vec = run(fname, np.full(4096, x, dtype=dtype), kernels=kernels)
     for g in (got[0], got_vec[0], got_vec[-1]):
         if np.isnan(expected):
             assert np.isnan(g), (fname, x, g)
@@ -707,3 +714,307 @@ def test_coefficients_regenerate():
             coeffs = remez(f, a, b, degree)
             have = [getattr(vmath, f"{prefix}{j}") for j in range(degree + 1)]
             assert [rnd(c) for c in coeffs] == have, prefix
+
+
+# --------------------------------------------------------------------------------------------
+# FMA variants (exp32_fma, ..., expm1_64_fma): same harness, same bounds
+# --------------------------------------------------------------------------------------------
+
+FMA_NAMES64 = ("exp64_fma", "log64_fma", "log1p64_fma", "expm1_64_fma")
+FMA_NAMES32 = ("exp32_fma", "log32_fma", "log1p32_fma")
+# The harness knows a function by its base name (dtype, reference, checker): each FMA variant
+# runs under its base name, through a wrapper of its own.
+FMA_BASE = {name: name.removesuffix("_fma") for name in FMA_NAMES64 + FMA_NAMES32}
+FMA_STRICT = {FMA_BASE[name]: _make_map(getattr(vmath, name)) for name in FMA_BASE}
+
+
+def _fma_kernels(name):
+    return {FMA_BASE[name]: FMA_STRICT[FMA_BASE[name]]}
+
+
+@pytest.mark.parametrize("name", FMA_NAMES64)
+def test_fma_float64_accuracy(name):
+    base = FMA_BASE[name]
+    x = np.concatenate([samples64(base, 20_000, seed=1), SPECIALS64])
+    _assert_report(*measure64(base, x, kernels=_fma_kernels(name), report=Report(name)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FMA_NAMES64)
+def test_fma_float64_accuracy_large(name):
+    base, report = FMA_BASE[name], Report(name)
+    for seed in range(10, 16):
+        _, nan_bad, special_bad = measure64(
+            base, samples64(base, 400_000, seed), kernels=_fma_kernels(name), report=report
+        )
+        assert not nan_bad and not special_bad, (nan_bad[:5], special_bad[:5])
+    _assert_report(report, [], [])
+
+
+@pytest.mark.parametrize("name", FMA_NAMES32)
+def test_fma_float32_accuracy(name):
+    base = FMA_BASE[name]
+    _assert_report(*measure32(base, slice32(), kernels=_fma_kernels(name), report=Report(name)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FMA_NAMES32)
+def test_fma_float32_exhaustive(name):
+    """All 2**32 float32 inputs."""
+    base, report = FMA_BASE[name], Report(name)
+    chunk = 1 << 26
+    for start in range(0, 1 << 32, chunk):
+        pats = np.arange(start, start + chunk, dtype=np.uint64).astype(np.uint32)
+        _, nan_bad, special_bad = measure32(
+            base, pats.view(np.float32), kernels=_fma_kernels(name), report=report
+        )
+        assert not nan_bad and not special_bad, (nan_bad[:5], special_bad[:5])
+    _assert_report(report, [], [])
+
+
+@pytest.mark.parametrize(("name", "x", "expected"), SPECIAL_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fma_special_values(name, x, expected, dtype):
+    _check_special_value(name, x, expected, dtype, FMA_STRICT)
+
+
+@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
+def test_fma_nan_in_nan_out(name):
+    base = FMA_BASE[name]
+    dtype = np.float32 if base.endswith("32") else np.float64
+    x = np.array([np.nan, -np.nan, 1.0], dtype=dtype)
+    x = np.concatenate([x, np.frombuffer(b"\x01\x00\xc0\x7f" * 2, np.float32).astype(dtype)])
+    got = run(base, np.tile(x, 100), kernels=_fma_kernels(name))
+    assert np.isnan(got).sum() == 400
+    got = run(base, x, kernels=_fma_kernels(name))  # the scalar remainder loop
+    assert np.isnan(got).sum() == 4
+
+
+@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
+def test_fma_same_bits_scalar_and_vector(name):
+    """An explicit FMA is exactly specified: the vector body and the scalar remainder loop
+    give identical bits."""
+    base = FMA_BASE[name]
+    x = samples64(base.replace("32", "64"), 2000, seed=3)
+    dtype = np.float32 if base.endswith("32") else np.float64
+    with np.errstate(all="ignore"):
+        x = np.concatenate([x.astype(dtype), SPECIALS64.astype(dtype)])
+    vec = run(base, x, row=ROW, kernels=_fma_kernels(name))
+    scalar = run(base, x, row=1, kernels=_fma_kernels(name))
+    np.testing.assert_array_equal(vec.view(np.uint8), scalar.view(np.uint8))
+
+
+@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
+def test_fma_close_to_plain_variant(name):
+    """Both variants are within 1 ulp of the exact value, so they are at most 2 steps apart
+    (in practice mostly identical: report the share that differs)."""
+    base = FMA_BASE[name]
+    dtype = np.float32 if base.endswith("32") else np.float64
+    with np.errstate(all="ignore"):
+        x = samples64(base.replace("32", "64"), 5000, seed=5).astype(dtype)
+    a = run(base, x, kernels=_fma_kernels(name))
+    b = run(base, x)
+    same_nan = np.isnan(a) == np.isnan(b)
+    assert same_nan.all()
+    ok = ~np.isnan(a)
+    steps = np.abs(ordered(a[ok]) - ordered(b[ok]))
+    assert steps.max() <= 2
+    print(f"{name}: {np.count_nonzero(steps)} of {steps.size} results differ from {base}")
+
+
+def _fma_hardware():
+    import llvmlite.binding as llvm
+
+    return "+fma" in llvm.get_host_cpu_features().flatten().split(",")
+
+
+@pytest.mark.skipif(
+    not re.match(r"x86_64|AMD64", __import__("platform").machine()), reason="x86 asm"
+)
+@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
+def test_fma_vectorises(name):
+    """The plain loop compiles to packed SIMD arithmetic with packed FMA instructions, no libm
+    call, and fewer packed arithmetic instructions than the variant without FMA."""
+    if not _fma_hardware():
+        pytest.skip("no FMA on this CPU: llvm.fma becomes a call to libm's fma")
+    base = FMA_BASE[name]
+    dtype = np.float32 if base.endswith("32") else np.float64
+    suffix = "ps" if dtype == np.float32 else "pd"
+    counts = {}
+    for fname in (name, base):
+        loop = _simple_loop(getattr(vmath, fname))
+        x = np.ones(64, dtype)
+        loop(x, np.empty_like(x))
+        asm = loop.inspect_asm(loop.signatures[0])
+        packed = re.findall(
+            rf"\bv(?:mul|add|sub|div|min|max|fn?m(?:add|sub)\d{{3}}){suffix}\s+[^\n]*%[yz]mm", asm
+        )
+        fma = re.findall(rf"\bvfn?m(?:add|sub)\d{{3}}{suffix}\s+[^\n]*%[xyz]mm", asm)
+        assert not re.search(r"\$(exp|log|log1p|expm1|fmaf?)\b", asm), f"{fname} calls libm"
+        counts[fname] = (len(packed), len(fma))
+    n_packed, n_fma = counts[name]
+    assert n_packed >= 15, f"{name}: only {n_packed} packed ymm/zmm arithmetic instructions"
+    assert n_fma >= 4, f"{name}: only {n_fma} packed FMA instructions"
+    assert n_packed < counts[base][0], (name, counts)
+
+
+def _exp_h(r):
+    """(e**r - 1 - r) / r**2, the part of exp the FMA variants' polynomial H approximates."""
+    if abs(r) < mp.mpf("1e-12"):
+        return mp.mpf(1) / 2 + r / 6 + r**2 / 24
+    return (mp.exp(r) - 1 - r) / r**2
+
+
+def remez_weighted(f, w, a, b, degree, ngrid=3000, iters=40):
+    """Polynomial of the given degree minimising max |w(x) (p(x) - f(x))| on [a, b].
+
+    The exchange of ``remez`` with a general positive weight w (``remez`` is w = 1/f).  The
+    FMA variants' exp polynomial is fitted for the error of exp itself: exp(r) = 1 + r +
+    r^2 H(r) moves by r^2 dH, i.e. by r^2 dH / e^r relative, so w = (r^2 + 0.02^2) / e^r (the
+    0.02^2 keeps w positive at r = 0, where the error does not matter).
+    """
+    a, b = mp.mpf(a), mp.mpf(b)
+    n = degree
+    xs = [(a + b) / 2 - (b - a) / 2 * mp.cos(mp.pi * i / (n + 1)) for i in range(n + 2)]
+    grid = [a + (b - a) * (1 - mp.cos(mp.pi * i / ngrid)) / 2 for i in range(ngrid + 1)]
+    fg = [f(x) for x in grid]
+    wg = [w(x) for x in grid]
+    coeffs = None
+    for _ in range(iters):
+        matrix = mp.matrix(n + 2, n + 2)
+        rhs = mp.matrix(n + 2, 1)
+        for i, x in enumerate(xs):
+            for j in range(n + 1):
+                matrix[i, j] = x**j
+            matrix[i, n + 1] = (-1) ** i / w(x)
+            rhs[i] = f(x)
+        sol = mp.lu_solve(matrix, rhs)
+        coeffs = [sol[j] for j in range(n + 1)]
+        level = abs(sol[n + 1])
+
+        def p(x, coeffs=coeffs):
+            s = mp.mpf(0)
+            for c in reversed(coeffs):
+                s = s * x + c
+            return s
+
+        err = [(p(x) - fg[i]) * wg[i] for i, x in enumerate(grid)]
+        runs, cur = [], [0]
+        for i in range(1, len(grid)):
+            if mp.sign(err[i]) == mp.sign(err[cur[-1]]) or err[i] == 0:
+                cur.append(i)
+            else:
+                runs.append(cur)
+                cur = [i]
+        runs.append(cur)
+        ext = [max(r, key=lambda i: abs(err[i])) for r in runs]
+        while len(ext) > n + 2:
+            ext.pop(0 if abs(err[ext[0]]) < abs(err[ext[-1]]) else -1)
+        worst = max(abs(e) for e in err)
+        if len(ext) == n + 2:
+            xs = [grid[i] for i in ext]
+        if abs(worst - level) < level * mp.mpf("1e-6"):
+            break
+    return coeffs
+
+
+@pytest.mark.slow
+def test_fma_coefficients_regenerate():
+    """The FMA variants' exp polynomials are what remez_weighted produces (provenance); their
+    log and expm1 polynomials are log64/log32's G and exp64's P (test_coefficients_regenerate)."""
+    with mp.workdps(60):
+        eps2 = mp.mpf("0.02") ** 2
+
+        def weight(r):
+            return (r * r + eps2) / mp.exp(r)
+
+        fits = [  # |r| <= ln2/2 plus the reduction's slack (larger for float32)
+            ("_EXP64_H", "1e-6", 9, float),
+            ("_EXP32_H", "1e-5", 4, lambda v: np.float32(float(v))),
+        ]
+        for prefix, margin, degree, rnd in fits:
+            r_max = mp.log(2) / 2 + mp.mpf(margin)
+            coeffs = remez_weighted(_exp_h, weight, -r_max, r_max, degree)
+            have = [getattr(vmath, f"{prefix}{j}") for j in range(degree + 1)]
+            assert [rnd(c) for c in coeffs] == have, prefix
+
+
+def test_fma_fastmath_flags_report():
+    """Report (not assert) the FMA variants' error with the NaN-keeping fast-math flag set
+    (``contract`` may fuse further operations, ``reassoc`` may undo the Fast2Sums); run -s."""
+    lines = []
+    for name in FMA_NAMES64 + FMA_NAMES32:
+        base = FMA_BASE[name]
+        kernels = {base: _make_map(getattr(vmath, name), FASTMATH_FLAGS)}
+        if base.endswith("32"):
+            report, nan_bad, special_bad = measure32(
+                base, slice32()[::4], kernels=kernels, report=Report(name)
+            )
+        else:
+            x = np.concatenate([samples64(base, 5000, seed=7), SPECIALS64])
+            report, nan_bad, special_bad = measure64(base, x, kernels=kernels, report=Report(name))
+        lines.append(
+            f"fastmath {report}; NaN/special mismatches: {len(nan_bad) + len(special_bad)}"
+        )
+    print("\n" + "\n".join(lines))
+
+
+_GENERIC_CPU_SCRIPT = """
+import sys
+import numpy as np
+from numba import njit
+from fastce._kernels import vmath
+
+out = {}
+for name in sys.argv[2].split(","):
+    fn = getattr(vmath, name)
+
+    @njit
+    def loop(x, y):
+        for i in range(x.shape[0]):
+            y[i] = fn(x[i])
+
+    x = np.load(sys.argv[1] + "/" + name + "_x.npy")
+    y = np.empty_like(x)
+    loop(x, y)
+    asm = loop.inspect_asm(loop.signatures[0])
+    assert "vfmadd" not in asm and "$fma" in asm, name + ": not compiled without FMA"
+    out[name] = y
+np.savez(sys.argv[1] + "/generic.npz", **out)
+"""
+
+
+@pytest.mark.slow
+def test_fma_same_bits_without_fma_hardware(tmp_path):
+    """Compiled for a CPU without FMA (NUMBA_CPU_NAME=generic), llvm.fma becomes a call to
+    libm's fma: slow and scalar, but the same bits as the FMA instructions."""
+    names = FMA_NAMES64 + FMA_NAMES32
+    inputs = {}
+    rng = np.random.default_rng(11)
+    for name in names:
+        base = FMA_BASE[name]
+        dtype = np.float32 if base.endswith("32") else np.float64
+        ity = np.uint32 if dtype == np.float32 else np.uint64
+        with np.errstate(all="ignore"):
+            x = np.concatenate([samples64(base.replace("32", "64"), 3000, seed=4), SPECIALS64])
+            x = x.astype(dtype)
+        bits = rng.integers(0, np.iinfo(ity).max, 20_000, dtype=ity, endpoint=True)
+        inputs[name] = np.concatenate([x, bits.view(dtype)])
+        np.save(tmp_path / f"{name}_x.npy", inputs[name])
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-c", _GENERIC_CPU_SCRIPT, str(tmp_path), ",".join(names)],
+        env=env,
+        cwd=root,
+        check=True,
+        timeout=900,
+    )
+    generic = np.load(tmp_path / "generic.npz")
+    for name in names:
+        base = FMA_BASE[name]
+        here = run(base, inputs[name], kernels=_fma_kernels(name))
+        np.testing.assert_array_equal(
+            here.view(np.uint8), generic[name].view(np.uint8), err_msg=name
+        )

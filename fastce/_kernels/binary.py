@@ -8,45 +8,46 @@ Per element, with target y in [0, 1], positive-class weight w+ (1 without ``pos_
 
 The logits form equals PyTorch's ``(1 - y) x + (1 + (w+ - 1) y) softplus(-x)`` and is stable
 for any x. A zero coefficient drops its term (0 log 0 = 0, and 0 * inf is not evaluated), and
-``log(1 - p)`` is computed as ``log1p(-p)``, exact for small p.
+``log(1 - p)`` is computed as ``log1p(-p)``, exact for small p. From float32 logits the exp and
+log1p are taken in float32 (each within 1 ulp) and combined in float64.
 
 The kernel walks a 2-D (rows, L) view in ``nchunks`` contiguous chunks of the flattened element
-range, so a single long row (a 1-D input seen as (1, N)) is still split across threads.
+range, so a single long row (a 1-D input seen as (1, N)) is still split across threads. Each
+contiguous run of a row is one vectorised map into a small float64 buffer, then a pass that
+stores the values and/or adds them to the exact accumulator.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from ._common import chunk_bounds, clip, is_probability
-from ._math import exp, log, log1p
+from ._common import chunk_bounds, clip
+from ._math import exp_native, log, log1p, log1p_native
 from .exactsum import acc_add
+
+SEGMENT = 2048
+"""Elements per buffered segment (a 16 KiB float64 buffer)."""
 
 
 @njit(inline="always", cache=True)
 def softplus(z):
-    pos = z if z > 0.0 else 0.0  # NaN gives 0 here and NaN through the log1p below
-    return pos + log1p(exp(-abs(z)))
+    """max(z, 0) + log1p(exp(-|z|)) in float64, the transcendental part in z's own dtype."""
+    pos = np.float64(z) if z > 0 else 0.0  # NaN gives 0 here and NaN through log1p below
+    return pos + np.float64(log1p_native(exp_native(-abs(z))))
 
 
 @njit(inline="always", cache=True)
 def bce_probs_elem(y, p, pos_weight, eps):
     pc = clip(p, eps)
-    loss = 0.0
-    if y != 0.0:
-        loss -= pos_weight * y * log(pc)
-    if y != 1.0:
-        loss -= (1.0 - y) * log1p(-pc)
-    return loss
+    a = -(pos_weight * y) * log(pc) if y != 0.0 else 0.0
+    b = -(1.0 - y) * log1p(-pc) if y != 1.0 else 0.0
+    return a + b
 
 
 @njit(inline="always", cache=True)
 def bce_logits_elem(y, x, pos_weight):
-    loss = 0.0
-    if y != 1.0:
-        loss += (1.0 - y) * softplus(x)
-    if y != 0.0:
-        loss += pos_weight * y * softplus(-x)
-    return loss
+    a = (1.0 - y) * softplus(x) if y != 1.0 else 0.0
+    b = (pos_weight * y) * softplus(-x) if y != 0.0 else 0.0
+    return a + b
 
 
 @njit(inline="always", cache=True)
@@ -54,38 +55,60 @@ def weight2(weights, i, j):
     return np.float64(weights[i, j]) if weights.shape[0] > 0 else 1.0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_kernel(
-    target, pred, from_logits, eps, ln_base, pos_weight, sample_weight, out, acc, counts, bad
+    target,
+    pred,
+    from_logits,
+    eps,
+    ln_base,
+    pos_weight,
+    sample_weight,
+    out,
+    acc,
+    counts,
+    bad,
 ):
     n_rows, n_cols = pred.shape
     total = n_rows * n_cols
     nchunks = counts.shape[0]
+    reduce = acc.shape[2] > 0
+    store = out.shape[0] > 0
     for k in prange(nchunks):
         lo, hi = chunk_bounds(total, nchunks, k)
+        buf = np.empty(SEGMENT)
+        flags = 0
         e = lo
         while e < hi:
             i = e // n_cols
             j0 = e - i * n_cols
-            j1 = min(n_cols, j0 + (hi - e))
-            for j in range(j0, j1):
-                y = np.float64(target[i, j])
-                p = np.float64(pred[i, j])
-                pw = weight2(pos_weight, i, j)
-                if from_logits:
-                    ok = is_probability(y)
-                    loss = bce_logits_elem(y, p, pw)
-                else:
-                    ok = is_probability(y) & is_probability(p)
-                    loss = bce_probs_elem(y, p, pw, eps)
-                if not ok:
-                    bad[k] = 1
-                sw = weight2(sample_weight, i, j)
-                value = loss / ln_base * sw
-                if out.shape[0] > 0:
-                    out[i, j] = value
-                if acc.shape[2] > 0:
-                    acc_add(acc[k, 0], value)
-                    acc_add(acc[k, 1], sw)
-            counts[k] += j1 - j0
-            e += j1 - j0
+            j1 = min(n_cols, j0 + min(hi - e, SEGMENT))
+            n = j1 - j0
+            yrow = target[i]
+            xrow = pred[i]
+            if from_logits:
+                for t in range(n):
+                    y = np.float64(yrow[j0 + t])
+                    flags |= (y < 0) | (y > 1)
+                    buf[t] = bce_logits_elem(y, xrow[j0 + t], weight2(pos_weight, i, j0 + t))
+            else:
+                for t in range(n):
+                    y = np.float64(yrow[j0 + t])
+                    p = np.float64(xrow[j0 + t])
+                    flags |= (y < 0) | (y > 1) | (p < 0) | (p > 1)
+                    buf[t] = bce_probs_elem(y, p, weight2(pos_weight, i, j0 + t), eps)
+            for t in range(n):
+                buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
+            if store:
+                for t in range(n):
+                    out[i, j0 + t] = buf[t]
+            if reduce:
+                for t in range(n):
+                    acc_add(acc[k, 0], buf[t])
+                if sample_weight.shape[0] > 0:
+                    for t in range(n):
+                        acc_add(acc[k, 1], sample_weight[i, j0 + t])
+            counts[k] += n
+            e += n
+        if flags:
+            bad[k] = 1

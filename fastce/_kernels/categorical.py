@@ -1,12 +1,23 @@
 """Entropy, cross-entropy, KL and Jensen-Shannon over rows of class probabilities or logits.
 
-Every kernel here has the same shape: a ``prange`` over chunks of rows (see ``_common``), a
-serial per-row formula giving the loss in nats, then
+Every kernel here has the same shape. A row is cut into column blocks (``COL_BLOCK`` columns,
+boundaries fixed by the column index); a *block function* reduces one block to a partial (a
+6-tuple of float64), a *merge* folds the partials of a row in block order, a *finish* turns the
+folded partial into the loss in nats, and
 
     value  = loss_nats / ln_base * sample_weight       (ln_base = 1.0 for nats)
     weight = class_weight[y] * sample_weight            (what ``"mean"`` divides by)
 
-emitted to ``out`` and/or the exact accumulators. Zero target probabilities contribute exactly
+is emitted to ``out`` and/or the exact accumulators. Rows are spread over threads in fixed
+chunks; with ``split=True`` (a few very long rows) the blocks of each row are spread over the
+threads instead and folded afterwards in the same order, so a row's value is the same bits for
+every thread count.
+
+Inside a block every sweep is a vectorised map into a small buffer followed by ``sum8`` (eight
+explicit float64 lanes), with no fast-math flags. The exps of float32 logits are taken in
+float32 (16 lanes per register) for class-index cross-entropy, the hot path whose loss keeps
+its relative accuracy; entropy, soft-target cross-entropy and KL, which subtract terms of
+similar size, take them in float64. Zero target probabilities contribute exactly
 0 (0 log 0 = 0), predicted probabilities are clipped to [eps, 1 - eps] inside their log, and a
 NaN anywhere in a row's inputs makes that row's value NaN. Kernels never raise: they flag
 invalid input in ``bad`` and the Python layer reports it.
@@ -20,10 +31,26 @@ An empty ``class_weight`` or ``sample_weight`` array means "no weights".
 import numpy as np
 from numba import njit, prange
 
-from ._common import chunk_bounds, clip, emit, is_probability, weight_at
-from ._math import exp, log, log1p
+from ._common import chunk_bounds, clip, emit, weight_at
+from ._math import (
+    any_nan,
+    any_not_probability,
+    log,
+    log1p,
+    sum8,
+)
 from .exactsum import acc_add
-from .logsumexp import lse_parts, row_max
+from .logsumexp import (
+    COL_BLOCK,
+    ROWS_PER_BATCH,
+    block_bounds,
+    buffer_len,
+    lse_block,
+    lse_merge,
+    n_blocks,
+)
+
+_BAD = 1.0  # a partial's "invalid input" slot holds 1.0 when the block has a bad value
 
 # Ratios p/q inside this range are safe to divide: log(p/q) is then more accurate than
 # log(p) - log(q) when p and q are close (one rounding instead of two cancelling logs).
@@ -35,185 +62,207 @@ _RATIO_HI = 2.0**1000
 def log_ratio(p, q):
     """log(p / q) for p, q > 0, accurate when p is close to q and safe for extreme ratios."""
     r = p / q
-    if r > _RATIO_LO and r < _RATIO_HI:
-        return log(r)
-    return log(p) - log(q)
+    return log(r) if (r > _RATIO_LO and r < _RATIO_HI) else log(p) - log(q)
+
+
+@njit(inline="always", cache=True)
+def kl_terms(p, x, eps, buf64):
+    """buf64[k] = p_k log(p_k / clip(q_k)): one log per term, of the ratio (one rounding, so
+    accurate for p close to q). The ratio can leave the safe range only without clipping
+    (q tiny, eps = 0) or for subnormal p; those rare terms are redone as log p - log q."""
+    n = p.shape[0]
+    extreme = 0
+    for k in range(n):
+        pv = np.float64(p[k])
+        r = pv / clip(np.float64(x[k]), eps)
+        extreme |= (pv != 0.0) & ((r <= _RATIO_LO) | (r >= _RATIO_HI))
+        buf64[k] = pv * log(r) if pv != 0.0 else 0.0
+    if extreme:
+        for k in range(n):
+            pv = np.float64(p[k])
+            if pv != 0.0:
+                buf64[k] = pv * log_ratio(pv, clip(np.float64(x[k]), eps))
 
 
 @njit(inline="always", cache=True)
 def smoothed(p, smoothing, n_classes):
     """Label smoothing of a target probability, as PyTorch: (1 - s) p + s / C."""
-    if smoothing == 0.0:
-        return p
-    return (1.0 - smoothing) * p + smoothing / n_classes
+    return p if smoothing == 0.0 else (1.0 - smoothing) * p + smoothing / n_classes
+
+
+@njit(inline="always", cache=True)
+def shift(a, w, delta):
+    """a + delta * w, where w is the mass of the terms whose reference point moves by delta;
+    nothing moves when there is no mass (delta may then be infinite)."""
+    return a + delta * w if w != 0.0 else a
+
+
+@njit(inline="always", cache=True)
+def lin_merge(st, part):
+    """Fold (m, s', A, P, bad, nan) partials: A = sum_c a_c (m - x_c) is a sum of terms
+    measured from the block maximum, P = sum_c a_c their weights; moving the reference from m
+    to M adds (M - m) P."""
+    m_acc, s_acc, a_acc, p_acc, bad_acc, nan_acc = st
+    m, s, a, p, bad, nan = part
+    m_new, s_new, _, _ = lse_merge(m_acc, s_acc, m, s)
+    a_new = shift(a_acc, p_acc, m_new - m_acc) + shift(a, p, m_new - m)
+    return m_new, s_new, a_new, p_acc + p, max(bad_acc, bad), nan_acc + nan
+
+
+@njit(inline="always", cache=True)
+def add_merge(st, part):
+    """Fold partials that are plain sums (and flags)."""
+    return (
+        st[0] + part[0],
+        st[1] + part[1],
+        st[2] + part[2],
+        st[3] + part[3],
+        max(st[4], part[4]),
+        st[5] + part[5],
+    )
+
+
+@njit(inline="always", cache=True)
+def put(part, t, v):
+    part[t, 0], part[t, 1], part[t, 2], part[t, 3], part[t, 4], part[t, 5] = v
+
+
+@njit(inline="always", cache=True)
+def get(part, t):
+    return part[t, 0], part[t, 1], part[t, 2], part[t, 3], part[t, 4], part[t, 5]
+
+
+@njit(inline="always", cache=True)
+def check_block(seg):
+    """(bad, nan) flags of a probability block as floats."""
+    return (_BAD if any_not_probability(seg) else 0.0), (np.nan if any_nan(seg) else 0.0)
+
+
+@njit(inline="always", cache=True)
+def shifted_terms(seg, m, weights, buf64):
+    """A = sum_c a_c (m - x_c) over the block, with a_c = weights[k] (a buffer of the block's
+    weights). A zero weight contributes 0 even against x_c = -inf."""
+    n = seg.shape[0]
+    for k in range(n):
+        a = weights[k]
+        buf64[k] = a * (m - np.float64(seg[k])) if a != 0.0 else 0.0
+    return sum8(buf64, n)
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-row formulas (nats). Each returns (loss, ok) where ok is False if an input was invalid.
+# Entropy
+
+
+@njit(cache=True, error_model="numpy")
+def entropy_block(row, c0, c1, from_logits, buf, buf64, wbuf):
+    p = row[c0:c1]
+    n = c1 - c0
+    if not from_logits:
+        for k in range(n):
+            v = np.float64(p[k])
+            buf64[k] = -(v * log(v)) if v != 0.0 else 0.0
+        bad, nan = check_block(p)
+        return sum8(buf64, n), 0.0, 0.0, 0.0, bad, nan
+    # H(softmax(x)) = T / S + log1p(s'), S = 1 + s', T = sum_c e_c (M - x_c): a term with
+    # e_c == 0 (x_c = -inf, or far below the maximum) contributes 0 rather than 0 * inf.
+    m, s = lse_block(p, buf)
+    if m == -np.inf or m == np.inf:
+        return m, s, 0.0, 0.0, 0.0, 0.0
+    for k in range(n):
+        e = np.float64(buf[k])
+        buf64[k] = e * (m - np.float64(p[k])) if e != 0.0 else 0.0
+    return m, s, sum8(buf64, n), 0.0, 0.0, 0.0
 
 
 @njit(inline="always", cache=True)
-def entropy_probs_row(p):
-    """H(p) = -sum p log p."""
-    h = 0.0
-    ok = True
-    for col in range(p.shape[0]):
-        v = np.float64(p[col])
-        ok &= is_probability(v)
-        if v != 0.0:
-            h -= v * log(v)
-    return h, ok
+def entropy_merge(st, part, from_logits):
+    if not from_logits:
+        return add_merge(st, part)
+    m_acc, s_acc, t_acc = st[0], st[1], st[2]
+    m, s, t = part[0], part[1], part[2]
+    m_new, s_new, old, new = lse_merge(m_acc, s_acc, m, s)
+    t_new = 0.0
+    if old != 0.0:
+        t_new += old * shift(t_acc, 1.0 + s_acc, m_new - m_acc)
+    if new != 0.0:
+        t_new += new * shift(t, 1.0 + s, m_new - m)
+    return m_new, s_new, t_new, 0.0, 0.0, 0.0
 
 
 @njit(inline="always", cache=True)
-def entropy_logits_row(x):
-    """H(softmax(x)) = t / s + log1p(s'), with e_c = exp(x_c - m), s' = sum_{c != j} e_c,
-    s = 1 + s' and t = sum_c e_c (m - x_c).
-
-    Both terms are >= 0, so nothing cancels. A term with e_c == 0 (x_c = -inf, or far below
-    the maximum) contributes exactly 0 rather than 0 * inf.
-    """
-    m, j = row_max(x)
-    if m == -np.inf:
-        return np.nan  # the softmax of a row of -inf (or of nothing) is undefined
-    s_others = 0.0
-    t = 0.0
-    for col in range(x.shape[0]):
-        if col != j:
-            d = np.float64(x[col]) - m
-            e = exp(d)
-            s_others += e
-            if e != 0.0:
-                t -= e * d
-    return t / (1.0 + s_others) + log1p(s_others)
+def entropy_finish(st, from_logits):
+    if not from_logits:
+        return st[0] + st[5], st[4] == 0.0
+    m, s, t = st[0], st[1], st[2]
+    if m == -np.inf or m == np.inf:
+        return np.nan, True  # the softmax of a row of -inf (or with +inf) is undefined
+    return t / (1.0 + s) + log1p(s), True
 
 
-@njit(inline="always", cache=True)
-def nll_probs_row(q, y, eps, class_weight, smoothing):
-    """Class-index cross-entropy on probabilities, label smoothing and class weights included.
-
-    (1 - s) w_y (-log q_y) + (s / C) sum_c w_c (-log q_c). Every entry of the row is read, so
-    that a NaN or an out-of-range probability anywhere in it is noticed.
-    """
-    c = q.shape[0]
-    ok = True
-    nan_seen = 0.0
-    smooth_sum = 0.0
-    for col in range(c):
-        v = np.float64(q[col])
-        ok &= is_probability(v)
-        if v != v:
-            nan_seen = v
-        if smoothing != 0.0:
-            smooth_sum -= weight_at(class_weight, col) * log(clip(v, eps))
-    loss = -weight_at(class_weight, y) * log(clip(np.float64(q[y]), eps))
-    if smoothing != 0.0:
-        loss = (1.0 - smoothing) * loss + (smoothing / c) * smooth_sum
-    return loss + nan_seen, ok
+@njit(cache=True, error_model="numpy")
+def entropy_row(row, from_logits, buf, buf64, wbuf):
+    """The folded partial of a whole row: its blocks in column order."""
+    c = row.shape[0]
+    st = entropy_block(row, 0, min(c, COL_BLOCK), from_logits, buf, buf64, wbuf)
+    for b in range(1, n_blocks(c)):
+        c0, c1 = block_bounds(c, b)
+        st = entropy_merge(
+            st, entropy_block(row, c0, c1, from_logits, buf, buf64, wbuf), from_logits
+        )
+    return st
 
 
-@njit(inline="always", cache=True)
-def nll_logits_row(x, y, class_weight, smoothing):
-    """Class-index cross-entropy from logits: (m - x_y) + log1p(s'), smoothing and weights as
-    in ``nll_probs_row`` with -log q_c = (m - x_c) + log1p(s')."""
-    m, _, lp = lse_parts(x)
-    loss = weight_at(class_weight, y) * ((m - np.float64(x[y])) + lp)
-    if smoothing != 0.0:
-        c = x.shape[0]
-        smooth_sum = 0.0
-        for col in range(c):
-            smooth_sum += weight_at(class_weight, col) * ((m - np.float64(x[col])) + lp)
-        loss = (1.0 - smoothing) * loss + (smoothing / c) * smooth_sum
-    return loss
+@njit(parallel=True, cache=True, error_model="numpy")
+def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad):
+    n, c = p.shape
+    nchunks = counts.shape[0]
+    blen = buffer_len(c)
+    for k in prange(nchunks):
+        lo, hi = chunk_bounds(n, nchunks, k)
+        buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(0)
+        for i in range(lo, hi):
+            if c <= COL_BLOCK:  # one block: no fold
+                st = entropy_block(p[i], 0, c, from_logits, buf, buf64, wbuf)
+            else:
+                st = entropy_row(p[i], from_logits, buf, buf64, wbuf)
+            h, ok = entropy_finish(st, from_logits)
+            if not ok:
+                bad[k] = 1
+            sw = weight_at(sample_weight, i)
+            emit(i, k, h / ln_base * sw, sw, out, acc, counts)
 
 
-@njit(inline="always", cache=True)
-def soft_ce_probs_row(p, q, eps, class_weight, smoothing):
-    """H(p, q) = -sum_c w_c p_c log q_c with soft (optionally smoothed) targets p."""
-    c = q.shape[0]
-    ok = True
-    nan_seen = 0.0
-    loss = 0.0
-    for col in range(c):
-        pv = np.float64(p[col])
-        qv = np.float64(q[col])
-        ok &= is_probability(pv) & is_probability(qv)
-        if qv != qv:
-            nan_seen = qv
-        pv = smoothed(pv, smoothing, c)
-        if pv != 0.0:
-            loss -= weight_at(class_weight, col) * pv * log(clip(qv, eps))
-    return loss + nan_seen, ok
-
-
-@njit(inline="always", cache=True)
-def soft_ce_logits_row(p, x, class_weight, smoothing):
-    """H(p, softmax(x)) = sum_c w_c p_c ((m - x_c) + log1p(s'))."""
-    c = x.shape[0]
-    m, _, lp = lse_parts(x)
-    ok = True
-    loss = 0.0
-    for col in range(c):
-        pv = np.float64(p[col])
-        ok &= is_probability(pv)
-        pv = smoothed(pv, smoothing, c)
-        if pv != 0.0:
-            loss += weight_at(class_weight, col) * pv * ((m - np.float64(x[col])) + lp)
-    # lp is finite or NaN: this adds 0, or passes on a NaN logit even where every p_c is 0.
-    return loss + 0.0 * lp, ok
-
-
-@njit(inline="always", cache=True)
-def kl_probs_row(p, q, eps):
-    """KL(p || q) = sum_c p_c log(p_c / q_c), q clipped."""
-    ok = True
-    nan_seen = 0.0
-    kl = 0.0
-    for col in range(p.shape[0]):
-        pv = np.float64(p[col])
-        qv = np.float64(q[col])
-        ok &= is_probability(pv) & is_probability(qv)
-        if qv != qv:
-            nan_seen = qv
-        if pv != 0.0:
-            kl += pv * log_ratio(pv, clip(qv, eps))
-    return kl + nan_seen, ok
-
-
-@njit(inline="always", cache=True)
-def kl_logits_row(p, x):
-    """KL(p || softmax(x)) = sum_c p_c (log p_c - x_c + m + log1p(s'))."""
-    m, _, lp = lse_parts(x)
-    ok = True
-    kl = 0.0
-    for col in range(p.shape[0]):
-        pv = np.float64(p[col])
-        ok &= is_probability(pv)
-        if pv != 0.0:
-            kl += pv * ((log(pv) + (m - np.float64(x[col]))) + lp)
-    return kl + 0.0 * lp, ok
-
-
-@njit(inline="always", cache=True)
-def js_row(p, q):
-    """JS(p, q) = 1/2 sum_c [p_c log(p_c / m_c) + q_c log(q_c / m_c)], m = (p + q) / 2."""
-    ok = True
-    js = 0.0
-    for col in range(p.shape[0]):
-        pv = np.float64(p[col])
-        qv = np.float64(q[col])
-        ok &= is_probability(pv) & is_probability(qv)
-        mv = 0.5 * (pv + qv)
-        if pv != 0.0:
-            js += pv * log(pv / mv)
-        if qv != 0.0:
-            js += qv * log(qv / mv)
-    return 0.5 * js, ok
+@njit(parallel=True, cache=True, error_model="numpy")
+def entropy_kernel_split(p, from_logits, ln_base, sample_weight, out, acc, counts, bad):
+    """``entropy_kernel`` for a few long rows: blocks spread over threads, then folded in order."""
+    n, c = p.shape
+    nchunks = counts.shape[0]
+    nb = n_blocks(c)
+    blen = buffer_len(c)
+    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    for lo in range(0, n, ROWS_PER_BATCH):
+        hi = min(n, lo + ROWS_PER_BATCH)
+        for kk in prange(nchunks):
+            t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
+            buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(0)
+            for t in range(t0, t1):
+                c0, c1 = block_bounds(c, t % nb)
+                put(part, t, entropy_block(p[lo + t // nb], c0, c1, from_logits, buf, buf64, wbuf))
+        for k in prange(nchunks):
+            r0, r1 = chunk_bounds(hi - lo, nchunks, k)
+            for r in range(r0, r1):
+                st = get(part, r * nb)
+                for b in range(1, nb):
+                    st = entropy_merge(st, get(part, r * nb + b), from_logits)
+                h, ok = entropy_finish(st, from_logits)
+                if not ok:
+                    bad[k] = 1
+                sw = weight_at(sample_weight, lo + r)
+                emit(lo + r, k, h / ln_base * sw, sw, out, acc, counts)
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels. ``x``/``p``/``q`` are 2-D (n, C) strided views; ``labels`` is 1-D of any integer or
-# float dtype (float labels must hold integral values).
+# Cross-entropy with class-index targets
 
 
 @njit(inline="always", cache=True)
@@ -228,24 +277,92 @@ def label_status(lab, c, has_ignore, ignore_index):
     return 0
 
 
-@njit(parallel=True, cache=True)
-def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad):
-    n = p.shape[0]
-    nchunks = counts.shape[0]
-    for k in prange(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        for i in range(lo, hi):
-            if from_logits:
-                h = entropy_logits_row(p[i])
-            else:
-                h, ok = entropy_probs_row(p[i])
-                if not ok:
-                    bad[k] = 1
-            sw = weight_at(sample_weight, i)
-            emit(i, k, h / ln_base * sw, sw, out, acc, counts)
+@njit(inline="always", cache=True)
+def fill_class_weights(class_weight, c0, c1, wbuf):
+    n = c1 - c0
+    if class_weight.shape[0] == 0:
+        for k in range(n):
+            wbuf[k] = 1.0
+    else:
+        cw = class_weight[c0:c1]
+        for k in range(n):
+            wbuf[k] = cw[k]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, error_model="numpy")
+def nll_block(row, c0, c1, y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf):
+    """Partial for a class-index target: the target's own term when y is in the block, and the
+    smoothing sum sum_c w_c (-log q_c) (relative to the block maximum for logits)."""
+    n = c1 - c0
+    x = row[c0:c1]
+    in_block = y >= c0 and y < c1
+    if from_logits:
+        m, s = lse_block(x, buf)
+        x_y = np.float64(row[y]) if in_block else 0.0
+        a = 0.0
+        wsum = 0.0
+        if smoothing != 0.0:
+            fill_class_weights(class_weight, c0, c1, wbuf)
+            wsum = sum8(wbuf, n)
+            if m == -np.inf and s == 0.0:
+                # every logit of the block is -inf: smoothing mass there is an infinite loss
+                return m, s, (np.inf if wsum != 0.0 else 0.0), 0.0, 0.0, x_y
+            a = shifted_terms(x, m, wbuf, buf64)
+        # (m, s', A = sum w_c (m - x_c), W = sum w_c, bad = 0, x_y): lin_merge sums slot 5,
+        # where only the target's block has a non-zero entry.
+        return m, s, a, wsum, 0.0, x_y
+    q_y = np.float64(row[y]) if in_block else 0.0
+    smooth = 0.0
+    if smoothing != 0.0:
+        fill_class_weights(class_weight, c0, c1, wbuf)
+        for k in range(n):
+            buf64[k] = wbuf[k] * log(clip(np.float64(x[k]), eps))
+        smooth = -sum8(buf64, n)
+    bad, nan = check_block(x)
+    return q_y, smooth, nan, 0.0, bad, 0.0
+
+
+@njit(inline="always", cache=True)
+def nll_merge(st, part, from_logits):
+    if from_logits:
+        return lin_merge(st, part)
+    return add_merge(st, part)
+
+
+@njit(inline="always", cache=True)
+def nll_finish(st, y, from_logits, eps, class_weight, smoothing, n_classes):
+    w_y = weight_at(class_weight, y)
+    if from_logits:
+        m, s, a, wsum, _, x_y = st
+        lp = log1p(s)
+        loss = w_y * ((m - x_y) + lp)
+        if smoothing != 0.0:
+            smooth = a + lp * wsum
+            loss = (1.0 - smoothing) * loss + (smoothing / n_classes) * smooth
+        return loss, True
+    q_y, smooth, nan, _, bad, _ = st
+    loss = -w_y * log(clip(q_y, eps))
+    if smoothing != 0.0:
+        loss = (1.0 - smoothing) * loss + (smoothing / n_classes) * smooth
+    return loss + nan, bad == 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def nll_row(row, y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf):
+    c = row.shape[0]
+    st = nll_block(
+        row, 0, min(c, COL_BLOCK), y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf
+    )
+    for b in range(1, n_blocks(c)):
+        c0, c1 = block_bounds(c, b)
+        part = nll_block(
+            row, c0, c1, y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf
+        )
+        st = nll_merge(st, part, from_logits)
+    return st
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_kernel(
     x,
     labels,
@@ -264,8 +381,11 @@ def nll_kernel(
 ):
     n, c = x.shape
     nchunks = counts.shape[0]
+    blen = buffer_len(c)
+    short_logits = from_logits and smoothing == 0.0 and c <= COL_BLOCK
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
+        buf, buf64, wbuf = np.empty(blen, x.dtype), np.empty(blen), np.empty(blen)
         for i in range(lo, hi):
             status = label_status(labels[i], c, has_ignore, ignore_index)
             if status != 0:
@@ -275,71 +395,328 @@ def nll_kernel(
                     out[i] = 0.0
                 continue
             y = np.int64(labels[i])
-            if from_logits:
-                loss = nll_logits_row(x[i], y, class_weight, smoothing)
+            if short_logits:
+                # The hot path (one block, no smoothing): what nll_row + nll_finish compute,
+                # without building and folding partials.
+                m, s = lse_block(x[i], buf)
+                loss = weight_at(class_weight, y) * ((m - np.float64(x[i, y])) + log1p(s))
             else:
-                loss, ok = nll_probs_row(x[i], y, eps, class_weight, smoothing)
+                st = nll_row(x[i], y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
+                loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
                 if not ok:
                     bad[k] = 1
             sw = weight_at(sample_weight, i)
             emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
 
 
-@njit(parallel=True, cache=True)
-def soft_ce_kernel(
-    p, x, from_logits, eps, class_weight, smoothing, ln_base, sample_weight, out, acc, counts, bad
+@njit(parallel=True, cache=True, error_model="numpy")
+def nll_kernel_split(
+    x,
+    labels,
+    from_logits,
+    eps,
+    class_weight,
+    smoothing,
+    has_ignore,
+    ignore_index,
+    ln_base,
+    sample_weight,
+    out,
+    acc,
+    counts,
+    bad,
 ):
-    n = x.shape[0]
+    """``nll_kernel`` for a few long rows: blocks spread over threads, then folded in order."""
+    n, c = x.shape
     nchunks = counts.shape[0]
+    nb = n_blocks(c)
+    blen = buffer_len(c)
+    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    for lo in range(0, n, ROWS_PER_BATCH):
+        hi = min(n, lo + ROWS_PER_BATCH)
+        for kk in prange(nchunks):
+            t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
+            buf, buf64, wbuf = np.empty(blen, x.dtype), np.empty(blen), np.empty(blen)
+            for t in range(t0, t1):
+                i = lo + t // nb
+                if label_status(labels[i], c, has_ignore, ignore_index) != 0:
+                    continue
+                c0, c1 = block_bounds(c, t % nb)
+                put(
+                    part,
+                    t,
+                    nll_block(
+                        x[i],
+                        c0,
+                        c1,
+                        np.int64(labels[i]),
+                        from_logits,
+                        eps,
+                        class_weight,
+                        smoothing,
+                        buf,
+                        buf64,
+                        wbuf,
+                    ),
+                )
+        for k in prange(nchunks):
+            r0, r1 = chunk_bounds(hi - lo, nchunks, k)
+            for r in range(r0, r1):
+                i = lo + r
+                status = label_status(labels[i], c, has_ignore, ignore_index)
+                if status != 0:
+                    if status == 2:
+                        bad[k] = 1
+                    if out.shape[0] > 0:
+                        out[i] = 0.0
+                    continue
+                y = np.int64(labels[i])
+                st = get(part, r * nb)
+                for b in range(1, nb):
+                    st = nll_merge(st, get(part, r * nb + b), from_logits)
+                loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
+                if not ok:
+                    bad[k] = 1
+                sw = weight_at(sample_weight, i)
+                emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-entropy with soft targets, KL divergence, Jensen-Shannon: two rows per sample.
+
+
+@njit(cache=True, error_model="numpy")
+def pair_block(
+    kind,
+    p_row,
+    x_row,
+    c0,
+    c1,
+    from_logits,
+    eps,
+    class_weight,
+    smoothing,
+    n_classes,
+    buf,
+    buf64,
+    wbuf,
+):
+    """Partials of the two-distribution measures over one block.
+
+    kind 0: soft cross-entropy  -sum w_c p_c log q_c
+    kind 1: KL                   sum p_c log(p_c / q_c)
+    kind 2: Jensen-Shannon       1/2 sum [p log(p/m) + q log(q/m)], m = (p + q) / 2
+    From logits (kinds 0 and 1) the partial is (m, s', A, P, bad, nan) with the terms measured
+    from the block maximum; from probabilities it is a plain sum.
+    """
+    n = c1 - c0
+    p = p_row[c0:c1]
+    x = x_row[c0:c1]
+    bad_p, nan_p = check_block(p)
+    if kind == 0:
+        fill_class_weights(class_weight, c0, c1, wbuf)
+    if from_logits:
+        m, s = lse_block(x, buf)
+        # a_c: the coefficient of (m - x_c); for KL also the p log p part, kept in slot 5.
+        extra = 0.0
+        if kind == 0:
+            for k in range(n):
+                wbuf[k] = smoothed(np.float64(p[k]), smoothing, n_classes) * wbuf[k]
+        else:
+            for k in range(n):
+                wbuf[k] = np.float64(p[k])
+                pv = np.float64(p[k])
+                buf64[k] = pv * log(pv) if pv != 0.0 else 0.0
+            extra = sum8(buf64, n)
+        a = shifted_terms(x, m, wbuf, buf64)
+        if m == -np.inf and s == 0.0:
+            # every logit of the block is -inf: target mass there makes the loss infinite
+            mass = sum8(wbuf, n)
+            a = np.inf if mass != 0.0 else 0.0
+            return m, s, a, 0.0, bad_p, extra + nan_p
+        return m, s, a, sum8(wbuf, n), bad_p, extra + nan_p
+    bad_q, nan_q = check_block(x)
+    if kind == 0:
+        for k in range(n):
+            pv = smoothed(np.float64(p[k]), smoothing, n_classes)
+            t = -wbuf[k] * pv * log(clip(np.float64(x[k]), eps))
+            buf64[k] = t if pv != 0.0 else 0.0
+    elif kind == 1:
+        kl_terms(p, x, eps, buf64)
+    else:
+        for k in range(n):
+            pv = np.float64(p[k])
+            qv = np.float64(x[k])
+            mv = 0.5 * (pv + qv)
+            tp = pv * log(pv / mv) if pv != 0.0 else 0.0
+            tq = qv * log(qv / mv) if qv != 0.0 else 0.0
+            buf64[k] = 0.5 * (tp + tq)
+    # a NaN in q must reach the value even where p_c == 0 dropped its term
+    return sum8(buf64, n), 0.0, 0.0, 0.0, max(bad_p, bad_q), nan_p + nan_q
+
+
+@njit(inline="always", cache=True)
+def pair_merge(st, part, from_logits):
+    if from_logits:
+        return lin_merge(st, part)
+    return add_merge(st, part)
+
+
+@njit(inline="always", cache=True)
+def pair_finish(st, from_logits):
+    if from_logits:
+        m, s, a, mass, bad, extra = st
+        if m == -np.inf:
+            return np.nan, bad == 0.0  # the softmax of a row of -inf is undefined
+        lp = log1p(s)
+        return extra + (a + lp * mass) + 0.0 * lp, bad == 0.0
+    return st[0] + st[5], st[4] == 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def pair_row(kind, p, x, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf):
+    c = x.shape[0]
+    st = pair_block(
+        kind,
+        p,
+        x,
+        0,
+        min(c, COL_BLOCK),
+        from_logits,
+        eps,
+        class_weight,
+        smoothing,
+        c,
+        buf,
+        buf64,
+        wbuf,
+    )
+    for b in range(1, n_blocks(c)):
+        c0, c1 = block_bounds(c, b)
+        part = pair_block(
+            kind, p, x, c0, c1, from_logits, eps, class_weight, smoothing, c, buf, buf64, wbuf
+        )
+        st = pair_merge(st, part, from_logits)
+    return st
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def pair_kernel(
+    p,
+    x,
+    kind,
+    from_logits,
+    eps,
+    class_weight,
+    smoothing,
+    ln_base,
+    sample_weight,
+    out,
+    acc,
+    counts,
+    bad,
+):
+    n, c = x.shape
+    nchunks = counts.shape[0]
+    blen = buffer_len(c)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
+        buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(blen)
         for i in range(lo, hi):
-            if from_logits:
-                loss, ok = soft_ce_logits_row(p[i], x[i], class_weight, smoothing)
+            if c <= COL_BLOCK:  # one block: no fold
+                st = pair_block(
+                    kind,
+                    p[i],
+                    x[i],
+                    0,
+                    c,
+                    from_logits,
+                    eps,
+                    class_weight,
+                    smoothing,
+                    c,
+                    buf,
+                    buf64,
+                    wbuf,
+                )
             else:
-                loss, ok = soft_ce_probs_row(p[i], x[i], eps, class_weight, smoothing)
+                st = pair_row(
+                    kind, p[i], x[i], from_logits, eps, class_weight, smoothing, buf, buf64, wbuf
+                )
+            value, ok = pair_finish(st, from_logits)
             if not ok:
                 bad[k] = 1
             sw = weight_at(sample_weight, i)
-            emit(i, k, loss / ln_base * sw, sw, out, acc, counts)
+            emit(i, k, value / ln_base * sw, sw, out, acc, counts)
 
 
-@njit(parallel=True, cache=True)
-def kl_kernel(p, q, from_logits, eps, ln_base, sample_weight, out, acc, counts, bad):
-    n = p.shape[0]
+@njit(parallel=True, cache=True, error_model="numpy")
+def pair_kernel_split(
+    p,
+    x,
+    kind,
+    from_logits,
+    eps,
+    class_weight,
+    smoothing,
+    ln_base,
+    sample_weight,
+    out,
+    acc,
+    counts,
+    bad,
+):
+    """``pair_kernel`` for a few long rows: blocks spread over threads, then folded in order."""
+    n, c = x.shape
     nchunks = counts.shape[0]
-    for k in prange(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        for i in range(lo, hi):
-            if from_logits:
-                kl, ok = kl_logits_row(p[i], q[i])
-            else:
-                kl, ok = kl_probs_row(p[i], q[i], eps)
-            if not ok:
-                bad[k] = 1
-            sw = weight_at(sample_weight, i)
-            emit(i, k, kl / ln_base * sw, sw, out, acc, counts)
-
-
-@njit(parallel=True, cache=True)
-def js_kernel(p, q, ln_base, sample_weight, out, acc, counts, bad):
-    n = p.shape[0]
-    nchunks = counts.shape[0]
-    for k in prange(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        for i in range(lo, hi):
-            js, ok = js_row(p[i], q[i])
-            if not ok:
-                bad[k] = 1
-            sw = weight_at(sample_weight, i)
-            emit(i, k, js / ln_base * sw, sw, out, acc, counts)
+    nb = n_blocks(c)
+    blen = buffer_len(c)
+    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    for lo in range(0, n, ROWS_PER_BATCH):
+        hi = min(n, lo + ROWS_PER_BATCH)
+        for kk in prange(nchunks):
+            t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
+            buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(blen)
+            for t in range(t0, t1):
+                i = lo + t // nb
+                c0, c1 = block_bounds(c, t % nb)
+                put(
+                    part,
+                    t,
+                    pair_block(
+                        kind,
+                        p[i],
+                        x[i],
+                        c0,
+                        c1,
+                        from_logits,
+                        eps,
+                        class_weight,
+                        smoothing,
+                        c,
+                        buf,
+                        buf64,
+                        wbuf,
+                    ),
+                )
+        for k in prange(nchunks):
+            r0, r1 = chunk_bounds(hi - lo, nchunks, k)
+            for r in range(r0, r1):
+                st = get(part, r * nb)
+                for b in range(1, nb):
+                    st = pair_merge(st, get(part, r * nb + b), from_logits)
+                value, ok = pair_finish(st, from_logits)
+                if not ok:
+                    bad[k] = 1
+                sw = weight_at(sample_weight, lo + r)
+                emit(lo + r, k, value / ln_base * sw, sw, out, acc, counts)
 
 
 # ---------------------------------------------------------------------------------------------
 # scikit-learn's log_loss, with its input checks fused into the one pass over the data.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, counts, stats):
     """Sum of ``-log(clip(q_y)) * s_i`` and of ``s_i`` as scikit-learn computes them.
 

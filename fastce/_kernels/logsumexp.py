@@ -1,109 +1,248 @@
-"""Shifted log-sum-exp over rows: logsumexp, log_softmax, softmax.
+"""Shifted log-sum-exp over rows, in fixed column blocks: logsumexp, log_softmax, softmax.
 
-For a row x with maximum m at (first) position j:
+For a block of columns with maximum m at (first) position j:
 
-    logsumexp(x) = m + log1p(s'),   s' = sum_{c != j} exp(x_c - m)
+    sum_c exp(x_c - m) = 1 + s',   s' = sum_{c != j} exp(x_c - m)
 
-Leaving the maximum's own term (exactly 1) out of the sum and adding it back through ``log1p``
-keeps the relative accuracy of a logsumexp, or of a loss ``m - x_y + log1p(s')``, that is close
-to zero. Every term of s' is at most 1, so nothing overflows.
+and logsumexp = m + log1p(s'). Leaving the maximum's own term (exactly 1) out of the sum and
+adding it back through ``log1p`` keeps the relative accuracy of a logsumexp, or of a loss
+``(m - x_y) + log1p(s')``, that is close to zero. Every term of s' is at most 1.
+
+A row longer than ``COL_BLOCK`` is split into blocks of that many columns (boundaries fixed by
+the column index alone); each block gives a partial (m_b, s'_b) and the partials are folded in
+block order with ``lse_merge``. The same fold runs whether the blocks of a row are computed by
+one thread or spread over all of them (``split=True``, for a few very long rows), so a row's
+value is the same bits for every thread count.
+
+Each block is three vectorised sweeps over data in L1: its maximum (``row_max``), the exps of
+``x - m`` into a small buffer (``exp_native``, in the row's own dtype), and their sum with eight
+explicit lanes (``sum8``). No fast-math flags anywhere.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ._common import chunk_bounds
-from ._math import exp, log1p
+from ._math import (
+    any_nan,
+    cast_like,
+    exp_native,
+    first_index,
+    is_float32,
+    log1p,
+    row_max,
+    sum8,
+)
+
+COL_BLOCK = 2048
+"""Columns per block: a float64 buffer of this many values (16 KiB) stays in L1."""
+
+ROWS_PER_BATCH = 4096
+"""Rows whose (M, S') are kept at once when rows are split across threads (bounds scratch)."""
 
 
 @njit(inline="always", cache=True)
-def row_max(row):
-    """Maximum of the row as float64 and the position of its first occurrence.
+def n_blocks(c):
+    return max(1, (c + COL_BLOCK - 1) // COL_BLOCK)
 
-    A NaN in the row is not chosen as the maximum unless it comes first; either way it reaches
-    the result through the sum of exponentials (``exp(nan - m)`` is NaN). An empty row gives
-    (-inf, -1).
+
+@njit(inline="always", cache=True)
+def block_bounds(c, b):
+    c0 = b * COL_BLOCK
+    return c0, min(c, c0 + COL_BLOCK)
+
+
+@njit(inline="always", cache=True)
+def buffer_len(c):
+    """Length of a block buffer: a block's columns rounded up to a multiple of 16."""
+    return (min(max(c, 1), COL_BLOCK) + 15) & ~15
+
+
+# float32 rows whose sum of exps S = 1 + s' is at least this take s' = S - 1 (one rounding of
+# S, relative error below 2**-40 in s'); below it, or for float64 rows, the maximum's own
+# term is removed from the buffer and the rest summed again, so a tiny s' keeps every bit.
+_SUBTRACT_FROM = 1.0 + 2.0**-10
+
+
+@njit(cache=True, error_model="numpy")
+def lse_block(seg, buf):
+    """(m, s') of a block (a slice of a row): m its maximum (float64), s' = sum_{c != j}
+    e^(x_c - m) with j the first position of the maximum.
+
+    The block is copied into ``buf`` padded with -inf to a multiple of 16 entries, so that
+    every sweep (maximum, exps, sum) is a vector loop with no scalar remainder; the exps are
+    computed in the dtype of ``buf`` (float32 buffers for speed, float64 for accuracy). On
+    return ``buf[:len(seg)]`` holds e^(x_c - m) (the maximum's entry 1 or 0).
+    A block of -inf (or an empty one) has m = -inf and s' = 0, or NaN if it holds a NaN; a
+    block whose maximum is +inf has s' = 0 (or NaN): its logsumexp is +inf however many
+    entries are +inf.
     """
+    n = seg.shape[0]
+    n16 = (n + 15) & ~15
+    for k in range(n):
+        buf[k] = seg[k]
+    for k in range(n, n16):
+        buf[k] = -np.inf
+    padded = buf[:n16]
+    m = row_max(padded)
+    if m == -np.inf or m == np.inf:
+        return np.float64(m), (np.nan if any_nan(seg) else 0.0)
+    for k in range(n16):
+        padded[k] = exp_native(padded[k] - m)
+    total = sum8(padded, n16)
+    if is_float32(buf) and total >= _SUBTRACT_FROM:
+        return np.float64(m), total - 1.0
+    j = first_index(seg, m)
+    if j < n:  # not found only when m is NaN, and then every term is NaN anyway
+        padded[j] = 0.0
+    return np.float64(m), sum8(padded, n16)
+
+
+@njit(inline="always", cache=True)
+def lse_merge(m_acc, s_acc, m, s):
+    """Fold the block partial (m, s') into the running (M, S') of the blocks before it.
+
+    Returns (M', S', old_scale, new_scale): the factors that bring terms relative to the old M
+    and to the block's m to the new M'. A block that is entirely -inf (m = -inf, s' = 0)
+    contributes nothing; the first block that is not replaces an all -inf start.
+    """
+    if m > m_acc:
+        if m_acc == -np.inf and s_acc == 0.0:
+            return m, s, 0.0, 1.0
+        old = np.float64(exp_native(m_acc - m))
+        return m, s + old * (1.0 + s_acc), old, 1.0
+    if m == m_acc:
+        if m == -np.inf:
+            return m_acc, s_acc + s, 1.0, 0.0
+        return m_acc, s_acc + (1.0 + s), 1.0, 1.0
+    if m == -np.inf and s == 0.0:
+        return m_acc, s_acc, 1.0, 0.0
+    new = np.float64(exp_native(m - m_acc))
+    return m_acc, s_acc + new * (1.0 + s), 1.0, new
+
+
+@njit(cache=True, error_model="numpy")
+def lse_row(row, buf):
+    """(M, S') of a whole row, folding its column blocks in order."""
     c = row.shape[0]
-    if c == 0:
-        return -np.inf, -1
-    m = np.float64(row[0])
-    j = 0
-    for col in range(1, c):
-        v = np.float64(row[col])
-        if v > m:
-            m = v
-            j = col
-    return m, j
+    m_acc, s_acc = lse_block(row[: min(c, COL_BLOCK)], buf)
+    for b in range(1, n_blocks(c)):
+        c0, c1 = block_bounds(c, b)
+        m, s = lse_block(row[c0:c1], buf)
+        m_acc, s_acc, _, _ = lse_merge(m_acc, s_acc, m, s)
+    return m_acc, s_acc
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def lse_split(x, lo, hi, m_out, s_out, nchunks):
+    """(M, S') of rows [lo, hi) with their column blocks spread over the threads, then folded
+    in block order exactly as ``lse_row`` folds them."""
+    c = x.shape[1]
+    nb = n_blocks(c)
+    tiles = (hi - lo) * nb
+    part_m = np.empty(tiles)
+    part_s = np.empty(tiles)
+    for k in prange(nchunks):
+        t0, t1 = chunk_bounds(tiles, nchunks, k)
+        buf = np.empty(buffer_len(c), x.dtype)
+        for t in range(t0, t1):
+            c0, c1 = block_bounds(c, t % nb)
+            part_m[t], part_s[t] = lse_block(x[lo + t // nb, c0:c1], buf)
+    for i in prange(hi - lo):
+        m_acc, s_acc = part_m[i * nb], part_s[i * nb]
+        for b in range(1, nb):
+            m_acc, s_acc, _, _ = lse_merge(m_acc, s_acc, part_m[i * nb + b], part_s[i * nb + b])
+        m_out[i] = m_acc
+        s_out[i] = s_acc
 
 
 @njit(inline="always", cache=True)
-def sum_exp_others(row, m, j):
-    """s' = sum over c != j of exp(x_c - m), in float64.
-
-    A row whose maximum is -inf (all -inf, or empty) has s' = 0 so that its logsumexp is -inf;
-    one whose maximum is +inf has s' = 0 too (logsumexp +inf, even with several +inf) unless it
-    holds a NaN.
-    """
-    if m == -np.inf:
-        return 0.0
-    if m == np.inf:
-        s = 0.0
-        for col in range(row.shape[0]):
-            v = np.float64(row[col])
-            if v != v:
-                s = v
-        return s
-    s = 0.0
-    for col in range(row.shape[0]):
-        if col != j:
-            s += exp(np.float64(row[col]) - m)
-    return s
+def write_log_softmax(row, out_row, c0, c1, m, s):
+    lp = log1p(s)
+    for col in range(c0, c1):
+        # (x - m) - log1p(s') rather than x - lse: exact for the maximum's own entry.
+        out_row[col] = (np.float64(row[col]) - m) - lp
 
 
 @njit(inline="always", cache=True)
-def lse_parts(row):
-    """(m, j, log1p(s')) for a row: logsumexp = m + log1p(s')."""
-    m, j = row_max(row)
-    return m, j, log1p(sum_exp_others(row, m, j))
+def write_softmax(row, out_row, c0, c1, m, s):
+    # A +inf logit makes every entry undefined (inf / inf): NaN, as SciPy and PyTorch.
+    total = 1.0 + s if m != np.inf else np.nan
+    mm = cast_like(row, m)
+    for col in range(c0, c1):
+        out_row[col] = np.float64(exp_native(row[col] - mm)) / total
 
 
-@njit(parallel=True, cache=True)
-def logsumexp_rows(x, out):
+@njit(parallel=True, cache=True, error_model="numpy")
+def logsumexp_rows(x, out, nchunks):
+    n, c = x.shape
+    for k in prange(nchunks):
+        lo, hi = chunk_bounds(n, nchunks, k)
+        buf = np.empty(buffer_len(c), x.dtype)
+        for i in range(lo, hi):
+            m, s = lse_row(x[i], buf)
+            out[i] = m + log1p(s)
+
+
+@njit(cache=True, error_model="numpy")
+def logsumexp_rows_split(x, out, nchunks):
     n = x.shape[0]
-    nchunks = min(n, 64)
-    for k in prange(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        for i in range(lo, hi):
-            m, _, lp = lse_parts(x[i])
-            out[i] = m + lp
+    m_part = np.empty(min(n, ROWS_PER_BATCH))
+    s_part = np.empty(min(n, ROWS_PER_BATCH))
+    for lo in range(0, n, ROWS_PER_BATCH):
+        hi = min(n, lo + ROWS_PER_BATCH)
+        lse_split(x, lo, hi, m_part, s_part, nchunks)
+        for i in range(hi - lo):
+            out[lo + i] = m_part[i] + log1p(s_part[i])
 
 
-@njit(parallel=True, cache=True)
-def log_softmax_rows(x, out):
+@njit(parallel=True, cache=True, error_model="numpy")
+def log_softmax_rows(x, out, nchunks):
     n, c = x.shape
-    nchunks = min(n, 64)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
+        buf = np.empty(buffer_len(c), x.dtype)
         for i in range(lo, hi):
-            row = x[i]
-            m, _, lp = lse_parts(row)
-            for col in range(c):
-                # (x - m) - log1p(s') rather than x - lse: exact for the maximum's own entry.
-                out[i, col] = (np.float64(row[col]) - m) - lp
+            m, s = lse_row(x[i], buf)
+            write_log_softmax(x[i], out[i], 0, c, m, s)
 
 
-@njit(parallel=True, cache=True)
-def softmax_rows(x, out):
+@njit(parallel=True, cache=True, error_model="numpy")
+def log_softmax_rows_split(x, out, nchunks):
     n, c = x.shape
-    nchunks = min(n, 64)
+    nb = n_blocks(c)
+    m_part = np.empty(min(n, ROWS_PER_BATCH))
+    s_part = np.empty(min(n, ROWS_PER_BATCH))
+    for lo in range(0, n, ROWS_PER_BATCH):
+        hi = min(n, lo + ROWS_PER_BATCH)
+        lse_split(x, lo, hi, m_part, s_part, nchunks)
+        for t in prange((hi - lo) * nb):
+            i = t // nb
+            c0, c1 = block_bounds(c, t % nb)
+            write_log_softmax(x[lo + i], out[lo + i], c0, c1, m_part[i], s_part[i])
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def softmax_rows(x, out, nchunks):
+    n, c = x.shape
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
+        buf = np.empty(buffer_len(c), x.dtype)
         for i in range(lo, hi):
-            row = x[i]
-            m, j = row_max(row)
-            # A +inf logit makes every entry of the softmax undefined (inf / inf): NaN, as in
-            # SciPy and PyTorch, not a row of zeros with one NaN.
-            total = 1.0 + sum_exp_others(row, m, j) if m != np.inf else np.nan
-            for col in range(c):
-                out[i, col] = exp(np.float64(row[col]) - m) / total
+            m, s = lse_row(x[i], buf)
+            write_softmax(x[i], out[i], 0, c, m, s)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def softmax_rows_split(x, out, nchunks):
+    n, c = x.shape
+    nb = n_blocks(c)
+    m_part = np.empty(min(n, ROWS_PER_BATCH))
+    s_part = np.empty(min(n, ROWS_PER_BATCH))
+    for lo in range(0, n, ROWS_PER_BATCH):
+        hi = min(n, lo + ROWS_PER_BATCH)
+        lse_split(x, lo, hi, m_part, s_part, nchunks)
+        for t in prange((hi - lo) * nb):
+            i = t // nb
+            c0, c1 = block_bounds(c, t % nb)
+            write_softmax(x[lo + i], out[lo + i], c0, c1, m_part[i], s_part[i])

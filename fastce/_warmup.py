@@ -1,0 +1,93 @@
+"""``fastce warmup``: compile and cache every kernel signature that common calls use.
+
+Numba compiles a kernel the first time it meets a combination of dtypes and memory layouts,
+and caches the machine code on disk. A container image or a read-only install can run this
+once at build time (with ``NUMBA_CACHE_DIR`` pointing at a directory that ships with it), so
+that no process ever compiles. Covered: float32 and float64 C-contiguous inputs, probabilities
+and logits, class indices (int64 and float64), with and without weights, every reduction, the
+column-split variants for very long rows, and ``log_loss``. Strided or Fortran-ordered inputs
+compile their own variants on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import numpy as np
+
+
+def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]:
+    """(name, function, args, kwargs) for every variant to compile at ``dtype``."""
+    import fastce
+
+    rng = np.random.default_rng(0)
+    calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+    for rows, cols in [(4, 3), (1, 4100)]:  # short rows; a long row (column-split kernels)
+        x = rng.normal(size=(rows, cols)).astype(dtype)
+        p = fastce.softmax(x)
+        y = rng.integers(0, cols, rows)
+        shape = f"{rows}x{cols}"
+        for logits, pred in [(False, p), (True, x)]:
+            kind = "logits" if logits else "probabilities"
+            opt = {"from_logits": logits}
+            calls += [
+                (f"entropy {kind} {shape}", fastce.entropy, (pred,), opt),
+                (f"cross_entropy labels {kind} {shape}", fastce.cross_entropy, (y, pred), opt),
+                (
+                    f"cross_entropy float labels {kind} {shape}",
+                    fastce.cross_entropy,
+                    (y.astype(np.float64), pred),
+                    opt,
+                ),
+                (f"cross_entropy soft {kind} {shape}", fastce.cross_entropy, (p, pred), opt),
+                (f"kl_divergence {kind} {shape}", fastce.kl_divergence, (p, pred), opt),
+            ]
+        weighted = {
+            "from_logits": True,
+            "class_weight": np.ones(cols),
+            "sample_weight": np.ones(rows),
+            "reduction": "mean",
+        }
+        calls += [
+            (f"cross_entropy weighted {shape}", fastce.cross_entropy, (y, x), weighted),
+            (f"js_divergence {shape}", fastce.js_divergence, (p, p), {}),
+            (f"logsumexp {shape}", fastce.logsumexp, (x,), {}),
+            (f"log_softmax {shape}", fastce.log_softmax, (x,), {}),
+            (f"softmax {shape}", fastce.softmax, (x,), {}),
+        ]
+    flat = rng.random(64).astype(dtype)
+    target = (flat > 0.5).astype(dtype)
+    bce = fastce.binary_cross_entropy
+    calls += [
+        ("binary_cross_entropy probabilities", bce, (target, flat), {}),
+        ("binary_cross_entropy logits", bce, (target, flat), {"from_logits": True}),
+        (
+            "binary_cross_entropy weighted",
+            bce,
+            (target, flat),
+            {"from_logits": True, "sample_weight": np.ones(64), "reduction": "mean"},
+        ),
+        ("log_loss", fastce.log_loss, ([0, 1, 1, 0], flat[:4]), {}),
+        ("log_loss 2-D", fastce.log_loss, ([0, 1], fastce.softmax(flat[:4].reshape(2, 2))), {}),
+    ]
+    return calls
+
+
+def warmup(out: TextIO | None = None) -> float:
+    """Compile (or load from the cache) every kernel common calls use; return the seconds."""
+    stream = out or sys.stdout
+    start = time.perf_counter()
+    for dtype in (np.float64, np.float32):
+        for name, function, args, kwargs in _calls(dtype):
+            t = time.perf_counter()
+            function(*args, **kwargs)
+            print(
+                f"{np.dtype(dtype).name:>8}  {name:<45} {time.perf_counter() - t:7.2f} s",
+                file=stream,
+            )
+    total = time.perf_counter() - start
+    print(f"done in {total:.1f} s", file=stream)
+    return total

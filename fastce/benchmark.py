@@ -1,0 +1,1325 @@
+"""Side-by-side benchmark: fastce against every installed peer, on the same arrays, in one run.
+
+Run it as ``python -m fastce.benchmark``, ``fastce bench`` or, from a checkout,
+``python -m bench.compare`` (all three take the same options; ``--help`` lists them)::
+
+    python -m bench.compare --json bench.json --plot bench.png
+    python -m bench.compare --workloads W1a,W3 --repeat 11
+    python -m bench.compare --memory-only          # peak extra memory of fastce, per workload
+    python -m bench.compare --scale 0.01           # every workload 100x smaller: a smoke test
+
+For each workload (named ``W1a`` ... ``W7`` as in issue 4) the inputs are generated once with a
+fixed seed; fastce and each installed peer (PyTorch at the same thread count as Numba and with
+the same reduction, SciPy, scikit-learn, idiomatic NumPy) are called on them: warm-up calls,
+then the median of ``--repeat`` timed calls. Every peer's value is checked against fastce's
+(relative tolerance 1e-6 for float64 inputs, 1e-4 for float32). The table gives the median
+time, the input read per second (bytes of all input arrays / time), the ratio to fastce (peer
+time / fastce time) and, for fastce, the fraction of the machine's memory read bandwidth,
+measured in the same run by a parallel Numba sum over a 512 MiB float64 array.
+
+Peers are optional: each is imported only when a workload needs it, and skipped when it is not
+installed. matplotlib (``--plot``) is in the ``bench`` extra; PyTorch is never required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import importlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+import fastce
+
+__all__ = ["WORKLOADS", "main", "measure_bandwidth", "run"]
+
+Inputs = dict[str, np.ndarray]
+Call = Callable[[], Any]
+
+# Relative agreement with fastce's value that a peer must reach (float64 / float32 inputs).
+RTOL = {"float64": 1e-6, "float32": 1e-4}
+
+# Goals of issue 4: fastce's speed-up over the fastest peer (or over the peers named).
+GOALS: dict[str, tuple[float, tuple[str, ...] | None]] = {
+    "W1a": (3.0, None),
+    "W1b": (3.0, None),
+    "W1c": (3.0, None),
+    "W1d": (5.0, None),
+    "W2": (2.5, None),
+    "W3": (3.0, None),
+    "W4": (2.5, None),
+    "W5a": (3.0, None),
+    "W5b": (3.0, None),
+    "W6": (10.0, ("sklearn",)),
+    "W7": (1.0, ("torch",)),
+}
+
+BANDWIDTH_BYTES = 512 * 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# Peers, imported lazily
+
+
+_MODULES: dict[str, Any] = {}
+
+
+def _module(name: str) -> Any:
+    """``importlib.import_module(name)``, or None when it is not installed (remembered)."""
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(name)
+        except ImportError:
+            _MODULES[name] = None
+    return _MODULES[name]
+
+
+def _torch() -> Any:
+    torch = _module("torch")
+    if torch is not None:
+        # Same thread count as Numba's, so the comparison is core for core.
+        torch.set_num_threads(numba.get_num_threads())
+    return torch
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads
+
+
+@dataclass
+class Impl:
+    """One implementation of a workload: ``build(inputs)`` does everything that must stay out
+    of the timed region (``torch.from_numpy``, looking functions up) and returns the timed
+    call, or None when the library is not installed."""
+
+    label: str
+    library: str
+    build: Callable[[Inputs], Call | None]
+
+
+@dataclass
+class Workload:
+    name: str
+    description: str
+    rows: int  # N at --scale 1
+    cols: int | None  # C, or None for 1-D inputs
+    dtype: str  # dtype of the predictions: picks the agreement tolerance
+    make: Callable[[np.random.Generator, int], Inputs]
+    impls: list[Impl] = field(default_factory=list)
+    per_call: bool = False  # call overhead: many calls per repeat, time per call
+    scalable: bool = True
+
+
+def _logits(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Logits ~ N(0, 2), drawn directly in ``dtype`` (no float64 temporary for float32)."""
+    x = rng.standard_normal(shape, dtype=dtype)
+    x *= 2.0
+    return x
+
+
+def _probabilities(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Rows uniform on the simplex (normalised exponential draws: Dirichlet(1)), float64."""
+    p = rng.standard_exponential(shape)
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def _labels(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
+    y = rng.integers(0, c, size=n)  # int64: what torch requires of class indices
+    y[: min(n, c)] = np.arange(min(n, c))  # every class present (log_loss infers the labels)
+    return y
+
+
+def _make_ce_logits(n_classes: int, dtype: Any) -> Callable[[np.random.Generator, int], Inputs]:
+    def make(rng: np.random.Generator, n: int) -> Inputs:
+        return {"x": _logits(rng, (n, n_classes), dtype), "y": _labels(rng, n, n_classes)}
+
+    return make
+
+
+def _make_pair(rng: np.random.Generator, n: int) -> Inputs:
+    return {"p": _probabilities(rng, (n, 100)), "q": _probabilities(rng, (n, 100))}
+
+
+def _make_entropy(rng: np.random.Generator, n: int) -> Inputs:
+    return {"p": _probabilities(rng, (n, 100))}
+
+
+def _make_bce_probabilities(rng: np.random.Generator, n: int) -> Inputs:
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(np.float64)  # labels drawn from a calibrated model
+    return {"y": y, "p": p}
+
+
+def _make_bce_logits(rng: np.random.Generator, n: int) -> Inputs:
+    x = _logits(rng, (n,), np.float32)
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    return {"y": y, "x": x}
+
+
+def _make_log_loss(rng: np.random.Generator, n: int) -> Inputs:
+    return {"y": _labels(rng, n, 10), "p": _probabilities(rng, (n, 10))}
+
+
+# --- cross-entropy from logits with class indices (W1*, W7)
+
+
+def _ce_logits_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        x, y = d["x"], d["y"]
+        return lambda: fastce.cross_entropy(y, x, from_logits=True, reduction="mean")
+
+    def torch(d: Inputs) -> Call | None:
+        # F.cross_entropy with class indices and reduction="mean": the fused
+        # log_softmax + nll_loss PyTorch users call on logits.
+        t = _torch()
+        if t is None:
+            return None
+        x, y = t.from_numpy(d["x"]), t.from_numpy(d["y"])
+        f = t.nn.functional.cross_entropy
+        return lambda: f(x, y, reduction="mean")
+
+    def scipy(d: Inputs) -> Call | None:
+        special = _module("scipy.special")
+        if special is None:
+            return None
+        x, y = d["x"], d["y"]
+        rows = np.arange(len(y))
+        return lambda: np.mean(special.logsumexp(x, axis=1) - x[rows, y])
+
+    def numpy(d: Inputs) -> Call:
+        # Shifted log-sum-exp with one N x C temporary (exp taken in place).
+        x, y = d["x"], d["y"]
+        rows = np.arange(len(y))
+
+        def call() -> Any:
+            m = x.max(axis=1, keepdims=True)
+            e = x - m
+            np.exp(e, out=e)
+            lse = np.log(e.sum(axis=1)) + m[:, 0]
+            return np.mean(lse - x[rows, y])
+
+        return call
+
+    return [
+        Impl("fastce", "fastce", fast),
+        Impl("torch F.cross_entropy", "torch", torch),
+        Impl("scipy special.logsumexp", "scipy", scipy),
+        Impl("numpy shifted logsumexp", "numpy", numpy),
+    ]
+
+
+# --- soft targets on probabilities (W2)
+
+
+def _soft_ce_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        p, q = d["p"], d["q"]
+        return lambda: fastce.cross_entropy(p, q, reduction="mean")
+
+    def torch(d: Inputs) -> Call | None:
+        # -(p * log q).sum() / N: the formula written with tensor ops. The other formulation,
+        # F.cross_entropy(torch.log(q), p) (probability targets), was about 4x slower here: it
+        # takes a log_softmax of log q (one more pass and temporary) to renormalise q.
+        t = _torch()
+        if t is None:
+            return None
+        p, q = t.from_numpy(d["p"]), t.from_numpy(d["q"])
+        n = p.shape[0]
+        return lambda: -(p * t.log(q)).sum() / n
+
+    def scipy(d: Inputs) -> Call | None:
+        special = _module("scipy.special")
+        if special is None:
+            return None
+        p, q = d["p"], d["q"]
+        return lambda: -special.xlogy(p, q).sum(axis=1).mean()
+
+    def numpy(d: Inputs) -> Call:
+        p, q = d["p"], d["q"]
+        return lambda: -np.einsum("ij,ij->i", p, np.log(q)).mean()
+
+    return [
+        Impl("fastce", "fastce", fast),
+        Impl("torch -(p*log q).sum()/N", "torch", torch),
+        Impl("scipy special.xlogy", "scipy", scipy),
+        Impl("numpy einsum(p, log q)", "numpy", numpy),
+    ]
+
+
+# --- entropy (W3)
+
+
+def _entropy_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        p = d["p"]
+        return lambda: fastce.entropy(p, reduction="mean")
+
+    def torch(d: Inputs) -> Call | None:
+        # torch.special.entr: -p log p element-wise in one op with 0 log 0 = 0 (the fastest
+        # correct form; Categorical(probs=p).entropy() renormalises and is slower).
+        t = _torch()
+        if t is None:
+            return None
+        p = t.from_numpy(d["p"])
+        entr = t.special.entr
+        return lambda: entr(p).sum(dim=1).mean()
+
+    def scipy_stats(d: Inputs) -> Call | None:
+        stats = _module("scipy.stats")
+        if stats is None:
+            return None
+        p = d["p"]
+        return lambda: stats.entropy(p, axis=1).mean()
+
+    def scipy_entr(d: Inputs) -> Call | None:
+        special = _module("scipy.special")
+        if special is None:
+            return None
+        p = d["p"]
+        return lambda: special.entr(p).sum(axis=1).mean()
+
+    def numpy(d: Inputs) -> Call:
+        p = d["p"]
+        return lambda: -np.einsum("ij,ij->i", p, np.log(p)).mean()
+
+    return [
+        Impl("fastce", "fastce", fast),
+        Impl("torch special.entr", "torch", torch),
+        Impl("scipy stats.entropy", "scipy", scipy_stats),
+        Impl("scipy special.entr", "scipy", scipy_entr),
+        Impl("numpy einsum(p, log p)", "numpy", numpy),
+    ]
+
+
+# --- KL divergence (W4)
+
+
+def _kl_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        p, q = d["p"], d["q"]
+        return lambda: fastce.kl_divergence(p, q, reduction="mean")
+
+    def torch(d: Inputs) -> Call | None:
+        # F.kl_div takes log q as its input and p as the target; "batchmean" is the sum over
+        # all elements / N, i.e. the mean over samples of KL(p_i || q_i). Taking log q is
+        # part of the work (the inputs are probabilities) and is timed.
+        t = _torch()
+        if t is None:
+            return None
+        p, q = t.from_numpy(d["p"]), t.from_numpy(d["q"])
+        f = t.nn.functional.kl_div
+        return lambda: f(t.log(q), p, reduction="batchmean")
+
+    def scipy_stats(d: Inputs) -> Call | None:
+        stats = _module("scipy.stats")
+        if stats is None:
+            return None
+        p, q = d["p"], d["q"]
+        return lambda: stats.entropy(p, q, axis=1).mean()
+
+    def scipy_rel_entr(d: Inputs) -> Call | None:
+        special = _module("scipy.special")
+        if special is None:
+            return None
+        p, q = d["p"], d["q"]
+        return lambda: special.rel_entr(p, q).sum(axis=1).mean()
+
+    def numpy(d: Inputs) -> Call:
+        p, q = d["p"], d["q"]
+        return lambda: np.einsum("ij,ij->i", p, np.log(p / q)).mean()
+
+    return [
+        Impl("fastce", "fastce", fast),
+        Impl("torch F.kl_div batchmean", "torch", torch),
+        Impl("scipy stats.entropy(p, q)", "scipy", scipy_stats),
+        Impl("scipy special.rel_entr", "scipy", scipy_rel_entr),
+        Impl("numpy einsum(p, log p/q)", "numpy", numpy),
+    ]
+
+
+# --- binary cross-entropy (W5a on probabilities, W5b from logits)
+
+
+def _bce_probability_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        y, p = d["y"], d["p"]
+        return lambda: fastce.binary_cross_entropy(y, p, reduction="mean")
+
+    def torch(d: Inputs) -> Call | None:
+        # F.binary_cross_entropy on probabilities, reduction="mean" (over all elements).
+        t = _torch()
+        if t is None:
+            return None
+        y, p = t.from_numpy(d["y"]), t.from_numpy(d["p"])
+        f = t.nn.functional.binary_cross_entropy
+        return lambda: f(p, y, reduction="mean")
+
+    def sklearn(d: Inputs) -> Call | None:
+        metrics = _module("sklearn.metrics")
+        if metrics is None:
+            return None
+        y, p = d["y"], d["p"]
+        return lambda: metrics.log_loss(y, p)
+
+    def scipy(d: Inputs) -> Call | None:
+        special = _module("scipy.special")
+        if special is None:
+            return None
+        y, p = d["y"], d["p"]
+        return lambda: -(special.xlogy(y, p) + special.xlog1py(1.0 - y, -p)).mean()
+
+    def numpy(d: Inputs) -> Call:
+        y, p = d["y"], d["p"]
+        return lambda: -(y * np.log(p) + (1.0 - y) * np.log1p(-p)).mean()
+
+    return [
+        Impl("fastce", "fastce", fast),
+        Impl("torch F.binary_cross_entropy", "torch", torch),
+        Impl("sklearn log_loss", "sklearn", sklearn),
+        Impl("scipy xlogy + xlog1py", "scipy", scipy),
+        Impl("numpy y log p + (1-y) log1p(-p)", "numpy", numpy),
+    ]
+
+
+def _bce_logit_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        y, x = d["y"], d["x"]
+        return lambda: fastce.binary_cross_entropy(y, x, from_logits=True, reduction="mean")
+
+    def torch(d: Inputs) -> Call | None:
+        # F.binary_cross_entropy_with_logits, reduction="mean": the stable fused form.
+        t = _torch()
+        if t is None:
+            return None
+        y, x = t.from_numpy(d["y"]), t.from_numpy(d["x"])
+        f = t.nn.functional.binary_cross_entropy_with_logits
+        return lambda: f(x, y, reduction="mean")
+
+    def scipy(d: Inputs) -> Call | None:
+        special = _module("scipy.special")
+        if special is None:
+            return None
+        y, x = d["y"], d["x"]
+        return lambda: -(y * special.log_expit(x) + (1 - y) * special.log_expit(-x)).mean()
+
+    def numpy(d: Inputs) -> Call:
+        # softplus(x) - y x, with softplus as the stable np.logaddexp(0, x)
+        y, x = d["y"], d["x"]
+        return lambda: (np.logaddexp(0, x) - y * x).mean()
+
+    return [
+        Impl("fastce", "fastce", fast),
+        Impl("torch F.bce_with_logits", "torch", torch),
+        Impl("scipy special.log_expit", "scipy", scipy),
+        Impl("numpy logaddexp(0, x) - y x", "numpy", numpy),
+    ]
+
+
+# --- log_loss drop-in (W6)
+
+
+def _log_loss_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        y, p = d["y"], d["p"]
+        return lambda: fastce.log_loss(y, p)
+
+    def sklearn(d: Inputs) -> Call | None:
+        metrics = _module("sklearn.metrics")
+        if metrics is None:
+            return None
+        y, p = d["y"], d["p"]
+        return lambda: metrics.log_loss(y, p)
+
+    def numpy(d: Inputs) -> Call:
+        # For scale only: it makes none of the checks log_loss makes (labels, range, sums).
+        y, p = d["y"], d["p"]
+        rows = np.arange(len(y))
+        return lambda: -np.log(p[rows, y]).mean()
+
+    return [
+        Impl("fastce.log_loss", "fastce", fast),
+        Impl("sklearn.metrics.log_loss", "sklearn", sklearn),
+        Impl("numpy -log p[y] (no checks)", "numpy", numpy),
+    ]
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in [
+        Workload(
+            "W1a",
+            "cross-entropy, int labels, logits 1,000,000 x 100 float32",
+            1_000_000,
+            100,
+            "float32",
+            _make_ce_logits(100, np.float32),
+            _ce_logits_impls(),
+        ),
+        Workload(
+            "W1b",
+            "cross-entropy, int labels, logits 100,000 x 1,000 float32",
+            100_000,
+            1_000,
+            "float32",
+            _make_ce_logits(1_000, np.float32),
+            _ce_logits_impls(),
+        ),
+        Workload(
+            "W1c",
+            "cross-entropy, int labels, logits 8,192 x 50,257 float32 (LM vocabulary)",
+            8_192,
+            50_257,
+            "float32",
+            _make_ce_logits(50_257, np.float32),
+            _ce_logits_impls(),
+        ),
+        Workload(
+            "W1d",
+            "cross-entropy, int labels, logits 1,000,000 x 100 float64",
+            1_000_000,
+            100,
+            "float64",
+            _make_ce_logits(100, np.float64),
+            _ce_logits_impls(),
+        ),
+        Workload(
+            "W2",
+            "cross-entropy, soft targets, probabilities 1,000,000 x 100 float64",
+            1_000_000,
+            100,
+            "float64",
+            _make_pair,
+            _soft_ce_impls(),
+        ),
+        Workload(
+            "W3",
+            "entropy, probabilities 1,000,000 x 100 float64",
+            1_000_000,
+            100,
+            "float64",
+            _make_entropy,
+            _entropy_impls(),
+        ),
+        Workload(
+            "W4",
+            "KL divergence, probabilities 1,000,000 x 100 float64",
+            1_000_000,
+            100,
+            "float64",
+            _make_pair,
+            _kl_impls(),
+        ),
+        Workload(
+            "W5a",
+            "binary cross-entropy, 10,000,000 float64 probabilities",
+            10_000_000,
+            None,
+            "float64",
+            _make_bce_probabilities,
+            _bce_probability_impls(),
+        ),
+        Workload(
+            "W5b",
+            "binary cross-entropy, 10,000,000 float32 logits",
+            10_000_000,
+            None,
+            "float32",
+            _make_bce_logits,
+            _bce_logit_impls(),
+        ),
+        Workload(
+            "W6",
+            "log_loss drop-in, 1,000,000 x 10 float64 probabilities",
+            1_000_000,
+            10,
+            "float64",
+            _make_log_loss,
+            _log_loss_impls(),
+        ),
+        Workload(
+            "W7",
+            "cross-entropy, int labels, logits 100 x 10 float32 (call overhead, per call)",
+            100,
+            10,
+            "float32",
+            _make_ce_logits(10, np.float32),
+            _ce_logits_impls(),
+            per_call=True,
+            scalable=False,
+        ),
+    ]
+}
+
+
+def workload_rows(workload: Workload, scale: float) -> int:
+    """N for ``--scale``: W7 (call overhead) keeps its size; others keep at least 16 rows."""
+    if not workload.scalable:
+        return workload.rows
+    return max(16, round(workload.rows * scale))
+
+
+def make_inputs(workload: Workload, scale: float, seed: int) -> Inputs:
+    """The workload's arrays, the same for a given (workload, scale, seed) in any process."""
+    index = list(WORKLOADS).index(workload.name)
+    rng = np.random.default_rng([seed, index])
+    return workload.make(rng, workload_rows(workload, scale))
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _read_sum(a: np.ndarray) -> float:  # pragma: no cover - compiled
+    # A bandwidth probe, not a result: "reassoc" lets LLVM vectorise the per-thread partial
+    # sums, so the loop is limited by memory, not by the latency of one scalar add chain.
+    s = 0.0
+    for i in numba.prange(a.size):
+        s += a[i]
+    return s
+
+
+def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, runs: int = 9) -> dict[str, Any]:
+    """The machine's memory read bandwidth: a parallel Numba sum over ``nbytes`` of float64
+    (far larger than any cache), at Numba's current thread count; median of ``runs``."""
+    a = np.ones(nbytes // 8)  # np.ones touches every page: no page faults while timing
+    _read_sum(a[:1024])  # compile or load from the cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        total = _read_sum(a)
+        times.append(time.perf_counter() - start)
+    if total != a.size:
+        raise RuntimeError(f"bandwidth probe summed to {total}, expected {a.size}")
+    median = statistics.median(times)
+    return {
+        "method": "parallel Numba prange sum of a float64 array",
+        "bytes": int(a.nbytes),
+        "runs": runs,
+        "threads": numba.get_num_threads(),
+        "times_s": times,
+        "median_s": median,
+        "gbps": a.nbytes / median / 1e9,
+        "best_gbps": a.nbytes / min(times) / 1e9,
+    }
+
+
+def _value(result: Any) -> float:
+    """A Python float from a NumPy scalar, a 0-d array or a 0-d torch tensor."""
+    if hasattr(result, "item"):
+        result = result.item()
+    return float(result)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Any:
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def time_call(
+    call: Call, *, repeat: int, warmup: int, max_time: float, per_call: bool
+) -> dict[str, Any]:
+    """Warm-up calls (the first compiles or loads fastce's kernels), then ``repeat`` timed
+    calls, or fewer (at least 3) when ``repeat`` of them would take longer than ``max_time``
+    seconds. With ``per_call``, each repeat times a loop of many calls (about 0.1 s) and
+    records the time per call."""
+    with _gc_paused():
+        last = math.inf
+        for _ in range(warmup):
+            start = time.perf_counter()
+            result = call()
+            last = time.perf_counter() - start
+        calls = 1
+        if per_call:
+            # Loops of 1, 4, 16, ... calls until one takes 20 ms, then ~0.1 s per repeat.
+            while True:
+                start = time.perf_counter()
+                for _ in range(calls):
+                    call()
+                elapsed = time.perf_counter() - start
+                if elapsed >= 0.02 or calls >= 1_000_000:
+                    break
+                calls *= 4
+            per = elapsed / calls
+            calls = int(min(max(0.1 / per, 1), 1_000_000))
+            last = per * calls
+        if math.isfinite(last) and last * repeat > max_time:
+            repeat = max(3, min(repeat, int(max_time / last)))
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            times.append((time.perf_counter() - start) / calls)
+    return {
+        "value": _value(result),
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "repeats": repeat,
+        "calls_per_repeat": calls,
+    }
+
+
+def _input_bytes(inputs: Inputs) -> int:
+    return sum(int(a.nbytes) for a in inputs.values())
+
+
+def run_workload(
+    workload: Workload,
+    *,
+    scale: float,
+    seed: int,
+    repeat: int,
+    warmup: int,
+    max_time: float,
+    bandwidth_gbps: float | None,
+    libraries: set[str] | None = None,
+) -> dict[str, Any]:
+    """Time every available implementation of ``workload`` on the same arrays."""
+    inputs = make_inputs(workload, scale, seed)
+    nbytes = _input_bytes(inputs)
+    rows = workload_rows(workload, scale)
+    shape = [rows] if workload.cols is None else [rows, workload.cols]
+    rtol = RTOL[workload.dtype]
+    results: list[dict[str, Any]] = []
+    for impl in workload.impls:
+        if libraries is not None and impl.library != "fastce" and impl.library not in libraries:
+            continue
+        entry: dict[str, Any] = {"implementation": impl.label, "library": impl.library}
+        try:
+            call = impl.build(inputs)
+        except Exception as exc:  # a peer that cannot run this input: report, go on
+            call = None
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        if call is None:
+            entry.setdefault("skipped", "not installed")
+            results.append(entry)
+            continue
+        try:
+            entry.update(
+                time_call(
+                    call,
+                    repeat=repeat,
+                    warmup=warmup,
+                    max_time=max_time,
+                    per_call=workload.per_call,
+                )
+            )
+            entry["gbps"] = nbytes / entry["median_s"] / 1e9
+        except Exception as exc:
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        del call
+        results.append(entry)
+    gc.collect()
+
+    fast = next((r for r in results if r["library"] == "fastce"), None)
+    fast_time = fast.get("median_s") if fast else None
+    fast_value = fast.get("value") if fast else None
+    for r in results:
+        if "median_s" not in r:
+            continue
+        r["ratio"] = r["median_s"] / fast_time if fast_time else math.nan
+        if fast_value is not None:
+            scale_ = max(abs(fast_value), np.finfo(np.float64).tiny)
+            r["rel_diff"] = abs(r["value"] - fast_value) / scale_
+            r["agrees"] = bool(r["rel_diff"] <= rtol)  # NaN compares False: disagrees
+        if r["library"] == "fastce" and bandwidth_gbps:
+            r["bandwidth_fraction"] = r["gbps"] / bandwidth_gbps
+    return {
+        "name": workload.name,
+        "description": workload.description,
+        "shape": shape,
+        "dtype": workload.dtype,
+        "input_bytes": nbytes,
+        "per_call": workload.per_call,
+        "rtol": rtol,
+        "results": results,
+        "goal": _goal(workload.name, results),
+    }
+
+
+def _goal(name: str, results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """fastce's speed-up over the fastest peer (or the peers the goal names)."""
+    if name not in GOALS:
+        return None
+    target, libraries = GOALS[name]
+    peers = [
+        r
+        for r in results
+        if r["library"] != "fastce"
+        and "ratio" in r
+        and (libraries is None or r["library"] in libraries)
+    ]
+    if not peers or not all(math.isfinite(r["ratio"]) for r in peers):
+        return {"target": target, "versus": libraries, "speedup": None, "met": None}
+    best = min(peers, key=lambda r: r["median_s"])
+    return {
+        "target": target,
+        "versus": list(libraries) if libraries else "fastest peer",
+        "fastest_peer": best["implementation"],
+        "speedup": best["ratio"],
+        "met": bool(best["ratio"] >= target),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Peak extra memory (in a fresh process per workload)
+
+
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field_name} not in /proc/self/status")
+
+
+def _trim_heap() -> None:
+    # Hand freed heap pages back to the kernel, so that a temporary the call allocates cannot
+    # silently reuse pages that are already resident (which would hide it from VmHWM).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def measure_memory_here(name: str, scale: float, seed: int) -> dict[str, Any]:
+    """Peak memory fastce uses beyond its inputs and result, for one workload, measured in
+    this process (``--memory`` runs it in a fresh one per workload).
+
+    Method: generate the inputs; call fastce once (compiles or loads the kernels, starts the
+    thread pool, fills caches); release freed heap pages (``malloc_trim``); reset the peak
+    resident set size (writing 5 to /proc/self/clear_refs resets VmHWM to the current RSS,
+    Linux >= 4.0); note RSS; call again with tracemalloc on; the peak RSS (VmHWM) minus that
+    baseline is the memory the call touched, whoever allocated it (NumPy, Numba's runtime,
+    thread stacks). tracemalloc's peak counts the NumPy/Python allocations alone, including
+    ones that reused already-resident pages, which RSS cannot see. The extra memory reported
+    is the larger of the two, minus the result's own size.
+    """
+    workload = WORKLOADS[name]
+    impl = next(i for i in workload.impls if i.library == "fastce")
+    inputs = make_inputs(workload, scale, seed)
+    call = impl.build(inputs)
+    assert call is not None
+    result = call()
+    del result
+    gc.collect()
+    _trim_heap()
+    clear_refs = Path("/proc/self/clear_refs")
+    try:
+        clear_refs.write_text("5")
+        hwm_reset = True
+    except OSError:
+        hwm_reset = False
+    baseline_kib = _status_kib("VmRSS")
+    hwm_before_kib = _status_kib("VmHWM")
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    result = call()
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    hwm_after_kib = _status_kib("VmHWM")
+    result_bytes = int(np.asarray(result).nbytes)
+    rss_extra = (hwm_after_kib - baseline_kib) * 1024 if hwm_reset else None
+    if not hwm_reset and hwm_after_kib > hwm_before_kib:
+        rss_extra = (hwm_after_kib - baseline_kib) * 1024  # a new peak: a lower bound
+    extra = max(rss_extra or 0, traced_peak) - result_bytes
+    return {
+        "workload": name,
+        "input_bytes": _input_bytes(inputs),
+        "baseline_rss_mib": baseline_kib / 1024,
+        "rss_peak_extra_mib": None if rss_extra is None else rss_extra / 2**20,
+        "tracemalloc_peak_mib": traced_peak / 2**20,
+        "result_bytes": result_bytes,
+        "extra_mib": max(extra, 0) / 2**20,
+        "hwm_reset": hwm_reset,
+        "method": "VmHWM delta after clear_refs reset + malloc_trim, and tracemalloc peak",
+    }
+
+
+def measure_memory(name: str, scale: float, seed: int, threads: int) -> dict[str, Any]:
+    """``measure_memory_here`` in a fresh interpreter (a fresh, unfragmented heap; and no fork
+    of a process that has run GNU OpenMP code)."""
+    package_parent = str(Path(fastce.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [package_parent, env.get("PYTHONPATH", "")] if p
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastce.benchmark",
+        "--memory-child",
+        name,
+        "--scale",
+        repr(scale),
+        "--seed",
+        str(seed),
+        "--threads",
+        str(threads),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        return {"workload": name, "error": proc.stderr.strip().splitlines()[-1:] or "failed"}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# Machine description, table, plot
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_total_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def machine_description() -> dict[str, Any]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ["fastce", "numpy", "numba", "llvmlite", "torch", "scipy", "scikit-learn"]:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    versions["fastce"] = fastce.__version__
+    try:
+        threading_layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        threading_layer = None
+    usable_cores: int | None
+    try:
+        usable_cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cores = os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "system": platform.platform(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable_cores,
+        "memory_gib": _memory_total_gib(),
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": threading_layer,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "versions": versions,
+    }
+
+
+def _format_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.2f} us"
+
+
+HEADER = (
+    f"{'workload':<9}{'implementation':<34}{'median':>11}{'GB/s':>8}{'ratio':>8}"
+    f"{'%bw':>6}  {'value':<15}{'rel.diff':>9}  check"
+)
+
+
+def format_rows(workload_result: dict[str, Any]) -> list[str]:
+    lines = []
+    name = workload_result["name"]
+    for r in workload_result["results"]:
+        label = r["implementation"]
+        if "skipped" in r and "error" not in r:
+            lines.append(f"{name:<9}{label:<34}{'(not installed)':>11}")
+            continue
+        if "median_s" not in r:
+            lines.append(f"{name:<9}{label:<34}{'ERROR':>11}  {r.get('error', '')}")
+            continue
+        ratio = r.get("ratio", math.nan)
+        fraction = r.get("bandwidth_fraction")
+        bw = f"{fraction * 100:>5.0f}%" if fraction is not None else f"{'':>6}"
+        rel = r.get("rel_diff")
+        if r["library"] == "fastce":
+            check, rel_text = "", ""
+        else:
+            agrees = r.get("agrees")
+            check = "ok" if agrees else "!! DISAGREES"
+            rel_text = f"{rel:.1e}" if rel is not None else ""
+        lines.append(
+            f"{name:<9}{label:<34}{_format_time(r['median_s']):>11}{r['gbps']:>8.2f}"
+            f"{ratio:>8.2f}{bw}  {r['value']:<15.9g}{rel_text:>9}  {check}"
+        )
+    return lines
+
+
+def format_goal(workload_result: dict[str, Any]) -> str | None:
+    goal = workload_result.get("goal")
+    if not goal:
+        return None
+    name = workload_result["name"]
+    if goal["speedup"] is None:
+        return f"{name:<5} goal >= {goal['target']:g}x: no peer timed"
+    status = "met" if goal["met"] else "NOT MET"
+    versus = goal["versus"] if isinstance(goal["versus"], str) else "/".join(goal["versus"])
+    return (
+        f"{name:<5} {goal['speedup']:>6.2f}x vs {goal['fastest_peer']:<34}"
+        f"goal >= {goal['target']:g}x ({versus}): {status}"
+    )
+
+
+def plot(results: dict[str, Any], path: str) -> None:
+    """Bar chart: each library's time relative to fastce per workload (log scale), and each
+    fastce kernel's fraction of the measured memory read bandwidth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = [w for w in results["workloads"] if any("ratio" in r for r in w["results"])]
+    libraries = ["fastce", "torch", "numpy", "scipy", "sklearn"]
+    colours = {
+        "fastce": "#d62728",
+        "torch": "#1f77b4",
+        "numpy": "#2ca02c",
+        "scipy": "#9467bd",
+        "sklearn": "#ff7f0e",
+    }
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(max(8.0, 1.1 * len(workloads) + 3), 9), height_ratios=[3, 2]
+    )
+    width = 0.8 / len(libraries)
+    for k, library in enumerate(libraries):
+        xs, ys = [], []
+        for i, w in enumerate(workloads):
+            ratios = [
+                r["ratio"]
+                for r in w["results"]
+                if r["library"] == library and math.isfinite(r.get("ratio", math.nan))
+            ]
+            if ratios:
+                xs.append(i + (k - (len(libraries) - 1) / 2) * width)
+                ys.append(min(ratios))  # the library's fastest implementation
+        if xs:
+            top.bar(xs, ys, width, label=library, color=colours[library])
+    top.set_yscale("log")
+    top.axhline(1.0, color="black", linewidth=0.8)
+    top.set_xticks(range(len(workloads)), [w["name"] for w in workloads])
+    top.set_ylabel("time / fastce time (log scale; > 1: slower than fastce)")
+    top.set_title(
+        "fastce vs peers: each library's fastest implementation, median time relative to fastce"
+    )
+    top.legend(ncols=len(libraries), fontsize="small")
+    top.grid(axis="y", which="both", alpha=0.3)
+
+    bw = results.get("bandwidth") or {}
+    names, fractions = [], []
+    for w in workloads:
+        fast = next((r for r in w["results"] if r["library"] == "fastce"), None)
+        if fast and fast.get("bandwidth_fraction") is not None and not w["per_call"]:
+            names.append(w["name"])
+            fractions.append(100 * fast["bandwidth_fraction"])
+    bottom.bar(range(len(names)), fractions, 0.6, color=colours["fastce"])
+    bottom.axhline(30, color="grey", linestyle="--", linewidth=0.8, label="goal: 30%")
+    bottom.set_xticks(range(len(names)), names)
+    bottom.set_ylabel("% of memory read bandwidth")
+    gbps = bw.get("gbps")
+    bottom.set_title(
+        "fastce: input bytes read per second as a fraction of the measured read bandwidth"
+        + (f" ({gbps:.1f} GB/s)" if gbps else "")
+    )
+    bottom.legend(fontsize="small")
+    bottom.grid(axis="y", alpha=0.3)
+    machine = results["machine"]
+    fig.text(
+        0.01,
+        0.005,
+        f"{machine['cpu']}, {machine['numba_threads']} threads; numba "
+        f"{machine['versions'].get('numba')}, numpy {machine['versions'].get('numpy')}, torch "
+        f"{machine['versions'].get('torch')}; scale {results['settings']['scale']:g}",
+        fontsize="x-small",
+    )
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+    return value
+
+
+def _workload_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload(s) {', '.join(unknown) or '(none given)'}; "
+            f"expected a comma-separated list of {', '.join(WORKLOADS)}"
+        )
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workloads",
+        type=_workload_list,
+        default=list(WORKLOADS),
+        metavar="W1a,W3,...",
+        help="workloads to run, comma-separated (default: all: " + ", ".join(WORKLOADS) + ")",
+    )
+    parser.add_argument("--repeat", type=_positive_int, default=7, help="timed calls (7)")
+    parser.add_argument(
+        "--warmup", type=_positive_int, default=2, help="untimed calls before timing (2)"
+    )
+    parser.add_argument(
+        "--max-time",
+        type=_positive_float,
+        default=30.0,
+        help="seconds of timed calls per implementation before fewer repeats (min 3) are "
+        "used (30)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=1.0,
+        help="multiply every workload's N (not W7's) by this; 0.01 makes a quick smoke test",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the inputs (0)")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="Numba (and PyTorch) threads (default: Numba's default)",
+    )
+    parser.add_argument(
+        "--peers",
+        default=None,
+        metavar="torch,numpy,...",
+        help="only these peer libraries (torch, scipy, sklearn, numpy); default: all installed",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure fastce's peak extra memory per workload (a fresh process each; slow)",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="measure memory only, no timings"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write all results to FILE")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw a bar chart (matplotlib)")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Time fastce and every installed peer (PyTorch, SciPy, scikit-learn, "
+        "NumPy) on the same arrays and print the table: median time, GB/s of input, ratio "
+        "to fastce, fraction of the measured memory bandwidth.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
+    """Run the benchmark described by parsed ``args``; print the table; return the results."""
+    out = out or sys.stdout
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    libraries = None
+    if args.peers:
+        libraries = {p.strip() for p in args.peers.split(",") if p.strip()}
+    results: dict[str, Any] = {
+        "settings": {
+            "workloads": args.workloads,
+            "repeat": args.repeat,
+            "warmup": args.warmup,
+            "max_time_s": args.max_time,
+            "scale": args.scale,
+            "seed": args.seed,
+            "peers": sorted(libraries) if libraries else "all installed",
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        },
+        "bandwidth": None,
+        "workloads": [],
+    }
+    if not args.memory_only:
+        # A smoke run (--scale < 1) probes a smaller array; 64 MiB is still beyond the caches.
+        nbytes = max(64 * 2**20, int(BANDWIDTH_BYTES * min(args.scale, 1.0)))
+        bandwidth = measure_bandwidth(nbytes)
+        results["bandwidth"] = bandwidth
+    results["machine"] = machine_description()
+    machine = results["machine"]
+    layer = machine["numba_threading_layer"]
+    say(
+        f"fastce {fastce.__version__} benchmark on {machine['cpu']} "
+        f"({machine['usable_cores']} cores, {machine['numba_threads']} Numba threads"
+        + (f", threading layer {layer})" if layer else ")")
+    )
+    say(
+        "versions: "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v is not None)
+    )
+    if results["bandwidth"]:
+        bandwidth = results["bandwidth"]
+        say(
+            f"memory read bandwidth: {bandwidth['gbps']:.1f} GB/s (parallel Numba sum over "
+            f"{bandwidth['bytes'] / 2**20:.0f} MiB, median of {bandwidth['runs']}; "
+            f"best {bandwidth['best_gbps']:.1f} GB/s)"
+        )
+    load = machine["load_average"]
+    if load and load[0] > 0.5:
+        # Other processes hold cores: a parallel region waits for a descheduled thread,
+        # which can cost milliseconds per call. Compare only ratios taken in one run.
+        say(
+            f"note: load average {load[0]:.2f} before the run: other processes are busy, "
+            "timings will be noisy"
+        )
+    if args.scale != 1:
+        say(f"scale {args.scale:g}: every N (but W7's) multiplied by {args.scale:g}")
+    if not args.memory_only:
+        say(
+            f"median of {args.repeat} after {args.warmup} warm-up calls; ratio = time / fastce "
+            "time; %bw = fastce's GB/s of input / bandwidth; check: value within "
+            f"{RTOL['float64']:g} (float64) / {RTOL['float32']:g} (float32) of fastce's"
+        )
+        say()
+        say(HEADER)
+        say("-" * len(HEADER))
+        for name in args.workloads:
+            result = run_workload(
+                WORKLOADS[name],
+                scale=args.scale,
+                seed=args.seed,
+                repeat=args.repeat,
+                warmup=args.warmup,
+                max_time=args.max_time,
+                bandwidth_gbps=results["bandwidth"]["gbps"],
+                libraries=libraries,
+            )
+            results["workloads"].append(result)
+            for line in format_rows(result):
+                say(line)
+        say()
+        say("Goals of issue 4 (fastce's speed-up over the fastest peer):")
+        for result in results["workloads"]:
+            goal_line = format_goal(result)
+            if goal_line:
+                say("  " + goal_line)
+        problems = [
+            f"{w['name']} {r['implementation']}: "
+            + (r["error"] if "error" in r else f"rel. diff {r.get('rel_diff', math.nan):.2e}")
+            for w in results["workloads"]
+            for r in w["results"]
+            if "error" in r or ("agrees" in r and not r["agrees"] and r["library"] != "fastce")
+        ]
+        if problems:
+            say()
+            say("!! Disagreements and errors:")
+            for line in problems:
+                say("   " + line)
+    if args.memory or args.memory_only:
+        say()
+        say("Peak extra memory of fastce (beyond inputs and result; a fresh process each):")
+        say(f"{'workload':<9}{'inputs':>12}{'extra':>12}{'RSS peak':>12}{'tracemalloc':>13}")
+        by_name = {w["name"]: w for w in results["workloads"]}
+        memory = []
+        for name in args.workloads:
+            m = measure_memory(name, args.scale, args.seed, numba.get_num_threads())
+            memory.append(m)
+            if name in by_name:
+                by_name[name]["memory"] = m
+            if "error" in m:
+                say(f"{name:<9}  ERROR {m['error']}")
+                continue
+            rss = m["rss_peak_extra_mib"]
+            say(
+                f"{name:<9}{m['input_bytes'] / 2**20:>8.1f} MiB{m['extra_mib']:>8.2f} MiB"
+                f"{(f'{rss:.2f} MiB' if rss is not None else 'n/a'):>12}"
+                f"{m['tracemalloc_peak_mib']:>9.2f} MiB"
+            )
+        results["memory"] = memory
+    if hasattr(os, "getloadavg"):
+        results["machine"]["load_average_end"] = list(os.getloadavg())
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        say()
+        say(f"results written to {args.json}")
+    if args.plot and results["workloads"]:
+        plot(results, args.plot)
+        say(f"chart written to {args.plot}")
+    return results
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``python -m fastce.benchmark [options]``; ``fastce bench`` and ``bench.compare`` too."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        try:
+            numba.set_num_threads(args.threads)
+        except ValueError as exc:  # more than NUMBA_NUM_THREADS
+            parser.error(f"--threads {args.threads}: {exc}")
+    if args.memory_child:
+        print(json.dumps(measure_memory_here(args.memory_child, args.scale, args.seed)))
+        return 0
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'fastce[bench]'")
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(prog="python -m fastce.benchmark"))

@@ -1,0 +1,128 @@
+"""Properties of the kernels themselves: column blocks, row splitting across threads, the
+vectorised primitives, and warm-up."""
+
+import io
+
+import numba
+import numpy as np
+import pytest
+
+import fastce
+from fastce._kernels.logsumexp import COL_BLOCK
+
+LONG = 2 * COL_BLOCK + 123  # three column blocks, the last one partial
+
+
+def _logits(rows, cols, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(rows, cols)) * 3).astype(dtype)
+    x[:, rng.integers(0, cols, 5)] = -np.inf
+    return x
+
+
+CASES = {
+    "cross_entropy": lambda x, y, p: fastce.cross_entropy(y, x, from_logits=True),
+    "cross_entropy smoothed": lambda x, y, p: fastce.cross_entropy(
+        y, x, from_logits=True, label_smoothing=0.1, class_weight=np.linspace(0.5, 2, x.shape[1])
+    ),
+    "cross_entropy probabilities": lambda x, y, p: fastce.cross_entropy(y, p),
+    "soft cross_entropy": lambda x, y, p: fastce.cross_entropy(p, x, from_logits=True),
+    "entropy logits": lambda x, y, p: fastce.entropy(x, from_logits=True),
+    "entropy": lambda x, y, p: fastce.entropy(p),
+    "kl logits": lambda x, y, p: fastce.kl_divergence(p, x, from_logits=True),
+    "kl": lambda x, y, p: fastce.kl_divergence(p, np.roll(p, 1, axis=-1)),
+    "js": lambda x, y, p: fastce.js_divergence(p, np.roll(p, 7, axis=-1)),
+    "logsumexp": lambda x, y, p: fastce.logsumexp(x),
+    "log_softmax": lambda x, y, p: fastce.log_softmax(x),
+    "softmax": lambda x, y, p: fastce.softmax(x),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_rows_split_across_threads_give_the_same_bits(name, dtype):
+    """One long row is split into column blocks spread over the threads; the same row among
+    many others is computed by one thread. Both fold the blocks in column order."""
+    fn = CASES[name]
+    x = _logits(64, LONG, dtype)
+    p = fastce.softmax(x.astype(np.float64)).astype(dtype)
+    y = np.random.default_rng(1).integers(0, LONG, 64)
+    many = np.asarray(fn(x, y, p))
+    for i in [0, 17, 63]:
+        one = np.asarray(fn(x[i : i + 1], y[i : i + 1], p[i : i + 1]))
+        np.testing.assert_array_equal(one[0], many[i], err_msg=f"row {i}")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_long_rows_same_bits_for_one_and_two_threads(name):
+    fn = CASES[name]
+    x = _logits(3, LONG, np.float64, seed=2)
+    p = fastce.softmax(x)
+    y = np.array([0, LONG - 1, 77])
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = np.asarray(fn(x, y, p))
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = np.asarray(fn(x, y, p))
+    finally:
+        numba.set_num_threads(saved)
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_rows_match_the_reference(dtype):
+    from fastce import reference
+
+    x = _logits(2, LONG, dtype, seed=3)
+    y = np.array([5, LONG - 2])
+    np.testing.assert_allclose(
+        fastce.cross_entropy(y, x, from_logits=True),
+        reference.cross_entropy(y, x, from_logits=True),
+        rtol=2e-7 if dtype == np.float32 else 1e-12,
+    )
+    np.testing.assert_allclose(
+        fastce.logsumexp(x), reference.logsumexp(x), rtol=2e-7 if dtype == np.float32 else 1e-14
+    )
+    p = fastce.softmax(x.astype(np.float64))
+    np.testing.assert_allclose(
+        fastce.entropy(x, from_logits=True), reference.entropy(p), rtol=1e-6
+    )
+
+
+def test_blocks_of_minus_inf_and_nan_in_long_rows():
+    x = np.zeros((3, LONG))
+    x[0, :COL_BLOCK] = -np.inf  # a whole block of -inf contributes nothing
+    x[1, :] = -np.inf  # every logit -inf: undefined softmax
+    x[2, LONG - 1] = np.nan  # a NaN in the last block
+    lse = fastce.logsumexp(x)
+    assert lse[0] == pytest.approx(np.log(LONG - COL_BLOCK), rel=1e-15)
+    assert lse[1] == -np.inf and np.isnan(lse[2])
+    ce = fastce.cross_entropy(np.array([LONG - 1, 0, 0]), x, from_logits=True)
+    assert ce[0] == pytest.approx(np.log(LONG - COL_BLOCK), rel=1e-15)
+    assert np.isnan(ce[1]) and np.isnan(ce[2])
+    # target mass on a block of -inf logits: an infinite loss
+    p = np.zeros((1, LONG))
+    p[0, 0] = 1.0
+    assert fastce.cross_entropy(p, x[:1], from_logits=True)[0] == np.inf
+
+
+def test_float32_small_loss_keeps_every_bit_of_its_sum():
+    # s' below the subtraction threshold: the maximum's term is removed, not subtracted.
+    x = np.zeros((1, 200), np.float32)
+    x[0, 1:] = -40.0
+    loss = fastce.cross_entropy(np.array([0]), x, from_logits=True)[0]
+    expected = np.log1p(199 * np.exp(np.float64(np.float32(-40.0))))
+    assert loss == np.float32(expected)
+
+
+def test_warmup_runs_every_listed_call(monkeypatch):
+    from fastce import _warmup
+
+    calls = _warmup._calls(np.float64)
+    names = [c[0] for c in calls]
+    assert any("4100" in n for n in names), "the column-split kernels must be warmed too"
+    monkeypatch.setattr(_warmup, "_calls", lambda dtype: calls[:2])
+    out = io.StringIO()
+    assert _warmup.warmup(out) >= 0
+    assert "done in" in out.getvalue()
