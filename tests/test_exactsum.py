@@ -376,7 +376,7 @@ def test_matches_fraction(values):
     try:
         via_fraction = float(want)
     except OverflowError:
-        via_fraction = math.copysign(INF, want)
+        via_fraction = INF if want > 0 else -INF  # copysign would call float(want)
     if want == 0:
         via_fraction = reference_sum(values)  # the sign rule for zero is ours, not Fraction's
     assert_same(value_of(values), via_fraction, values)
