@@ -5,6 +5,7 @@ nothing; each kernel is compiled on first use and cached on disk.
 """
 
 from ._version import __version__
+from .accumulator import Accumulator, Result
 from .losses import (
     binary_cross_entropy,
     cross_entropy,
@@ -19,6 +20,8 @@ from .losses import (
 from .sklearn import log_loss
 
 __all__ = [
+    "Accumulator",
+    "Result",
     "__version__",
     "binary_cross_entropy",
     "cross_entropy",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _reduce
+from ._kernels import serial
 from ._validate import MAX_PIECES, BatchPlan
 
 
@@ -69,8 +70,9 @@ def run(
     else:
         nchunks, split = _reduce.n_chunks(rows_per_piece, 1), False
     buffers = _reduce.Buffers.new(nchunks, reduce)
-    if isinstance(kernel, tuple):
-        kernel = kernel[1] if split else kernel[0]
+    fn = (kernel[1] if split else kernel[0]) if isinstance(kernel, tuple) else kernel
+    if nchunks == 1 and not split:
+        fn = serial(fn)  # the same bits; no thread-pool start for a small input
     no_weight = np.empty((0,) * inner, np.float64)
     no_out = np.empty((0,) * inner, out_dtype)
     n_ops = len(operands)
@@ -79,7 +81,7 @@ def run(
             given = iter(piece[n_ops:])
             piece_weights = [next(given) if w is not None else no_weight for w in weights]
             piece_out = next(given) if result is not None else no_out
-            kernel(
+            fn(
                 *piece[:n_ops],
                 *params,
                 *piece_weights,

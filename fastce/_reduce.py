@@ -16,13 +16,16 @@ rows were split into chunks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from ._kernels._common import fold_chunks
-from ._kernels.exactsum import ACC_LEN
+from ._kernels.exactsum import ACC_LEN, acc_add_array
 from ._kernels.logsumexp import COL_BLOCK
 
 # Rows of work below which one chunk is used: starting threads and merging accumulators would
@@ -69,6 +72,58 @@ class Buffers:
         )
 
 
+@dataclass
+class State:
+    """The exact partial sums one reducing call accumulated (what ``Accumulator`` keeps).
+
+    ``acc[0]`` holds the exact sum of the per-sample values, ``acc[1]`` that of their weights
+    (the count itself when the call had no weights), ``count`` the samples not ignored, and
+    ``dtype`` the float dtype the call's scalar result is rounded to.
+    """
+
+    acc: np.ndarray
+    count: int
+    dtype: np.dtype
+
+
+_CAPTURE: ContextVar[list[State] | None] = ContextVar("fastce_capture", default=None)
+
+
+@contextmanager
+def capture() -> Iterator[list[State]]:
+    """Within the block, every ``"sum"``/``"mean"`` computed records its exact ``State``.
+
+    Per context (so per thread), which is what lets ``Accumulator.update`` reuse the public
+    functions, with all their checks, and keep the exact sums instead of the rounded scalar.
+    """
+    states: list[State] = []
+    token = _CAPTURE.set(states)
+    try:
+        yield states
+    finally:
+        _CAPTURE.reset(token)
+
+
+def fold(buffers: Buffers, weighted: bool, dtype: np.dtype) -> tuple[float, float]:
+    """Merge the chunks' accumulators exactly: (sum of values, sum of weights), each rounded once.
+
+    ``weighted=False``: the kernel did not accumulate weights (all are 1), so the weight is the
+    number of values.
+    """
+    total, weight = fold_chunks(buffers.acc)
+    count = int(buffers.counts.sum())
+    if not weighted:
+        weight = float(count)
+    states = _CAPTURE.get()
+    if states is not None:
+        acc = buffers.acc[0].copy()
+        if not weighted:
+            acc[1] = 0
+            acc_add_array(acc[1], np.array([weight], np.float64))
+        states.append(State(acc, count, np.dtype(dtype)))
+    return total, weight
+
+
 def finish(
     buffers: Buffers, reduction: str, dtype: np.dtype, weighted: bool = True
 ) -> np.floating:
@@ -77,9 +132,7 @@ def finish(
     ``weighted=False``: the kernel did not accumulate weights (all are 1), so the divisor of
     ``"mean"`` is the number of values.
     """
-    total, weight = fold_chunks(buffers.acc)
-    if not weighted:
-        weight = float(buffers.counts.sum())
+    total, weight = fold(buffers, weighted, dtype)
     if reduction == "sum":
         return dtype.type(total)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -22,7 +22,7 @@ import numpy as np
 from . import _reduce
 from . import _validate as v
 from ._dispatch import run
-from ._kernels import binary, categorical
+from ._kernels import binary, categorical, serial
 from ._kernels import logsumexp as lse_kernels
 
 __all__ = [
@@ -702,6 +702,8 @@ def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) 
     if rows.size:
         nchunks, split = _reduce.work_plan(math.prod(plan.merged[-1:]), rows.shape[-1])
         run_kernel = kernel[1] if split else kernel[0]
+        if nchunks == 1 and not split:
+            run_kernel = serial(run_kernel)  # same bits; no thread-pool start for a small input
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
             run_kernel(x_piece, out_piece, nchunks)
     if keep_class_axis:

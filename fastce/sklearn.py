@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _reduce
+from ._kernels import serial
 from ._kernels.categorical import log_loss_kernel, pair_kernel
 
 __all__ = ["InvalidParameterError", "log_loss"]
@@ -222,7 +223,8 @@ def log_loss(
     index = encoding.index if encoding.index is not None else np.zeros(n, np.int64)
     # One pass: the loss, and every statistic scikit-learn checks. With an indicator target
     # (or labels that failed to encode) the loss part is thrown away and redone below.
-    log_loss_kernel(
+    kernel = serial(log_loss_kernel) if nchunks == 1 else log_loss_kernel
+    kernel(
         rows, index, binary, dtype != np.float64, eps, weights, buffers.acc, buffers.counts, stats
     )
     if stats[:, 2].any():
@@ -261,7 +263,7 @@ def log_loss(
         )
     if encoding.indicator is not None:
         buffers = _reduce.Buffers.new(nchunks, reduce=True)
-        pair_kernel(
+        (serial(pair_kernel) if nchunks == 1 else pair_kernel)(
             encoding.indicator,
             rows,
             0,
@@ -276,7 +278,7 @@ def log_loss(
             buffers.counts,
             buffers.bad,
         )
-    total, weight = _reduce.fold_chunks(buffers.acc)
+    total, weight = _reduce.fold(buffers, True, np.dtype(np.float64))
     if not normalize:
         return float(total)
     if weight == 0:

@@ -126,3 +126,40 @@ def test_warmup_runs_every_listed_call(monkeypatch):
     out = io.StringIO()
     assert _warmup.warmup(out) >= 0
     assert "done in" in out.getvalue()
+
+
+SMALL_CASES = {
+    **CASES,
+    "bce": lambda x, y, p: fastce.binary_cross_entropy((p > 0.01).astype(p.dtype), p),
+    "bce logits": lambda x, y, p: fastce.binary_cross_entropy(p, x, from_logits=True),
+}
+
+
+@pytest.mark.parametrize("name", list(SMALL_CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_inputs_take_the_serial_kernel_with_the_same_bits(name, dtype):
+    """A small call runs the kernel compiled without ``parallel`` (no thread-pool start); the
+    same rows inside a large, multi-chunk parallel call give the same bits."""
+    from fastce import _reduce
+    from fastce._kernels import _SERIAL
+
+    fn = SMALL_CASES[name]
+    x = _logits(3000, 100, dtype, seed=3)
+    p = fastce.softmax(x.astype(np.float64)).astype(dtype)
+    y = np.random.default_rng(4).integers(0, 100, 3000)
+    assert _reduce.n_chunks(3000, 100) > 1 and _reduce.n_chunks(7, 100) == 1
+    big = np.asarray(fn(x, y, p))
+    twins = len(_SERIAL)
+    small = np.asarray(fn(x[100:107], y[100:107], p[100:107]))
+    assert len(_SERIAL) >= twins and len(_SERIAL) > 0
+    np.testing.assert_array_equal(small, big[100:107])
+
+
+def test_serial_twin_is_the_same_function_without_parallel():
+    from fastce._kernels import categorical, serial
+
+    twin = serial(categorical.nll_kernel)
+    assert serial(categorical.nll_kernel) is twin
+    assert twin.py_func.__code__ is categorical.nll_kernel.py_func.__code__
+    assert "parallel" not in twin.targetoptions
+    assert twin.py_func.__qualname__ != categorical.nll_kernel.py_func.__qualname__

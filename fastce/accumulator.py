@@ -1,0 +1,414 @@
+"""Streaming accumulators: exact ``"sum"``/``"mean"`` over data that arrives in batches.
+
+An :class:`Accumulator` keeps the exact (unrounded) sums of the per-sample values and of their
+weights, in the same superaccumulator the in-memory functions use. Integer addition is
+associative, so the result does not depend on how the data was split into batches, on the order
+of the batches, or on how partial accumulators were merged: ``result().mean`` is the in-memory
+``reduction="mean"`` of all the data, bit for bit, and ``result().sum`` the ``"sum"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import struct
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _reduce, losses
+from . import sklearn as _sklearn
+from ._kernels.exactsum import ACC_LEN, acc_merge, acc_normalize, acc_value
+from ._version import __version__
+
+__all__ = ["MEASURES", "Accumulator", "Result"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an :class:`Accumulator` has seen: the exact sum and mean, the count and the weight.
+
+    Attributes
+    ----------
+    mean : float
+        ``fl(S / W)``: the exact sum of the per-sample values divided by the exact sum of their
+        weights, each rounded once to float64, the quotient rounded to the dtype of the data
+        (float32 data: the float32 value, held in a Python float). NaN when nothing was seen.
+    sum : float
+        ``S``, the correctly rounded exact sum of the per-sample values (weights applied), rounded
+        to the dtype of the data. 0.0 when nothing was seen.
+    count : int
+        The number of values that were not ignored (samples; elements for
+        ``binary_cross_entropy``, whose mean is over elements).
+    weight : float
+        ``W``, the correctly rounded exact sum of the weights that multiplied the values (the
+        count when there were no weights).
+    dtype : str
+        ``"float32"`` or ``"float64"``: the dtype the in-memory function would have returned
+        (``"float64"`` when nothing was seen).
+    """
+
+    mean: float
+    sum: float
+    count: int
+    weight: float
+    dtype: str = "float64"
+
+    def as_dict(self) -> dict[str, float | int]:
+        """``{"mean": ..., "sum": ..., "count": ..., "weight": ...}``."""
+        return {"mean": self.mean, "sum": self.sum, "count": self.count, "weight": self.weight}
+
+
+@dataclass(frozen=True)
+class _Measure:
+    function: Callable[..., Any]
+    arity: int  # positional arrays update() takes
+    fixed: dict[str, Any]  # keyword arguments the accumulator sets itself
+    required: tuple[str, ...] = ()
+
+
+MEASURES: dict[str, _Measure] = {
+    "entropy": _Measure(losses.entropy, 1, {"reduction": "sum"}),
+    "cross_entropy": _Measure(losses.cross_entropy, 2, {"reduction": "sum"}),
+    "binary_cross_entropy": _Measure(losses.binary_cross_entropy, 2, {"reduction": "sum"}),
+    "kl_divergence": _Measure(losses.kl_divergence, 2, {"reduction": "sum"}),
+    "js_divergence": _Measure(losses.js_divergence, 2, {"reduction": "sum"}),
+    "log_loss": _Measure(_sklearn.log_loss, 2, {"normalize": False}, required=("labels",)),
+}
+"""The measures an accumulator can follow, by the name of their public function."""
+
+_MAGIC = b"FCEACC"
+_FORMAT = 1
+_HEADER = struct.Struct("<6sHI")  # magic, format version, length of the JSON part
+_ENTRY = struct.Struct("<Hq")  # index into the state row, its int64 value
+_BIN_LIMIT = (1 << 62) - 1
+
+
+def _options_of(function: Callable[..., Any]) -> set[str]:
+    return {
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _encode(value: Any, name: str) -> Any:
+    """An option as JSON-ready data; arrays become ``{"array": dtype, "shape", "data"}``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return {"float": float(value).hex()}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    array = np.asarray(value)
+    if array.dtype.kind == "f":
+        data: list[Any] = [float(x).hex() for x in array.astype(np.float64).ravel()]
+    elif array.dtype.kind in "iub":
+        data = [int(x) for x in array.ravel()]
+    elif array.dtype.kind == "U":
+        data = [str(x) for x in array.ravel()]
+    else:
+        raise TypeError(
+            f"option {name!r}: an accumulator keeps only numbers, strings and arrays of them; "
+            f"got {type(value).__name__} of dtype {array.dtype}"
+        )
+    return {"array": array.dtype.str, "shape": list(array.shape), "data": data}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "float" in value:
+            return float.fromhex(value["float"])
+        dtype = np.dtype(value["array"])
+        data = value["data"]
+        if dtype.kind == "f":
+            data = [float.fromhex(x) for x in data]
+        return np.array(data, dtype=dtype).reshape(value["shape"])
+    return value
+
+
+class Accumulator:
+    r"""Exact streaming ``"sum"``/``"mean"`` of one measure over batches of data.
+
+    .. math:: \mathrm{mean} = \mathrm{fl}\Big(\frac{\mathrm{fl}(\sum_i w_i \ell_i)}
+              {\mathrm{fl}(\sum_i w_i)}\Big)
+
+    with both sums exact over every batch seen (or merged in) and rounded once, so the result
+    equals the in-memory ``reduction="mean"`` (and ``"sum"``) of the concatenated data, bit for
+    bit, however the data was split, ordered or distributed.
+
+    Parameters
+    ----------
+    measure : str
+        The public function to follow: ``"entropy"``, ``"cross_entropy"``,
+        ``"binary_cross_entropy"``, ``"kl_divergence"``, ``"js_divergence"`` or ``"log_loss"``.
+        (Perplexity is ``exp(result().mean)`` of ``"cross_entropy"``.)
+    **options
+        That function's keyword options (``from_logits``, ``base``, ``eps``, ``axis``,
+        ``label_smoothing``, ``class_weight``, ``ignore_index``, ``pos_weight``; ``labels`` for
+        ``"log_loss"``, where it is required because the label set cannot be inferred from a
+        stream). ``reduction``, ``out``, ``sample_weight`` and ``normalize`` are not options:
+        the accumulator gives both the sum and the mean, and weights come with each batch.
+
+    Notes
+    -----
+    The state is small (two exact accumulators of about 17 KiB each and a count, whatever the
+    amount of data), picklable, and serialisable with :meth:`to_bytes`. ``update`` and ``merge``
+    may be called from several threads; one accumulator holds one measure with one set of
+    options, and every batch must give the same result dtype (float32 or float64).
+
+    Examples
+    --------
+    >>> import numpy as np, fastce
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0]])
+    >>> labels = np.array([0, 2, 1])
+    >>> acc = fastce.Accumulator("cross_entropy", from_logits=True)
+    >>> for lo, hi in [(0, 1), (1, 3)]:
+    ...     _ = acc.update(labels[lo:hi], logits[lo:hi])
+    >>> res = acc.result()
+    >>> res.count, res.mean == fastce.cross_entropy(labels, logits, from_logits=True,
+    ...                                              reduction="mean")
+    (3, True)
+    """
+
+    def __init__(self, measure: str, **options: Any) -> None:
+        if not isinstance(measure, str) or measure not in MEASURES:
+            hint = ""
+            if measure == "perplexity":
+                hint = "; perplexity is exp(result().mean) of 'cross_entropy'"
+            raise ValueError(
+                f"measure must be one of {', '.join(repr(m) for m in MEASURES)}; "
+                f"got {measure!r}{hint}"
+            )
+        spec = MEASURES[measure]
+        allowed = _options_of(spec.function) - {"reduction", "out", "sample_weight", "normalize"}
+        for name in options:
+            if name not in allowed:
+                raise TypeError(
+                    f"{measure!r} has no option {name!r} in an accumulator; its options are "
+                    f"{', '.join(sorted(allowed))}"
+                )
+        for name in spec.required:
+            if options.get(name) is None:
+                raise ValueError(
+                    f"an accumulator for {measure!r} needs {name}= (the full label set): a "
+                    "stream cannot infer it from the labels it has seen so far"
+                )
+        if "base" in options:
+            from ._validate import ln_base
+
+            ln_base(options["base"])
+        self._measure = measure
+        self._spec = spec
+        encoded = {name: _encode(value, name) for name, value in options.items()}
+        self._key = json.dumps(encoded, sort_keys=True)
+        self._options = {name: _decode(value) for name, value in encoded.items()}
+        self._acc = np.zeros((2, ACC_LEN), np.int64)
+        self._count = 0
+        self._dtype: np.dtype | None = None
+        self._lock = threading.Lock()
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    @property
+    def measure(self) -> str:
+        """The name of the measure followed."""
+        return self._measure
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword options given at construction (arrays as NumPy copies)."""
+        return dict(self._options)
+
+    def _empty_batch(self, pred: Any) -> bool:
+        shape = np.shape(pred)
+        if math.prod(shape) != 0:
+            return False
+        if self._measure == "binary_cross_entropy" or len(shape) == 0:
+            return True
+        axis = self._options.get("axis", -1)
+        try:
+            rest = list(shape)
+            del rest[axis]
+        except (IndexError, TypeError):
+            return False  # let the function report the bad axis
+        return math.prod(rest) == 0 if rest else False
+
+    def update(self, *arrays: Any, sample_weight: Any = None) -> Accumulator:
+        """Add a batch: the same positional arrays as the in-memory function.
+
+        ``acc.update(p)`` for ``"entropy"``; ``acc.update(target, pred)`` for the others
+        (``log_loss``: ``y_true, y_proba``). ``sample_weight`` weighs the batch's samples as the
+        in-memory function's ``sample_weight`` does. Every check of the in-memory function
+        applies, with its messages. A batch with no samples is a no-op. Returns the
+        accumulator.
+        """
+        spec = self._spec
+        if len(arrays) != spec.arity:
+            want = "one array (p)" if spec.arity == 1 else "two arrays (target, pred)"
+            raise TypeError(
+                f"Accumulator({self._measure!r}).update takes {want}; got {len(arrays)}"
+            )
+        if self._empty_batch(arrays[-1]):
+            return self
+        with _reduce.capture() as states:
+            spec.function(*arrays, sample_weight=sample_weight, **spec.fixed, **self._options)
+        if len(states) != 1:
+            raise RuntimeError(f"fastce internal error: {len(states)} states from one batch")
+        self._add(states[0].acc, states[0].count, states[0].dtype)
+        return self
+
+    def _add(self, acc: np.ndarray, count: int, dtype: np.dtype | None) -> None:
+        with self._lock:
+            if dtype is not None and self._dtype is not None and dtype != self._dtype:
+                raise ValueError(
+                    f"this accumulator holds {self._dtype} results and the batch gives {dtype}: "
+                    "cast the batches to one dtype (the in-memory function would return one)"
+                )
+            if dtype is not None and count:
+                self._dtype = dtype
+            if count or acc.any():
+                acc_merge(self._acc[0], acc[0])
+                acc_merge(self._acc[1], acc[1])
+            self._count += count
+
+    def merge(self, other: Accumulator) -> Accumulator:
+        """Add another accumulator's state to this one, exactly; returns this accumulator.
+
+        Both must follow the same measure with the same options. Merging partial accumulators
+        in any order or grouping gives the same bits. ``other`` is left unchanged.
+        """
+        if not isinstance(other, Accumulator):
+            raise TypeError(f"merge takes an Accumulator; got {type(other).__name__}")
+        if other._measure != self._measure or other._key != self._key:
+            raise ValueError(
+                f"cannot merge Accumulator({other._measure!r}, {other._describe()}) into "
+                f"Accumulator({self._measure!r}, {self._describe()}): measure and options "
+                "must be the same"
+            )
+        if other is self:
+            other = Accumulator.from_bytes(other.to_bytes())
+        with other._lock:
+            acc, count, dtype = other._acc.copy(), other._count, other._dtype
+        self._add(acc, count, dtype)
+        return self
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def result(self) -> Result:
+        """The exact sum and mean so far (see :class:`Result`)."""
+        with self._lock:
+            total = acc_value(self._acc[0])
+            weight = acc_value(self._acc[1])
+            count = self._count
+            dtype = self._dtype or np.dtype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.float64(total) / np.float64(weight)
+        return Result(
+            mean=float(dtype.type(mean)),
+            sum=float(dtype.type(total)),
+            count=count,
+            weight=float(weight),
+            dtype=dtype.name,
+        )
+
+    def _describe(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self._options.items()) or "no options"
+
+    def __repr__(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self._options.items())
+        return f"Accumulator({self._measure!r}{options}) with {self._count} values"
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The state as bytes (a few KiB), for another process or machine; see ``from_bytes``.
+
+        Equal states give equal bytes: the exact sums are written in a canonical form, so two
+        accumulators that saw the same data in different batches serialise identically.
+        """
+        with self._lock:
+            acc = self._acc.copy()
+            count = self._count
+            dtype = self._dtype
+        header = {
+            "measure": self._measure,
+            "options": json.loads(self._key),
+            "count": count,
+            "dtype": None if dtype is None else dtype.name,
+            "fastce": __version__,
+        }
+        text = json.dumps(header, sort_keys=True).encode()
+        parts = [_HEADER.pack(_MAGIC, _FORMAT, len(text)), text]
+        for row in acc:
+            acc_normalize(row)
+            nonzero = np.flatnonzero(row)
+            parts.append(struct.pack("<I", nonzero.size))
+            parts.extend(_ENTRY.pack(int(i), int(row[i])) for i in nonzero)
+        body = b"".join(parts)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Accumulator:
+        """An accumulator from :meth:`to_bytes` output.
+
+        Raises
+        ------
+        ValueError
+            The blob is truncated, corrupt (checksum), not an accumulator, or written in a
+            format this version of fastce does not read.
+        """
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise TypeError(f"from_bytes takes bytes; got {type(blob).__name__}")
+        blob = bytes(blob)
+        if len(blob) < _HEADER.size + 4 or blob[: len(_MAGIC)] != _MAGIC:
+            raise ValueError("not a fastce accumulator state (bad magic or too short)")
+        _, version, text_len = _HEADER.unpack_from(blob)
+        if version != _FORMAT:
+            raise ValueError(
+                f"accumulator state in format {version}; this fastce ({__version__}) reads "
+                f"format {_FORMAT}"
+            )
+        body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
+        if zlib.crc32(body) != crc:
+            raise ValueError("accumulator state is truncated or corrupt (checksum mismatch)")
+        try:
+            pos = _HEADER.size
+            header = json.loads(body[pos : pos + text_len])
+            pos += text_len
+            acc = np.zeros((2, ACC_LEN), np.int64)
+            for row in acc:
+                (n,) = struct.unpack_from("<I", body, pos)
+                pos += 4
+                for _ in range(n):
+                    i, value = _ENTRY.unpack_from(body, pos)
+                    pos += _ENTRY.size
+                    if i >= ACC_LEN or abs(value) > _BIN_LIMIT:
+                        raise ValueError(f"state entry {i} = {value} out of range")
+                    row[i] = value
+            if pos != len(body):
+                raise ValueError(f"{len(body) - pos} bytes after the state")
+            options = {k: _decode(v) for k, v in header["options"].items()}
+            new = cls(header["measure"], **options)
+            count = header["count"]
+            dtype = header["dtype"]
+            if not isinstance(count, int) or count < 0:
+                raise ValueError(f"bad count {count!r}")
+            if dtype not in (None, "float32", "float64"):
+                raise ValueError(f"bad dtype {dtype!r}")
+        except (ValueError, TypeError, KeyError, struct.error, json.JSONDecodeError) as exc:
+            raise ValueError(f"accumulator state is corrupt: {exc}") from exc
+        new._acc = acc
+        new._count = count
+        new._dtype = None if dtype is None else np.dtype(dtype)
+        return new
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Accumulator.from_bytes, (self.to_bytes(),))

@@ -1,0 +1,287 @@
+"""Streaming accumulators: the same bits as the in-memory reductions, however data is split."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+import struct
+import threading
+import zlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastce
+from fastce import Accumulator
+
+
+def bits(x):
+    return np.float64(x).tobytes()
+
+
+def _probs(rng, n, c, dtype):
+    p = rng.dirichlet(np.full(c, 0.7), size=n)
+    p[rng.random((n, c)) < 0.05] = 0.0
+    return (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+def make_case(measure, dtype, n=600, c=9, seed=0, weighted=False):
+    """(arrays, options, sample_weight) for ``measure`` with ``n`` samples."""
+    rng = np.random.default_rng(seed)
+    w = rng.exponential(1.0, n) if weighted else None
+    if measure == "entropy":
+        return (_probs(rng, n, c, dtype),), {"base": 2}, w
+    if measure == "cross_entropy":
+        logits = (rng.standard_normal((n, c)) * 3).astype(dtype)
+        y = rng.integers(0, c, n)
+        y[rng.random(n) < 0.1] = -100
+        cw = rng.uniform(0.5, 2.0, c)
+        return (
+            (y, logits),
+            {"from_logits": True, "class_weight": cw, "ignore_index": -100, "base": 2},
+            w,
+        )
+    if measure == "binary_cross_entropy":
+        y = (rng.random((n, 3)) < 0.4).astype(dtype)
+        p = rng.random((n, 3)).astype(dtype)
+        return (y, p), {}, None if w is None else np.repeat(w[:, None], 3, axis=1)
+    if measure == "kl_divergence":
+        return (_probs(rng, n, c, dtype), _probs(rng, n, c, dtype)), {}, w
+    if measure == "js_divergence":
+        return (_probs(rng, n, c, dtype), _probs(rng, n, c, dtype)), {"base": 2}, w
+    if measure == "log_loss":
+        y = rng.integers(0, c, n)
+        return (y, _probs(rng, n, c, dtype)), {"labels": np.arange(c)}, w
+    raise AssertionError(measure)
+
+
+def in_memory(measure, arrays, options, w):
+    if measure == "log_loss":
+        s = fastce.log_loss(*arrays, sample_weight=w, normalize=False, **options)
+        m = fastce.log_loss(*arrays, sample_weight=w, **options)
+        return m, s
+    f = getattr(fastce, measure)
+    return (
+        f(*arrays, reduction="mean", sample_weight=w, **options),
+        f(*arrays, reduction="sum", sample_weight=w, **options),
+    )
+
+
+def streamed(measure, arrays, options, w, cuts):
+    acc = Accumulator(measure, **options)
+    bounds = [0, *sorted(cuts), len(arrays[0])]
+    for lo, hi in itertools.pairwise(bounds):
+        acc.update(*(a[lo:hi] for a in arrays), sample_weight=None if w is None else w[lo:hi])
+    return acc
+
+
+MEASURES = sorted(fastce.accumulator.MEASURES)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_equals_in_memory_bits(measure, dtype, weighted):
+    arrays, options, w = make_case(measure, dtype, weighted=weighted)
+    mean, total = in_memory(measure, arrays, options, w)
+    rng = np.random.default_rng(1)
+    for n_cuts in (0, 1, 7, 80):
+        cuts = rng.integers(0, len(arrays[0]), n_cuts)
+        res = streamed(measure, arrays, options, w, cuts).result()
+        assert bits(res.mean) == bits(mean), (n_cuts, res.mean, mean)
+        assert bits(res.sum) == bits(total), (n_cuts, res.sum, total)
+        want_dtype = "float64" if measure == "log_loss" else np.dtype(dtype).name
+        assert res.dtype == want_dtype
+        assert res.mean == res.sum / res.weight or math.isclose(
+            res.mean, res.sum / res.weight, rel_tol=1e-6
+        )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    measure=st.sampled_from(MEASURES),
+    cuts=st.lists(st.integers(0, 300), max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_any_chunking_and_merge_tree(measure, cuts, seed):
+    arrays, options, w = make_case(measure, np.float64, n=300, seed=seed, weighted=True)
+    mean, total = in_memory(measure, arrays, options, w)
+    bounds = [0, *sorted(cuts), 300]
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        a = Accumulator(measure, **options)
+        a.update(*(x[lo:hi] for x in arrays), sample_weight=w[lo:hi])
+        parts.append(a)
+    # Merge in reverse order, in a pairwise tree, and through bytes: all the same bits.
+    rev = Accumulator(measure, **options)
+    for p in reversed(parts):
+        rev.merge(p)
+    tree = list(parts)
+    while len(tree) > 1:
+        tree = [
+            tree[i].merge(Accumulator.from_bytes(tree[i + 1].to_bytes()))
+            if i + 1 < len(tree)
+            else tree[i]
+            for i in range(0, len(tree), 2)
+        ]
+    for acc in (rev, tree[0]):
+        res = acc.result()
+        assert bits(res.mean) == bits(mean)
+        assert bits(res.sum) == bits(total)
+        assert res.count == (
+            np.count_nonzero(arrays[0] != -100) if measure == "cross_entropy" else w.size
+        )
+    # Canonical serialisation: the same state gives the same bytes, however it was built.
+    assert rev.to_bytes() == tree[0].to_bytes()
+
+
+def test_same_bits_for_one_and_two_threads():
+    arrays, options, w = make_case("cross_entropy", np.float32, n=20000, c=50)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(streamed("cross_entropy", arrays, options, w, [5000, 12345]).to_bytes())
+    finally:
+        numba.set_num_threads(before)
+    assert results[0] == results[1]
+
+
+def test_nan_propagates_and_empty_batches_are_no_ops():
+    p = np.array([[0.5, 0.5], [np.nan, 0.5]])
+    acc = Accumulator("entropy")
+    acc.update(p[:0]).update(p[:1]).update(np.empty((0, 2)))
+    assert acc.result().count == 1
+    assert acc.result().mean == math.log(2)
+    acc.update(p[1:])
+    assert math.isnan(acc.result().mean) and math.isnan(acc.result().sum)
+    empty = Accumulator("binary_cross_entropy").update([], []).result()
+    assert math.isnan(empty.mean) and empty.sum == 0.0 and empty.count == 0
+    assert empty.weight == 0.0
+    # An empty log_loss batch is a no-op, although log_loss itself rejects empty input.
+    ll = Accumulator("log_loss", labels=[0, 1]).update([], np.empty((0, 2)))
+    assert ll.result().count == 0
+
+
+def test_ignored_only_batch_matches_in_memory():
+    logits = np.array([[1.0, 2.0], [0.5, 0.0]])
+    y = np.array([-100, -100])
+    acc = Accumulator("cross_entropy", from_logits=True, ignore_index=-100).update(y, logits)
+    res = acc.result()
+    want = fastce.cross_entropy(y, logits, from_logits=True, ignore_index=-100, reduction="mean")
+    assert math.isnan(res.mean) and math.isnan(want) and res.count == 0 and res.sum == 0.0
+
+
+def test_pickle_and_bytes_round_trip():
+    arrays, options, w = make_case("cross_entropy", np.float64, weighted=True)
+    acc = streamed("cross_entropy", arrays, options, w, [100, 200])
+    again = pickle.loads(pickle.dumps(acc))
+    assert again.result() == acc.result()
+    assert again.options.keys() == acc.options.keys()
+    np.testing.assert_array_equal(again.options["class_weight"], options["class_weight"])
+    blob = acc.to_bytes()
+    assert len(blob) < 4096
+    assert Accumulator.from_bytes(blob).to_bytes() == blob
+    # Continuing after the trip gives what continuing the original gives.
+    extra = (arrays[0][:50], arrays[1][:50])
+    assert again.update(*extra).result() == acc.update(*extra).result()
+
+
+def test_from_bytes_rejects_bad_blobs():
+    blob = Accumulator("entropy").update([[0.25, 0.75]]).to_bytes()
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        Accumulator.from_bytes(blob[:-9] + blob[-4:])
+    with pytest.raises(ValueError, match=r"not a fastce accumulator|truncated or corrupt"):
+        Accumulator.from_bytes(blob[:10])
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0x10
+    with pytest.raises(ValueError, match="corrupt"):
+        Accumulator.from_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="not a fastce accumulator"):
+        Accumulator.from_bytes(b"PK\x03\x04" + blob[4:])
+    newer = bytearray(blob)
+    newer[6:8] = struct.pack("<H", 99)
+    body = bytes(newer[:-4])
+    with pytest.raises(ValueError, match="format 99"):
+        Accumulator.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    # A well-formed blob (valid checksum) whose content is wrong is still refused.
+    body = blob[:-4].replace(b'"entropy"', b'"entropx"')
+    with pytest.raises(ValueError, match="corrupt"):
+        Accumulator.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(TypeError):
+        Accumulator.from_bytes("not bytes")
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="measure must be one of"):
+        Accumulator("crossentropy")
+    with pytest.raises(ValueError, match="perplexity is exp"):
+        Accumulator("perplexity")
+    with pytest.raises(TypeError, match="no option 'reduction'"):
+        Accumulator("entropy", reduction="mean")
+    with pytest.raises(TypeError, match="no option 'labels'"):
+        Accumulator("entropy", labels=[0, 1])
+    with pytest.raises(ValueError, match="needs labels="):
+        Accumulator("log_loss")
+    with pytest.raises(ValueError, match="base"):
+        Accumulator("entropy", base=1)
+    with pytest.raises(TypeError, match="takes two arrays"):
+        Accumulator("cross_entropy").update([[0.5, 0.5]])
+    acc = Accumulator("entropy").update(np.array([[0.5, 0.5]], np.float32))
+    with pytest.raises(ValueError, match="float32 results and the batch gives float64"):
+        acc.update(np.array([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match="must be the same"):
+        Accumulator("entropy", base=2).merge(Accumulator("entropy"))
+    with pytest.raises(ValueError, match="must be the same"):
+        Accumulator("kl_divergence").merge(Accumulator("js_divergence"))
+    with pytest.raises(TypeError, match="takes an Accumulator"):
+        Accumulator("entropy").merge(3)
+    # The in-memory checks apply, with their messages, and leave the state untouched.
+    ce = Accumulator("cross_entropy").update([0], [[0.5, 0.5]])
+    before = ce.to_bytes()
+    with pytest.raises(ValueError, match="target"):
+        ce.update([5], [[0.5, 0.5]])
+    assert ce.to_bytes() == before
+
+
+def test_merge_with_itself_doubles():
+    acc = Accumulator("entropy").update([[0.25, 0.75], [0.5, 0.5]])
+    once = acc.result()
+    acc.merge(acc)
+    twice = acc.result()
+    assert twice.count == 2 * once.count and twice.sum == 2 * once.sum
+    assert twice.mean == once.mean
+
+
+def test_concurrent_updates_from_threads():
+    arrays, options, w = make_case("kl_divergence", np.float64, n=4000, weighted=True)
+    mean, total = in_memory("kl_divergence", arrays, options, w)
+    acc = Accumulator("kl_divergence", **options)
+    slices = [slice(lo, lo + 250) for lo in range(0, 4000, 250)]
+
+    def work(k):
+        for s in slices[k::4]:
+            acc.update(*(a[s] for a in arrays), sample_weight=w[s])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    res = acc.result()
+    assert bits(res.mean) == bits(mean) and bits(res.sum) == bits(total)
+    assert res.count == 4000
+
+
+def test_perplexity_is_exp_of_streamed_cross_entropy():
+    arrays, options, _ = make_case("cross_entropy", np.float64)
+    options.pop("class_weight")
+    options.pop("base")
+    res = streamed("cross_entropy", arrays, options, None, [123]).result()
+    want = fastce.perplexity(*arrays, **options)
+    assert math.exp(res.mean) == pytest.approx(float(want), rel=1e-15)
