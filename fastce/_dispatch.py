@@ -81,7 +81,7 @@ def run(
             given = iter(piece[n_ops:])
             piece_weights = [next(given) if w is not None else no_weight for w in weights]
             piece_out = next(given) if result is not None else no_out
-            fn(
+            args = (
                 *piece[:n_ops],
                 *params,
                 *piece_weights,
@@ -90,6 +90,10 @@ def run(
                 buffers.counts,
                 buffers.bad,
             )
+            if nchunks == 1:
+                fn(*args)
+            else:
+                _reduce.launch(fn, *args)
     if buffers.bad.any():
         explain()
         raise RuntimeError("fastce internal error: a kernel flagged input it could not explain")

@@ -216,6 +216,8 @@ def class_axis_last(a: np.ndarray, axis: Any, name: str) -> np.ndarray:
     ax = int(axis)
     if not -a.ndim <= ax < a.ndim:
         raise ValueError(f"axis {axis} is out of bounds for {name} with {a.ndim} dimension(s)")
+    if ax in (-1, a.ndim - 1):
+        return a
     return np.moveaxis(a, ax, -1)
 
 
@@ -310,12 +312,9 @@ class BatchPlan:
             else:
                 groups.append([ax])
         self.groups = groups
-
-    @property
-    def merged(self) -> tuple[int, ...]:
+        lengths = tuple(math.prod(self.shape[ax] for ax in g) for g in groups)
+        self.merged: tuple[int, ...] = (1,) * (inner - len(lengths)) + lengths
         """Lengths of the merged batch axes, padded with 1s to at least ``inner`` axes."""
-        lengths = tuple(math.prod(self.shape[ax] for ax in g) for g in self.groups)
-        return (1,) * (self.inner - len(lengths)) + lengths
 
     @property
     def n_pieces(self) -> int:
@@ -326,8 +325,17 @@ class BatchPlan:
         nd = len(self.shape)
         strides = tuple(a.strides[g[-1]] for g in self.groups)
         strides = (0,) * (self.inner - len(strides)) + strides
+        shape = self.merged + a.shape[nd:]
+        if shape == a.shape and strides + a.strides[nd:] == a.strides:
+            # Already in that form (the common C-ordered case): a plain view is cheaper. Inputs
+            # stay read-only views, so the kernels see one array type (one compiled variant).
+            if writeable or not a.flags.writeable:
+                return a
+            v = a.view()
+            v.flags.writeable = False
+            return v
         return np.lib.stride_tricks.as_strided(
-            a, self.merged + a.shape[nd:], strides + a.strides[nd:], writeable=writeable
+            a, shape, strides + a.strides[nd:], writeable=writeable
         )
 
     def empty_out(self, dtype: np.dtype, trailing: tuple[int, ...] = ()) -> np.ndarray:

@@ -5,7 +5,8 @@ and caches the machine code on disk. A container image or a read-only install ca
 once at build time (with ``NUMBA_CACHE_DIR`` pointing at a directory that ships with it), so
 that no process ever compiles. Covered: float32 and float64 C-contiguous inputs, probabilities
 and logits, class indices (int64 and float64), with and without weights, every reduction, the
-column-split variants for very long rows, and ``log_loss``. Strided or Fortran-ordered inputs
+serial kernels of small calls, the parallel ones of large calls, the column-split variants for
+very long rows, and ``log_loss``. Strided or Fortran-ordered inputs
 compile their own variants on first use.
 """
 
@@ -25,7 +26,9 @@ def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], d
 
     rng = np.random.default_rng(0)
     calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-    for rows, cols in [(4, 3), (1, 4100)]:  # short rows; a long row (column-split kernels)
+    # A small input (the serial kernels), a large one (the parallel kernels), a long row (the
+    # column-split kernels).
+    for rows, cols in [(4, 3), (2048, 64), (1, 4100)]:
         x = rng.normal(size=(rows, cols)).astype(dtype)
         p = fastce.softmax(x)
         y = rng.integers(0, cols, rows)
@@ -58,20 +61,30 @@ def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], d
             (f"log_softmax {shape}", fastce.log_softmax, (x,), {}),
             (f"softmax {shape}", fastce.softmax, (x,), {}),
         ]
-    flat = rng.random(64).astype(dtype)
-    target = (flat > 0.5).astype(dtype)
     bce = fastce.binary_cross_entropy
+    for size in (1 << 17, 64):
+        flat = rng.random(size).astype(dtype)
+        target = (flat > 0.5).astype(dtype)
+        labels = (flat > 0.5).astype(np.int64)
+        calls += [
+            (f"binary_cross_entropy probabilities {size}", bce, (target, flat), {}),
+            (f"binary_cross_entropy logits {size}", bce, (target, flat), {"from_logits": True}),
+            (
+                f"binary_cross_entropy weighted {size}",
+                bce,
+                (target, flat),
+                {"from_logits": True, "sample_weight": np.ones(size), "reduction": "mean"},
+            ),
+            (f"log_loss {size}", fastce.log_loss, (labels, flat), {"labels": [0, 1]}),
+            (
+                f"log_loss 2-D {size}",
+                fastce.log_loss,
+                (labels[: size // 2], fastce.softmax(flat.reshape(-1, 2))),
+                {"labels": [0, 1]},
+            ),
+        ]
     calls += [
-        ("binary_cross_entropy probabilities", bce, (target, flat), {}),
-        ("binary_cross_entropy logits", bce, (target, flat), {"from_logits": True}),
-        (
-            "binary_cross_entropy weighted",
-            bce,
-            (target, flat),
-            {"from_logits": True, "sample_weight": np.ones(64), "reduction": "mean"},
-        ),
-        ("log_loss", fastce.log_loss, ([0, 1, 1, 0], flat[:4]), {}),
-        ("log_loss 2-D", fastce.log_loss, ([0, 1], fastce.softmax(flat[:4].reshape(2, 2))), {}),
+        ("log_loss string labels", fastce.log_loss, (["a", "b"], flat[:2]), {}),
     ]
     return calls
 

@@ -321,6 +321,19 @@ def cross_entropy(
     >>> round(float(fastce.cross_entropy([0, 2], logits, from_logits=True, reduction="mean")), 6)
     0.175456
     """
+    if (
+        base is None
+        and eps == "auto"
+        and class_weight is None
+        and ignore_index is None
+        and sample_weight is None
+        and out is None
+        and type(label_smoothing) is float
+        and label_smoothing == 0.0
+    ):
+        result = _small_labels_fast_path(target, pred, axis, from_logits, reduction)
+        if result is not None:
+            return result
     return _cross_entropy(
         target,
         pred,
@@ -335,6 +348,73 @@ def cross_entropy(
         sample_weight,
         out=out,
     )
+
+
+_FAST_DTYPES = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
+_FAST_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps), np.dtype(np.float64): 2.0**-52}
+_NO_WEIGHT = np.empty(0, np.float64)  # never written (length 0); writeable like the general path's
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _small_labels_fast_path(
+    target: Any, pred: Any, axis: Any, from_logits: Any, reduction: Any
+) -> Any:
+    """``cross_entropy`` of a small C-ordered (N, C) float array against int64 labels, with
+    every option at its default: the same kernel and the same bits as the general path, minus
+    its argument handling (a training loop's call on a small batch is mostly overhead). Returns
+    None whenever anything differs from that case, and the general path takes over (also to
+    raise: a label out of range is reported by re-running the call through it).
+    """
+    if (
+        type(pred) is not np.ndarray
+        or type(target) is not np.ndarray
+        or pred.ndim != 2
+        or target.ndim != 1
+        or (axis != -1 and axis != 1)
+        or type(axis) is not int
+        or type(from_logits) is not bool
+        or target.dtype != np.int64
+        or not pred.flags.c_contiguous
+        or not target.flags.c_contiguous
+    ):
+        return None
+    dtype = pred.dtype
+    if dtype not in _FAST_DTYPES or reduction not in ("mean", "sum", "none"):
+        return None
+    n, c = pred.shape
+    if n == 0 or not 0 < c <= lse_kernels.COL_BLOCK or target.shape[0] != n:
+        return None
+    if _reduce.n_chunks(n, c) != 1:
+        return None
+    reduce = reduction != "none"
+    buffers = _reduce.Buffers.new(1, reduce)
+    result = np.empty(0 if reduce else n, dtype)
+    serial(categorical.nll_kernel)(
+        _readonly(pred),
+        _readonly(target),
+        from_logits,
+        _FAST_EPS[dtype],
+        _NO_WEIGHT,
+        0.0,
+        False,
+        0,
+        1.0,
+        _NO_WEIGHT,
+        result,
+        buffers.acc,
+        buffers.counts,
+        buffers.bad,
+    )
+    if buffers.bad[0]:
+        return None  # the general path explains the offending label or probability
+    if not reduce:
+        return result
+    return _reduce.finish(buffers, reduction, dtype)
 
 
 def perplexity(
@@ -705,7 +785,10 @@ def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) 
         if nchunks == 1 and not split:
             run_kernel = serial(run_kernel)  # same bits; no thread-pool start for a small input
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            run_kernel(x_piece, out_piece, nchunks)
+            if nchunks == 1:
+                run_kernel(x_piece, out_piece, nchunks)
+            else:
+                _reduce.launch(run_kernel, x_piece, out_piece, nchunks)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from . import _reduce
-from ._kernels import serial
 from ._kernels.categorical import log_loss_kernel, pair_kernel
 
 __all__ = ["InvalidParameterError", "log_loss"]
@@ -223,9 +222,18 @@ def log_loss(
     index = encoding.index if encoding.index is not None else np.zeros(n, np.int64)
     # One pass: the loss, and every statistic scikit-learn checks. With an indicator target
     # (or labels that failed to encode) the loss part is thrown away and redone below.
-    kernel = serial(log_loss_kernel) if nchunks == 1 else log_loss_kernel
-    kernel(
-        rows, index, binary, dtype != np.float64, eps, weights, buffers.acc, buffers.counts, stats
+    _reduce.call(
+        log_loss_kernel,
+        nchunks,
+        rows,
+        index,
+        binary,
+        dtype != np.float64,
+        eps,
+        weights,
+        buffers.acc,
+        buffers.counts,
+        stats,
     )
     if stats[:, 2].any():
         raise ValueError("Input contains NaN.")
@@ -263,7 +271,9 @@ def log_loss(
         )
     if encoding.indicator is not None:
         buffers = _reduce.Buffers.new(nchunks, reduce=True)
-        (serial(pair_kernel) if nchunks == 1 else pair_kernel)(
+        _reduce.call(
+            pair_kernel,
+            nchunks,
             encoding.indicator,
             rows,
             0,

@@ -163,3 +163,32 @@ def test_serial_twin_is_the_same_function_without_parallel():
     assert twin.py_func.__code__ is categorical.nll_kernel.py_func.__code__
     assert "parallel" not in twin.targetoptions
     assert twin.py_func.__qualname__ != categorical.nll_kernel.py_func.__qualname__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_small_call_fast_path_gives_the_general_paths_bits(dtype, from_logits, reduction):
+    """A small cross_entropy call with default options skips the general argument handling;
+    ``label_smoothing=0`` (an int) takes the general path: both give the same bits."""
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(100, 10)) * 3).astype(dtype)
+    x[3, 4] = np.nan
+    p = fastce.softmax(x)
+    y = rng.integers(0, 10, 100)
+    pred = x if from_logits else p
+    fast = fastce.cross_entropy(y, pred, from_logits=from_logits, reduction=reduction)
+    general = fastce.cross_entropy(
+        y, pred, from_logits=from_logits, reduction=reduction, label_smoothing=0
+    )
+    assert np.asarray(fast).dtype == np.dtype(dtype) == np.asarray(general).dtype
+    np.testing.assert_array_equal(fast, general)
+    bad = y.copy()
+    bad[7] = 10
+    with pytest.raises(ValueError, match="label 10 at position 7"):
+        fastce.cross_entropy(bad, pred, from_logits=from_logits, reduction=reduction)
+    if not from_logits:
+        q = p.copy()
+        q[2, 2] = 1.5
+        with pytest.raises(ValueError, match="position"):
+            fastce.cross_entropy(y, q, reduction=reduction)

@@ -261,3 +261,65 @@ def is_float32(row):
 def _is_float32(row):
     flag = row.dtype == types.float32
     return lambda row: flag
+
+
+@intrinsic
+def unowned(typingctx, arr):
+    """``arr`` without its reference-counted owner: the same data, shape and strides, with a
+    null meminfo and parent.
+
+    Every view Numba makes of an owned array (``x[i]``, ``buf[:n]``) increments and decrements
+    the owner's reference count with an atomic instruction; when the threads of a ``prange``
+    all take rows of the same input, those atomics contend for one cache line. Views of an
+    unowned array skip them. The caller must keep the owner alive for as long as the result is
+    used: kernel arguments are (the caller holds them), and scratch arrays allocated in a kernel
+    must be used again after the last use of their unowned alias (see ``keep``).
+    """
+    if not isinstance(arr, types.Array):
+        return None
+    sig = arr(arr)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        src = context.make_array(aryty)(context, builder, args[0])
+        dst = context.make_array(aryty)(context, builder)
+        dst.data = src.data
+        dst.shape = src.shape
+        dst.strides = src.strides
+        dst.itemsize = src.itemsize
+        dst.nitems = src.nitems
+        dst.meminfo = ir.Constant(src.meminfo.type, None)
+        dst.parent = ir.Constant(src.parent.type, None)
+        return dst._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
+def keep(typingctx, arr):
+    """A use of ``arr`` that compiles to nothing: keeps an owned scratch array alive (Numba
+    releases a variable after its last use) until this point, for its ``unowned`` aliases."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return types.none(arr), codegen
+
+
+def _alias_of_argument(lhs, args, alias_map, arg_aliases):
+    """Tell Numba's alias analysis that ``unowned(a)`` is ``a``: without it, a ``prange`` loop
+    that only writes through the alias looks dead (it writes a "fresh" array) and is removed."""
+    from numba.core import ir_utils
+
+    ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
+
+
+def _register_alias() -> None:
+    from numba.core import ir_utils
+
+    ir_utils.alias_func_extensions[("unowned", __name__)] = _alias_of_argument
+
+
+_register_alias()

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import chunk_bounds, clip
-from ._math import exp_native, log, log1p, log1p_native
+from ._math import exp_native, keep, log, log1p, log1p_native, unowned
 from .exactsum import acc_add
 
 SEGMENT = 2048
@@ -74,9 +74,13 @@ def bce_kernel(
     nchunks = counts.shape[0]
     reduce = acc.shape[2] > 0
     store = out.shape[0] > 0
+    scratch = np.empty((nchunks, SEGMENT))
+    target, pred, pos_weight = unowned(target), unowned(pred), unowned(pos_weight)
+    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc = unowned(counts), unowned(bad), unowned(scratch)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(total, nchunks, k)
-        buf = np.empty(SEGMENT)
+        buf = sc[k]
         flags = 0
         e = lo
         while e < hi:
@@ -112,3 +116,4 @@ def bce_kernel(
             e += n
         if flags:
             bad[k] = 1
+    keep(scratch)

@@ -35,9 +35,11 @@ from ._common import chunk_bounds, clip, emit, weight_at
 from ._math import (
     any_nan,
     any_not_probability,
+    keep,
     log,
     log1p,
     sum8,
+    unowned,
 )
 from .exactsum import acc_add
 from .logsumexp import (
@@ -217,9 +219,12 @@ def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad
     n, c = p.shape
     nchunks = counts.shape[0]
     blen = buffer_len(c)
+    scratch, empty = np.empty((nchunks, 2, blen)), np.empty(0)
+    p, sample_weight, out, acc = unowned(p), unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc, wbuf = unowned(counts), unowned(bad), unowned(scratch), unowned(empty)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
-        buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(0)
+        buf, buf64 = sc[k, 0], sc[k, 1]
         for i in range(lo, hi):
             if c <= COL_BLOCK:  # one block: no fold
                 st = entropy_block(p[i], 0, c, from_logits, buf, buf64, wbuf)
@@ -230,6 +235,8 @@ def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad
                 bad[k] = 1
             sw = weight_at(sample_weight, i)
             emit(i, k, h / ln_base * sw, sw, out, acc, counts)
+    keep(scratch)
+    keep(empty)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -239,12 +246,16 @@ def entropy_kernel_split(p, from_logits, ln_base, sample_weight, out, acc, count
     nchunks = counts.shape[0]
     nb = n_blocks(c)
     blen = buffer_len(c)
-    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    scratch, empty = np.empty((nchunks, 2, blen)), np.empty(0)
+    p, sample_weight, out, acc = unowned(p), unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc, wbuf = unowned(counts), unowned(bad), unowned(scratch), unowned(empty)
+    part = unowned(part_owned)
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         for kk in prange(nchunks):
             t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
-            buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(0)
+            buf, buf64 = sc[kk, 0], sc[kk, 1]
             for t in range(t0, t1):
                 c0, c1 = block_bounds(c, t % nb)
                 put(part, t, entropy_block(p[lo + t // nb], c0, c1, from_logits, buf, buf64, wbuf))
@@ -259,6 +270,9 @@ def entropy_kernel_split(p, from_logits, ln_base, sample_weight, out, acc, count
                     bad[k] = 1
                 sw = weight_at(sample_weight, lo + r)
                 emit(lo + r, k, h / ln_base * sw, sw, out, acc, counts)
+    keep(part_owned)
+    keep(scratch)
+    keep(empty)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,9 +397,13 @@ def nll_kernel(
     nchunks = counts.shape[0]
     blen = buffer_len(c)
     short_logits = from_logits and smoothing == 0.0 and c <= COL_BLOCK
+    scratch, scratch64 = np.empty((nchunks, blen), x.dtype), np.empty((nchunks, 2, blen))
+    x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
+    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
-        buf, buf64, wbuf = np.empty(blen, x.dtype), np.empty(blen), np.empty(blen)
+        buf, buf64, wbuf = sc[k], sc64[k, 0], sc64[k, 1]
         for i in range(lo, hi):
             status = label_status(labels[i], c, has_ignore, ignore_index)
             if status != 0:
@@ -407,6 +425,8 @@ def nll_kernel(
                     bad[k] = 1
             sw = weight_at(sample_weight, i)
             emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
+    keep(scratch)
+    keep(scratch64)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -431,12 +451,17 @@ def nll_kernel_split(
     nchunks = counts.shape[0]
     nb = n_blocks(c)
     blen = buffer_len(c)
-    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    scratch, scratch64 = np.empty((nchunks, blen), x.dtype), np.empty((nchunks, 2, blen))
+    x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
+    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
+    part = unowned(part_owned)
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         for kk in prange(nchunks):
             t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
-            buf, buf64, wbuf = np.empty(blen, x.dtype), np.empty(blen), np.empty(blen)
+            buf, buf64, wbuf = sc[kk], sc64[kk, 0], sc64[kk, 1]
             for t in range(t0, t1):
                 i = lo + t // nb
                 if label_status(labels[i], c, has_ignore, ignore_index) != 0:
@@ -479,6 +504,9 @@ def nll_kernel_split(
                     bad[k] = 1
                 sw = weight_at(sample_weight, i)
                 emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
+    keep(part_owned)
+    keep(scratch)
+    keep(scratch64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,9 +647,23 @@ def pair_kernel(
     n, c = x.shape
     nchunks = counts.shape[0]
     blen = buffer_len(c)
+    scratch = np.empty((nchunks, 3, blen))
+    p, x, class_weight, sample_weight = (
+        unowned(p),
+        unowned(x),
+        unowned(class_weight),
+        unowned(sample_weight),
+    )
+    out, acc, counts, bad, sc = (
+        unowned(out),
+        unowned(acc),
+        unowned(counts),
+        unowned(bad),
+        unowned(scratch),
+    )
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
-        buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(blen)
+        buf, buf64, wbuf = sc[k, 0], sc[k, 1], sc[k, 2]
         for i in range(lo, hi):
             if c <= COL_BLOCK:  # one block: no fold
                 st = pair_block(
@@ -648,6 +690,7 @@ def pair_kernel(
                 bad[k] = 1
             sw = weight_at(sample_weight, i)
             emit(i, k, value / ln_base * sw, sw, out, acc, counts)
+    keep(scratch)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -671,12 +714,27 @@ def pair_kernel_split(
     nchunks = counts.shape[0]
     nb = n_blocks(c)
     blen = buffer_len(c)
-    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
+    scratch = np.empty((nchunks, 3, blen))
+    p, x, class_weight, sample_weight = (
+        unowned(p),
+        unowned(x),
+        unowned(class_weight),
+        unowned(sample_weight),
+    )
+    out, acc, counts, bad, sc = (
+        unowned(out),
+        unowned(acc),
+        unowned(counts),
+        unowned(bad),
+        unowned(scratch),
+    )
+    part = unowned(part_owned)
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         for kk in prange(nchunks):
             t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
-            buf, buf64, wbuf = np.empty(blen), np.empty(blen), np.empty(blen)
+            buf, buf64, wbuf = sc[kk, 0], sc[kk, 1], sc[kk, 2]
             for t in range(t0, t1):
                 i = lo + t // nb
                 c0, c1 = block_bounds(c, t % nb)
@@ -710,6 +768,8 @@ def pair_kernel_split(
                     bad[k] = 1
                 sw = weight_at(sample_weight, lo + r)
                 emit(lo + r, k, value / ln_base * sw, sw, out, acc, counts)
+    keep(part_owned)
+    keep(scratch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -728,6 +788,8 @@ def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, co
     n, c = proba.shape
     nchunks = counts.shape[0]
     tol = 1e-8 + np.sqrt(eps)
+    proba, index, sample_weight = unowned(proba), unowned(index), unowned(sample_weight)
+    acc, counts, stats = unowned(acc), unowned(counts), unowned(stats)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         lowest = np.inf

@@ -29,9 +29,11 @@ from ._math import (
     exp_native,
     first_index,
     is_float32,
+    keep,
     log1p,
     row_max,
     sum8,
+    unowned,
 )
 
 COL_BLOCK = 2048
@@ -140,11 +142,14 @@ def lse_split(x, lo, hi, m_out, s_out, nchunks):
     c = x.shape[1]
     nb = n_blocks(c)
     tiles = (hi - lo) * nb
-    part_m = np.empty(tiles)
-    part_s = np.empty(tiles)
+    owned = np.empty((2, tiles))
+    scratch = np.empty((nchunks, buffer_len(c)), x.dtype)
+    x, m_out, s_out = unowned(x), unowned(m_out), unowned(s_out)
+    part, sc = unowned(owned), unowned(scratch)
+    part_m, part_s = part[0], part[1]
     for k in prange(nchunks):
         t0, t1 = chunk_bounds(tiles, nchunks, k)
-        buf = np.empty(buffer_len(c), x.dtype)
+        buf = sc[k]
         for t in range(t0, t1):
             c0, c1 = block_bounds(c, t % nb)
             part_m[t], part_s[t] = lse_block(x[lo + t // nb, c0:c1], buf)
@@ -154,6 +159,8 @@ def lse_split(x, lo, hi, m_out, s_out, nchunks):
             m_acc, s_acc, _, _ = lse_merge(m_acc, s_acc, part_m[i * nb + b], part_s[i * nb + b])
         m_out[i] = m_acc
         s_out[i] = s_acc
+    keep(owned)
+    keep(scratch)
 
 
 @njit(inline="always", cache=True)
@@ -176,12 +183,15 @@ def write_softmax(row, out_row, c0, c1, m, s):
 @njit(parallel=True, cache=True, error_model="numpy")
 def logsumexp_rows(x, out, nchunks):
     n, c = x.shape
+    scratch = np.empty((nchunks, buffer_len(c)), x.dtype)
+    x, out, sc = unowned(x), unowned(out), unowned(scratch)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
-        buf = np.empty(buffer_len(c), x.dtype)
+        buf = sc[k]
         for i in range(lo, hi):
             m, s = lse_row(x[i], buf)
             out[i] = m + log1p(s)
+    keep(scratch)
 
 
 @njit(cache=True, error_model="numpy")
@@ -199,12 +209,15 @@ def logsumexp_rows_split(x, out, nchunks):
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_softmax_rows(x, out, nchunks):
     n, c = x.shape
+    scratch = np.empty((nchunks, buffer_len(c)), x.dtype)
+    x, out, sc = unowned(x), unowned(out), unowned(scratch)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
-        buf = np.empty(buffer_len(c), x.dtype)
+        buf = sc[k]
         for i in range(lo, hi):
             m, s = lse_row(x[i], buf)
             write_log_softmax(x[i], out[i], 0, c, m, s)
+    keep(scratch)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -213,24 +226,28 @@ def log_softmax_rows_split(x, out, nchunks):
     nb = n_blocks(c)
     m_part = np.empty(min(n, ROWS_PER_BATCH))
     s_part = np.empty(min(n, ROWS_PER_BATCH))
+    xu, ou = unowned(x), unowned(out)
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         lse_split(x, lo, hi, m_part, s_part, nchunks)
         for t in prange((hi - lo) * nb):
             i = t // nb
             c0, c1 = block_bounds(c, t % nb)
-            write_log_softmax(x[lo + i], out[lo + i], c0, c1, m_part[i], s_part[i])
+            write_log_softmax(xu[lo + i], ou[lo + i], c0, c1, m_part[i], s_part[i])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def softmax_rows(x, out, nchunks):
     n, c = x.shape
+    scratch = np.empty((nchunks, buffer_len(c)), x.dtype)
+    x, out, sc = unowned(x), unowned(out), unowned(scratch)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
-        buf = np.empty(buffer_len(c), x.dtype)
+        buf = sc[k]
         for i in range(lo, hi):
             m, s = lse_row(x[i], buf)
             write_softmax(x[i], out[i], 0, c, m, s)
+    keep(scratch)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -239,10 +256,11 @@ def softmax_rows_split(x, out, nchunks):
     nb = n_blocks(c)
     m_part = np.empty(min(n, ROWS_PER_BATCH))
     s_part = np.empty(min(n, ROWS_PER_BATCH))
+    xu, ou = unowned(x), unowned(out)
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         lse_split(x, lo, hi, m_part, s_part, nchunks)
         for t in prange((hi - lo) * nb):
             i = t // nb
             c0, c1 = block_bounds(c, t % nb)
-            write_softmax(x[lo + i], out[lo + i], c0, c1, m_part[i], s_part[i])
+            write_softmax(xu[lo + i], ou[lo + i], c0, c1, m_part[i], s_part[i])
