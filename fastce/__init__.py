@@ -17,6 +17,7 @@ from .losses import (
     perplexity,
     softmax,
 )
+from .scoring import score_file
 from .sklearn import log_loss
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "perplexity",
+    "score_file",
     "softmax",
 ]

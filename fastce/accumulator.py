@@ -51,6 +51,10 @@ class Result:
     dtype : str
         ``"float32"`` or ``"float64"``: the dtype the in-memory function would have returned
         (``"float64"`` when nothing was seen).
+    sum64 : float
+        ``S`` correctly rounded to float64 whatever the dtype of the data (equal to ``sum`` for
+        float64 data); ``mean64`` is ``fl(sum64 / weight)``, the float64 mean from which
+        ``fastce.perplexity`` takes its exponential, also for float32 data.
     """
 
     mean: float
@@ -58,6 +62,13 @@ class Result:
     count: int
     weight: float
     dtype: str = "float64"
+    sum64: float = math.nan
+
+    @property
+    def mean64(self) -> float:
+        """``fl(sum64 / weight)``: the mean before any rounding to float32 (NaN if empty)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.float64(self.sum64) / np.float64(self.weight))
 
     def as_dict(self) -> dict[str, float | int]:
         """``{"mean": ..., "sum": ..., "count": ..., "weight": ...}``."""
@@ -258,12 +269,34 @@ class Accumulator:
             )
         if self._empty_batch(arrays[-1]):
             return self
+        zero_weights = self._all_zero_log_loss_weights(arrays[-1], sample_weight)
         with _reduce.capture() as states:
-            spec.function(*arrays, sample_weight=sample_weight, **spec.fixed, **self._options)
+            spec.function(
+                *arrays,
+                sample_weight=None if zero_weights else sample_weight,
+                **spec.fixed,
+                **self._options,
+            )
         if len(states) != 1:
             raise RuntimeError(f"fastce internal error: {len(states)} states from one batch")
-        self._add(states[0].acc, states[0].count, states[0].dtype)
+        state = states[0]
+        if zero_weights:
+            # The batch's values and weights are all multiplied by 0: its samples count, its
+            # sums are 0 (log_loss has already refused NaN and inf in y_proba).
+            state.acc[:, :] = 0
+        self._add(state.acc, state.count, state.dtype)
         return self
+
+    def _all_zero_log_loss_weights(self, pred: Any, sample_weight: Any) -> bool:
+        """scikit-learn's ``log_loss`` refuses sample weights that are all zero; over a whole
+        data set that is right, but one batch of a stream may well be all zero."""
+        if self._measure != "log_loss" or sample_weight is None:
+            return False
+        try:
+            w = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        return w.ndim == 1 and w.shape[0] == np.shape(pred)[0] and w.size > 0 and not w.any()
 
     def _add(self, acc: np.ndarray, count: int, dtype: np.dtype | None) -> None:
         with self._lock:
@@ -317,6 +350,7 @@ class Accumulator:
             count=count,
             weight=float(weight),
             dtype=dtype.name,
+            sum64=float(total),
         )
 
     def _describe(self) -> str:

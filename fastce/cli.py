@@ -1,4 +1,4 @@
-"""The ``fastce`` command: ``fastce demo``, ``fastce bench`` and ``fastce --version``."""
+"""The ``fastce`` command: ``fastce demo``, ``bench``, ``score``, ``warmup``, ``--version``."""
 
 from __future__ import annotations
 
@@ -150,6 +150,139 @@ How to read a mean log loss:
     return results
 
 
+# -- fastce score -------------------------------------------------------------------------------
+
+
+def _add_score_command(sub: Any) -> None:
+    score = sub.add_parser(
+        "score",
+        help="score predictions stored in files (.npy, .npz, Parquet, CSV) with bounded memory",
+        description=(
+            "Score predictions stored in files in one pass with bounded memory; the result is "
+            "the in-memory reduction='mean'/'sum' of the whole file, bit for bit. Two forms: "
+            "'fastce score --target y.npy --pred p.npy ...' (two .npy files) and "
+            "'fastce score PATH --target NAME --pred NAME ...' (PATH a Parquet file or "
+            "directory, a CSV file or an .npz; NAME a column or member: one name, a "
+            "comma-separated list, or a glob such as 'p_*')."
+        ),
+    )
+    score.add_argument("path", nargs="?", help="Parquet file or directory, CSV or .npz file")
+    score.add_argument("--target", help="targets: .npy file, or column(s) / member of PATH")
+    score.add_argument("--pred", required=True, help="predictions: .npy file, or column(s)")
+    score.add_argument("--weight", help="sample weights: .npy file, or column / member")
+    score.add_argument(
+        "--measure",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="entropy, cross_entropy, binary_cross_entropy, kl_divergence, js_divergence or "
+        "log_loss; repeat (or separate with commas) for several in one pass",
+    )
+    score.add_argument("--from-logits", action="store_true", help="pred holds logits")
+    score.add_argument("--base", type=float, help="logarithm base: 2 for bits (default: nats)")
+    score.add_argument("--ignore-index", type=int, help="class index to leave out (padding)")
+    score.add_argument(
+        "--labels",
+        help="every class label, comma-separated (string targets; required for log_loss): "
+        "a target's column in pred is its position among the sorted labels",
+    )
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.add_argument(
+        "--memory",
+        default="64M",
+        metavar="SIZE",
+        help="chunk budget, e.g. 256M or 1G (binary units; default 64M)",
+    )
+    score.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: on when stderr is a terminal)",
+    )
+
+
+def _parse_labels(text: str) -> list[Any]:
+    """Comma-separated labels: integers if all are, else numbers if all are, else strings."""
+    parts = [part.strip() for part in text.split(",")]
+    for kind in (int, float):
+        try:
+            return [kind(part) for part in parts]
+        except ValueError:
+            continue
+    return parts
+
+
+def _unit(measure: str, base: float | None) -> str:
+    if measure == "log_loss" or base is None or base == math.e:
+        return "nats"
+    if base == 2:
+        return "bits"
+    return f"log{base:g}"
+
+
+def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
+    """``fastce score``: print the table (or JSON); exit status 1 with one line on bad input."""
+    import json
+
+    from .scoring import _score
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    measures = [m.strip() for text in args.measure for m in text.split(",") if m.strip()]
+    options: dict[str, Any] = {}
+    if args.from_logits:
+        options["from_logits"] = True
+    if args.base is not None:
+        options["base"] = args.base
+    if args.ignore_index is not None:
+        options["ignore_index"] = args.ignore_index
+    progress = err.isatty() if args.progress is None else args.progress
+    try:
+        scored = _score(
+            args.path,
+            measures,
+            target=args.target,
+            pred=args.pred,
+            weight=args.weight,
+            labels=None if args.labels is None else _parse_labels(args.labels),
+            chunk_bytes=args.memory,
+            progress=progress,
+            **options,
+        )
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"fastce score: error: {message}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print("fastce score: interrupted; no result", file=err)
+        return 130
+    if args.json:
+        # json writes floats with repr (shortest round-trip); NaN and inf as NaN/Infinity.
+        print(json.dumps({m: r.as_dict() for m, r in scored.results.items()}), file=out)
+        return 0
+    rate = scored.rows / scored.seconds if scored.seconds > 0 else math.inf
+    print(
+        f"fastce score: {scored.rows:,} rows of {scored.source} in {scored.seconds:.2f} s "
+        f"({rate:,.0f} rows/s)",
+        file=out,
+    )
+    print(file=out)
+    rows = [("measure", "mean", "sum", "count", "weight", "unit")]
+    for m, r in scored.results.items():
+        rows.append(
+            (m, repr(r.mean), repr(r.sum), str(r.count), repr(r.weight), _unit(m, args.base))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1], strict=True)
+        ]
+        print("  ".join([*cells, row[-1]]), file=out)
+        if k == 0:
+            print("-" * (sum(widths) + 2 * (len(widths) - 1)), file=out)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -177,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="time fastce against PyTorch, SciPy, scikit-learn and NumPy on the same arrays "
         "(fastce bench --help)",
     )
+    _add_score_command(sub)
     sub.add_parser(
         "warmup",
         help="compile and cache every kernel common calls use (for container images)",
@@ -198,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--classes must be at least 2")
         run_demo(args.rows, args.classes, args.seed)
         return 0
+    if args.command == "score":
+        return run_score(args)
     if args.command == "warmup":
         from ._warmup import warmup
 

@@ -285,3 +285,23 @@ def test_perplexity_is_exp_of_streamed_cross_entropy():
     res = streamed("cross_entropy", arrays, options, None, [123]).result()
     want = fastce.perplexity(*arrays, **options)
     assert math.exp(res.mean) == pytest.approx(float(want), rel=1e-15)
+
+
+def test_mean64_reproduces_perplexity_of_float32_data():
+    arrays, _, _ = make_case("cross_entropy", np.float32)
+    options = {"from_logits": True, "ignore_index": -100}
+    res = streamed("cross_entropy", arrays, options, None, [77, 300]).result()
+    assert res.dtype == "float32" and res.sum == float(np.float32(res.sum64))
+    want = fastce.perplexity(arrays[0], arrays[1], from_logits=True, ignore_index=-100)
+    acc = Accumulator("cross_entropy", from_logits=True, ignore_index=-100)
+    res = acc.update(*arrays).result()
+    assert np.float32(math.exp(res.mean64)) == want
+
+
+def test_log_loss_batch_with_all_zero_weights_adds_nothing_but_its_count():
+    arrays, options, w = make_case("log_loss", np.float64, weighted=True)
+    w[100:200] = 0.0
+    mean, total = in_memory("log_loss", arrays, options, w)
+    res = streamed("log_loss", arrays, options, w, [100, 200]).result()
+    assert bits(res.mean) == bits(mean) and bits(res.sum) == bits(total)
+    assert res.count == len(w)

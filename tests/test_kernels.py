@@ -192,3 +192,56 @@ def test_small_call_fast_path_gives_the_general_paths_bits(dtype, from_logits, r
         q[2, 2] = 1.5
         with pytest.raises(ValueError, match="position"):
             fastce.cross_entropy(y, q, reduction=reduction)
+
+
+VECTOR_WIDTH_PROBE = """
+import sys, numpy as np, fastce
+rng = np.random.default_rng(0)
+x = (rng.normal(size=(300, 37)) * 4).astype(np.float32)
+y = rng.integers(0, 37, 300)
+p = fastce.softmax(x.astype(np.float64))
+parts = [
+    fastce.logsumexp(x), fastce.cross_entropy(y, x, from_logits=True),
+    fastce.entropy(p), fastce.kl_divergence(p, np.roll(p, 1, axis=1)),
+    fastce.binary_cross_entropy((p > 0.03).astype(np.float64), p),
+]
+sys.stdout.write(b"".join(np.ascontiguousarray(a).tobytes() for a in parts).hex())
+"""
+
+
+def test_vector_width_preference_does_not_change_bits(tmp_path):
+    """The kernels prefer 512-bit vectors (an LLVM function attribute); with 256-bit vectors
+    the same source gives the same bits, because nothing is reassociated or contracted."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for width in ("512", "256"):
+        env = dict(os.environ, FASTCE_PREFER_VECTOR_WIDTH=width)
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / width)
+        run = subprocess.run(
+            [sys.executable, "-c", VECTOR_WIDTH_PROBE], capture_output=True, text=True, env=env
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs.append(run.stdout)
+    assert outputs[0] == outputs[1]
+
+
+def test_kernels_use_512_bit_vectors_where_the_cpu_has_them():
+    import re
+
+    import llvmlite.binding as llvm
+
+    from fastce._kernels import PREFER_VECTOR_WIDTH
+
+    if "+avx512f" not in llvm.get_host_cpu_features().flatten() or PREFER_VECTOR_WIDTH != "512":
+        pytest.skip("no AVX-512 here (or another width was asked for)")
+    from fastce._kernels import logsumexp
+
+    # An uncached copy of a kernel helper (so its assembly can be inspected); it keeps its
+    # module, hence fastce's mangled name and the attribute.
+    f = numba.njit(error_model="numpy")(logsumexp.lse_block.py_func)
+    f(np.zeros(100), np.empty(112))
+    asm = f.inspect_asm(f.signatures[0])
+    assert len(re.findall(r"zmm", asm)) > 50, "the exp loop should use 512-bit registers"

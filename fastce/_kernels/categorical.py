@@ -397,7 +397,7 @@ def nll_kernel(
     nchunks = counts.shape[0]
     blen = buffer_len(c)
     short_logits = from_logits and smoothing == 0.0 and c <= COL_BLOCK
-    scratch, scratch64 = np.empty((nchunks, blen), x.dtype), np.empty((nchunks, 2, blen))
+    scratch, scratch64 = np.empty((nchunks, blen)), np.empty((nchunks, 2, blen))
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
@@ -452,7 +452,7 @@ def nll_kernel_split(
     nb = n_blocks(c)
     blen = buffer_len(c)
     part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
-    scratch, scratch64 = np.empty((nchunks, blen), x.dtype), np.empty((nchunks, 2, blen))
+    scratch, scratch64 = np.empty((nchunks, blen)), np.empty((nchunks, 2, blen))
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)

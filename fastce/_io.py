@@ -1,0 +1,1070 @@
+"""Chunked readers for :func:`fastce.score_file`: ``.npy`` pairs, ``.npz``, Parquet and CSV.
+
+Every reader yields :class:`Chunk` objects, ``(offset, target, pred, weight)``, the arrays of a
+run of whole rows (a row of ``pred`` is never split) starting at row ``offset`` (0-based, over
+the whole input). A chunk's arrays are valid until the next chunk is read: readers reuse their
+buffers. How many rows a chunk holds follows a byte budget (``chunk_bytes``), so memory is
+bounded by the budget, not by the size of the file:
+
+* ``.npy``: the file is memory-mapped (read-only) and every chunk is a *view* of the mapping,
+  no copy. Mapped pages are page cache, not anonymous memory; once a chunk is consumed its
+  pages are released from the process with ``madvise(MADV_DONTNEED)`` (C-ordered files), so
+  resident memory does not grow with the file either.
+* ``.npz``: each member is streamed (decompressed as a stream when compressed) with plain
+  chunked reads into one reusable buffer per member, after its ``.npy`` header is parsed.
+* Parquet: one row group at a time (``ParquetFile.iter_batches(row_groups=[g], ...)``), in
+  batches of the budget's rows. pyarrow decodes a whole row group of the columns read, so the
+  bound is the budget plus one row group.
+* CSV: pyarrow's streaming reader, in blocks of 1/64 of the budget (the reader keeps a few
+  dozen blocks in flight).
+
+Arrays are never unpickled (``allow_pickle=False`` semantics): object dtypes are rejected.
+Every error about the data names the file, the column (or member, or array) and the row as a
+0-based index over the whole input.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import math
+import mmap
+import os
+import re
+import zipfile
+import zlib
+from collections.abc import Generator, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+DEFAULT_CHUNK_BYTES = 64 << 20
+"""The default chunk budget: 64 MiB of arrays per chunk."""
+
+# Bytes of scratch per row that the in-memory functions may allocate on top of the converted
+# inputs (label positions, masks): counted in the budget so that a chunk stays within it.
+_SCRATCH_PER_ROW = 32
+
+# Largest piece handed to a decompressor at once: bounds the transient copies of a read.
+_READ_PIECE = 1 << 20
+
+# The smallest CSV block (a row must fit in one block).
+_MIN_CSV_BLOCK = 64 << 10
+
+PARQUET_HINT = "pip install 'fastce[parquet]'"
+
+
+class Chunk(NamedTuple):
+    """A run of whole rows: ``target``/``weight`` are None when not asked for."""
+
+    offset: int
+    target: np.ndarray | None
+    pred: np.ndarray
+    weight: np.ndarray | None
+
+
+ColumnSpec = str | Sequence[str] | None
+
+
+def _at(path: Any, what: str, row: int | None, detail: str) -> ValueError:
+    """The error of every reader: ``<file>: <column>, row <N>: <detail>``."""
+    where = f"{path}: {what}" if what else f"{path}"
+    if row is not None:
+        where += f", row {int(row)}"
+    return ValueError(f"{where}: {detail}")
+
+
+def require_pyarrow(what: str) -> Any:
+    """Import pyarrow, or say how to install it."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImportError(
+            f"reading {what} needs pyarrow, which is not installed: {PARQUET_HINT}"
+        ) from None
+    return pyarrow
+
+
+def rows_per_chunk(budget: int, bytes_per_row: int) -> int:
+    """How many rows of ``bytes_per_row`` fit in ``budget`` (at least one)."""
+    return max(1, int(budget) // max(1, int(bytes_per_row)))
+
+
+def _working_bytes(dtype: np.dtype, elements: int) -> int:
+    """Bytes per row of an array of ``dtype`` with ``elements`` values per row, counting the
+    copy the validation layer makes when the dtype is not one the kernels take as it is."""
+    raw = dtype.itemsize * elements
+    native_kernel_dtype = dtype.isnative and dtype in (
+        np.dtype(np.float32),
+        np.dtype(np.float64),
+        np.dtype(np.int64),
+    )
+    if native_kernel_dtype:
+        return raw
+    if dtype.kind in "USO":
+        return raw + 8 * elements  # label positions
+    return raw + (4 if dtype == np.float16 else 8) * elements
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def check_classes(labels: Any) -> np.ndarray:
+    """The sorted, distinct labels: row ``i`` of ``pred`` is the probability of ``classes[i]``."""
+    given = np.asarray(labels)
+    if given.ndim != 1 or given.size < 1:
+        raise ValueError(f"labels must be a non-empty 1-D list of class labels; got {labels!r}")
+    if given.dtype.kind == "O":
+        given = given.astype(str)
+    if given.dtype.kind == "S":
+        given = given.astype(str)
+    if given.dtype.kind not in "iufbU":
+        raise TypeError(f"labels must be numbers or strings; got an array of dtype {given.dtype}")
+    classes = np.unique(given)
+    if classes.size != given.size:
+        raise ValueError(f"labels holds duplicates: {labels!r}")
+    return classes
+
+
+def _label_kind_error(path: Any, what: str, values_kind: str, classes: np.ndarray) -> ValueError:
+    holds = "strings" if values_kind in "USO" else "numbers"
+    given = "strings" if classes.dtype.kind == "U" else "numbers"
+    return _at(
+        path,
+        what,
+        None,
+        f"the target holds {holds} but labels are {given} ({classes.tolist()[:5]}...): give "
+        "labels of the same kind as the target",
+    )
+
+
+def encode_labels(
+    values: np.ndarray, classes: np.ndarray, path: Any, what: str, offset: int
+) -> np.ndarray:
+    """Class labels -> their position in ``classes`` (int64), or an error naming the row."""
+    if values.ndim != 1:
+        raise _at(
+            path,
+            what,
+            None,
+            f"labels= maps class labels, one per row; this target has shape {values.shape}",
+        )
+    if values.dtype.kind == "S":
+        values = values.astype(str)
+    strings = values.dtype.kind in "UO"
+    if strings != (classes.dtype.kind == "U"):
+        raise _label_kind_error(path, what, values.dtype.kind, classes)
+    position = np.searchsorted(classes, values)
+    found = position < classes.size
+    found[found] = classes[position[found]] == values[found]
+    if not found.all():
+        row = int(np.argmin(found))
+        raise _at(
+            path,
+            what,
+            offset + row,
+            f"label {values[row].item()!r} is not one of labels {classes.tolist()}",
+        )
+    return position.astype(np.int64, copy=False)
+
+
+def _needs_labels(path: Any, what: str, row: int | None) -> ValueError:
+    return _at(
+        path,
+        what,
+        row,
+        "the target holds strings; give labels= (CLI: --labels) with every class label, in "
+        "the order of pred's columns when sorted",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# .npy headers (shared by .npy files and .npz members)
+
+
+class _Header(NamedTuple):
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    data_offset: int
+
+
+def _read_header(fp: Any, path: Any, what: str) -> _Header:
+    """Parse an ``.npy`` header with NumPy's reader; reject what cannot be read safely."""
+    try:
+        version = npy_format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
+        else:
+            # Format 3.0 only differs in allowing utf-8 field names (structured dtypes, which
+            # are rejected below anyway).
+            shape, fortran, dtype = npy_format._read_array_header(fp, version)  # type: ignore[attr-defined]
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _at(path, what, None, f"not a readable .npy array: {exc}") from None
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise _at(
+            path,
+            what,
+            None,
+            f"holds a pickled object array (dtype {dtype}); fastce reads arrays with "
+            "allow_pickle=False: save numbers (or fixed-width strings for labels) instead",
+        )
+    if dtype.names is not None or dtype.subdtype is not None:
+        raise _at(path, what, None, f"holds a structured array (dtype {dtype}); expected numbers")
+    if not shape:
+        raise _at(path, what, None, "holds a 0-d array; expected one row per sample")
+    return _Header(tuple(int(n) for n in shape), bool(fortran), dtype, fp.tell())
+
+
+def _row_elements(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+
+class Source:
+    """What every reader provides: the rows it will yield and how to name a place in it."""
+
+    path: Any
+    n_rows: int | None = None
+    columns: dict[str, str]
+
+    def chunks(self) -> Iterator[Chunk]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def where(self, role: str, row: int | None) -> tuple[str, str, int | None]:
+        """(file, column description, row in that file) for a row over the whole input."""
+        return str(self.path), self.columns.get(role, role), row
+
+    def error(self, role: str, row: int | None, detail: str) -> ValueError:
+        path, what, local_row = self.where(role, row)
+        return _at(path, what, local_row, detail)
+
+    def progress(self) -> float | None:
+        """Fraction of the input read so far, where the row count is not known in advance."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class NpyPair(Source):
+    """Two (or one, or three) ``.npy`` files, memory-mapped, rows sliced as views.
+
+    Consumed pages of C-ordered files are released with ``madvise(MADV_DONTNEED)``: the data
+    stays in the page cache, but the process's resident memory does not grow with the file.
+    """
+
+    def __init__(
+        self,
+        files: dict[str, Any],
+        chunk_bytes: int,
+        classes: np.ndarray | None,
+    ) -> None:
+        self.path = files["pred"]
+        self.files = files
+        self.columns = {role: f"the {role} array" for role in files}
+        self.classes = classes
+        self._maps: dict[str, tuple[mmap.mmap | None, np.ndarray, _Header]] = {}
+        try:
+            for role, path in files.items():
+                self._maps[role] = self._open(role, path)
+        except BaseException:
+            self.close()
+            raise
+        lengths = {role: h.shape[0] for role, (_, _, h) in self._maps.items()}
+        self.n_rows = lengths["pred"]
+        for role, n in lengths.items():
+            if n != self.n_rows:
+                raise ValueError(
+                    f"{files[role]} ({role}) has {n} rows but {files['pred']} (pred) has "
+                    f"{self.n_rows}; they must have one row per sample"
+                )
+        per_row = _SCRATCH_PER_ROW + sum(
+            _working_bytes(h.dtype, _row_elements(h.shape)) for _, _, h in self._maps.values()
+        )
+        self.rows = rows_per_chunk(chunk_bytes, per_row)
+
+    def where(self, role: str, row: int | None) -> tuple[str, str, int | None]:
+        return str(self.files.get(role, self.path)), self.columns.get(role, role), row
+
+    @staticmethod
+    def _open(role: str, path: Any) -> tuple[mmap.mmap | None, np.ndarray, _Header]:
+        what = f"the {role} array"
+        try:
+            fp = open(path, "rb")
+        except OSError as exc:
+            raise ValueError(f"{path} ({role}): cannot open: {exc.strerror or exc}") from None
+        with fp:
+            header = _read_header(fp, path, what)
+            size = os.fstat(fp.fileno()).st_size
+            row_bytes = header.dtype.itemsize * _row_elements(header.shape)
+            expected = header.data_offset + header.shape[0] * row_bytes
+            if size < expected:
+                complete = (size - header.data_offset) // row_bytes if row_bytes else 0
+                raise _at(
+                    path,
+                    what,
+                    complete,
+                    f"truncated .npy file: its header says shape {header.shape} of "
+                    f"{header.dtype} ({expected} bytes with the header) but the file has "
+                    f"{size} bytes; the data ends in row {complete}",
+                )
+            if expected == header.data_offset:  # no data: nothing to map
+                empty = np.empty(header.shape, header.dtype)
+                return None, empty, header
+            mapping = mmap.mmap(fp.fileno(), expected, access=mmap.ACCESS_READ)
+        array = np.ndarray(
+            header.shape,
+            header.dtype,
+            buffer=mapping,
+            offset=header.data_offset,
+            order="F" if header.fortran else "C",
+        )
+        array.flags.writeable = False
+        return mapping, array, header
+
+    def _release(self, mapping: mmap.mmap | None, header: _Header, lo: int, hi: int) -> None:
+        """Drop the pages of rows [lo, hi) from the process (they stay in the page cache)."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if mapping is None or advice is None or (header.fortran and len(header.shape) > 1):
+            return
+        row_bytes = header.dtype.itemsize * _row_elements(header.shape)
+        page = mmap.PAGESIZE
+        start = (header.data_offset + lo * row_bytes) // page * page
+        end = (header.data_offset + hi * row_bytes) // page * page
+        if end > start:
+            try:
+                mapping.madvise(advice, start, end - start)
+            except (OSError, ValueError):  # pragma: no cover - advice is only an optimisation
+                pass
+
+    def chunks(self) -> Iterator[Chunk]:
+        n = self.n_rows or 0
+        for lo in range(0, n, self.rows):
+            hi = min(n, lo + self.rows)
+            arrays: dict[str, np.ndarray] = {}
+            for role, (_, array, _) in self._maps.items():
+                arrays[role] = array[lo:hi]
+            target = arrays.get("target")
+            if target is not None:
+                target = _numpy_target(target, self.classes, self, lo)
+            yield Chunk(lo, target, arrays["pred"], arrays.get("weight"))
+            for mapping, _, header in self._maps.values():
+                self._release(mapping, header, lo, hi)
+
+    def close(self) -> None:
+        # The mappings are not closed here: a chunk the caller still holds is a view of one
+        # (NumPy keeps a reference to the mmap, not a buffer export, so closing it would leave
+        # the view dangling). Each is unmapped when its last view is garbage collected.
+        self._maps = {}
+
+
+def _numpy_target(
+    target: np.ndarray, classes: np.ndarray | None, source: Source, offset: int
+) -> np.ndarray:
+    """String labels need ``classes``; with ``classes`` every label becomes its position."""
+    if classes is not None:
+        path, what, _ = source.where("target", offset)
+        return encode_labels(target, classes, path, what, offset)
+    if target.dtype.kind in "US":
+        path, what, local = source.where("target", offset)
+        raise _needs_labels(path, what, local)
+    return target
+
+
+class NpzMembers(Source):
+    """Members of an ``.npz`` (stored or deflate-compressed), streamed in row chunks."""
+
+    def __init__(
+        self,
+        path: Any,
+        members: dict[str, str],
+        chunk_bytes: int,
+        classes: np.ndarray | None,
+    ) -> None:
+        self.path = path
+        self.classes = classes
+        self.columns = {role: f"member {name!r}" for role, name in members.items()}
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{path}: not a readable .npz (zip) file: {exc}") from None
+        self.streams: dict[str, tuple[Any, _Header]] = {}
+        try:
+            names = set(self.zip.namelist())
+            for role, name in members.items():
+                entry = name if name in names else f"{name}.npy"
+                if entry not in names:
+                    available = sorted(n[:-4] if n.endswith(".npy") else n for n in names)
+                    raise _at(
+                        path,
+                        f"member {name!r}",
+                        None,
+                        f"no such member ({role}); the file holds: {', '.join(available)}",
+                    )
+                stream = self.zip.open(entry)
+                header = _read_header(stream, path, f"member {name!r}")
+                if header.fortran and sum(n > 1 for n in header.shape) > 1:
+                    raise _at(
+                        path,
+                        f"member {name!r}",
+                        None,
+                        f"stored in Fortran order (shape {header.shape}), which cannot be read "
+                        "in row chunks without loading it whole; save it in C order "
+                        "(np.ascontiguousarray) or as a .npy file, which is memory-mapped",
+                    )
+                self.streams[role] = (stream, header)
+        except BaseException:
+            self.close()
+            raise
+        lengths = {role: h.shape[0] for role, (_, h) in self.streams.items()}
+        self.n_rows = lengths["pred"]
+        for role, n in lengths.items():
+            if n != self.n_rows:
+                raise ValueError(
+                    f"{path}: {self.columns[role]} ({role}) has {n} rows but "
+                    f"{self.columns['pred']} (pred) has {self.n_rows}; they must have one row "
+                    "per sample"
+                )
+        per_row = _SCRATCH_PER_ROW + sum(
+            _working_bytes(h.dtype, _row_elements(h.shape)) for _, h in self.streams.values()
+        )
+        self.rows = rows_per_chunk(chunk_bytes, per_row)
+
+    def _fill(self, role: str, stream: Any, buffer: memoryview, row_bytes: int, lo: int) -> None:
+        """Read exactly ``len(buffer)`` bytes, in pieces, or raise naming the row reached."""
+        got = 0
+        want = len(buffer)
+        try:
+            while got < want:
+                piece = stream.read1(min(_READ_PIECE, want - got))
+                if not piece:
+                    break
+                buffer[got : got + len(piece)] = piece
+                got += len(piece)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            # A checksum covers the whole member: it says that some row is damaged, not which.
+            checksum = "CRC" in str(exc)
+            row = None if checksum else lo + got // row_bytes if row_bytes else lo
+            raise self.error(role, row, f"corrupt member data: {exc}") from None
+        if got < want:
+            row = lo + got // row_bytes if row_bytes else lo
+            raise self.error(
+                role,
+                row,
+                f"truncated member: its header says {self.n_rows} rows but the data ends in "
+                f"row {row}",
+            )
+
+    def chunks(self) -> Iterator[Chunk]:
+        n = self.n_rows or 0
+        rows = min(self.rows, n)
+        buffers: dict[str, np.ndarray] = {}
+        for role, (_, header) in self.streams.items():
+            row_bytes = header.dtype.itemsize * _row_elements(header.shape)
+            buffers[role] = np.empty(rows * row_bytes, np.uint8)
+        for lo in range(0, n, self.rows):
+            hi = min(n, lo + self.rows)
+            arrays: dict[str, np.ndarray] = {}
+            for role, (stream, header) in self.streams.items():
+                row_bytes = header.dtype.itemsize * _row_elements(header.shape)
+                raw = buffers[role][: (hi - lo) * row_bytes]
+                self._fill(role, stream, memoryview(raw.data), row_bytes, lo)
+                arrays[role] = raw.view(header.dtype).reshape((hi - lo, *header.shape[1:]))
+            target = arrays.get("target")
+            if target is not None:
+                target = _numpy_target(target, self.classes, self, lo)
+            yield Chunk(lo, target, arrays["pred"], arrays.get("weight"))
+        # Reading to the end of each member makes zipfile check its CRC-32.
+        for role, (stream, _) in self.streams.items():
+            try:
+                stream.read(1)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+                raise self.error(role, None, f"corrupt member data: {exc}") from None
+
+    def close(self) -> None:
+        for stream, _ in getattr(self, "streams", {}).values():
+            stream.close()
+        self.zip.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrow (Parquet, CSV)
+
+
+def resolve_columns(spec: ColumnSpec, names: Sequence[str], role: str, path: Any) -> list[str]:
+    """Column names from a spec: one name, a comma-separated list (or a sequence) of names, or a
+    glob (``p_*``) matched in the order the columns appear in the file."""
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(",")] if "," in spec else [spec]
+    else:
+        parts = [str(p) for p in spec]
+    chosen: list[str] = []
+    for part in parts:
+        if part in names:
+            chosen.append(part)
+        elif any(ch in part for ch in "*?["):
+            matched = [n for n in names if fnmatch.fnmatchcase(n, part)]
+            if not matched:
+                raise _at(
+                    path,
+                    f"column {part!r}",
+                    None,
+                    f"no column matches the pattern ({role}); the columns are: {', '.join(names)}",
+                )
+            chosen.extend(matched)
+        else:
+            raise _at(
+                path,
+                f"column {part!r}",
+                None,
+                f"no such column ({role}); the columns are: {', '.join(names)}",
+            )
+    if len(set(chosen)) != len(chosen):
+        raise _at(path, "", None, f"the {role} columns repeat a column: {chosen}")
+    return chosen
+
+
+def _describe(columns: list[str]) -> str:
+    if len(columns) == 1:
+        return f"column {columns[0]!r}"
+    return f"columns {columns[0]!r}..{columns[-1]!r} ({len(columns)} columns)"
+
+
+class _ArrowColumns:
+    """Turns record batches into NumPy arrays per role, checking nulls, raggedness, labels."""
+
+    def __init__(self, source: Source, roles: dict[str, list[str]], classes: np.ndarray | None):
+        self.pa = require_pyarrow("Parquet or CSV files")
+        import pyarrow.compute as pc
+
+        self.pc = pc
+        self.source = source
+        self.roles = roles
+        self.classes = classes
+        self.widths: dict[str, int] = {}
+
+    def to_numpy(self, batch: Any, offset: int) -> dict[str, np.ndarray]:
+        return {role: self._role(batch, role, cols, offset) for role, cols in self.roles.items()}
+
+    def _role(self, batch: Any, role: str, cols: list[str], offset: int) -> np.ndarray:
+        pa = self.pa
+        if len(cols) == 1:
+            array = batch.column(cols[0])
+            if pa.types.is_dictionary(array.type):
+                array = array.dictionary_decode()
+            if (
+                pa.types.is_list(array.type)
+                or pa.types.is_large_list(array.type)
+                or pa.types.is_fixed_size_list(array.type)
+            ):
+                return self._list(array, role, cols[0], offset)
+            return self._scalar(array, role, cols[0], offset)
+        pieces = [self._scalar(batch.column(c), role, c, offset, numeric=True) for c in cols]
+        return np.column_stack(pieces) if pieces[0].size else np.empty((0, len(cols)))
+
+    def _first_null(self, array: Any) -> int:
+        return int(np.argmax(self.pc.is_null(array).to_numpy(zero_copy_only=False)))
+
+    def _null_error(self, role: str, column: str, row: int, what: str = "a null") -> ValueError:
+        path, _, local = self.source.where(role, row)
+        return _at(path, f"column {column!r}", local, f"{what} ({role}); fill or drop it first")
+
+    def _scalar(
+        self, array: Any, role: str, column: str, offset: int, numeric: bool = False
+    ) -> np.ndarray:
+        pa = self.pa
+        if array.null_count:
+            raise self._null_error(role, column, offset + self._first_null(array), "a null value")
+        typ = array.type
+        path, _, local = self.source.where(role, offset)
+        what = f"column {column!r}"
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            if numeric or role != "target":
+                raise _at(path, what, local, f"holds strings ({role}); expected numbers")
+            if self.classes is None:
+                raise _needs_labels(path, what, local)
+            if self.classes.dtype.kind != "U":
+                raise _label_kind_error(path, what, "U", self.classes)
+            position = self.pc.index_in(array, value_set=pa.array(self.classes.tolist()))
+            if position.null_count:
+                row = self._first_null(position)
+                path, _, local = self.source.where(role, offset + row)
+                raise _at(
+                    path,
+                    what,
+                    local,
+                    f"label {array[row].as_py()!r} is not one of labels {self.classes.tolist()}",
+                )
+            return position.to_numpy().astype(np.int64)
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+            raise _at(path, what, local, f"has type {typ} ({role}); expected numbers")
+        values = array.to_numpy(zero_copy_only=False)
+        if role == "target" and self.classes is not None and not numeric:
+            return encode_labels(values, self.classes, path, what, offset)
+        return values
+
+    def _list(self, array: Any, role: str, column: str, offset: int) -> np.ndarray:
+        pa, pc = self.pa, self.pc
+        n = len(array)
+        if array.null_count:
+            row = offset + self._first_null(array)
+            raise self._null_error(role, column, row, "a null list")
+        if pa.types.is_fixed_size_list(array.type):
+            lengths = None
+            width = array.type.list_size
+        else:
+            lengths = pc.list_value_length(array).to_numpy()
+            width = int(lengths[0]) if n else self.widths.get(role, 0)
+        expected = self.widths.setdefault(role, width)
+        if lengths is not None and n:
+            ragged = lengths != expected
+            if ragged.any():
+                row = int(np.argmax(ragged))
+                path, _, local = self.source.where(role, offset + row)
+                raise _at(
+                    path,
+                    f"column {column!r}",
+                    local,
+                    f"ragged list column ({role}): this row has {int(lengths[row])} values, "
+                    f"the rows before it {expected}",
+                )
+        elif width != expected:
+            path, _, local = self.source.where(role, offset)
+            raise _at(
+                path,
+                f"column {column!r}",
+                local,
+                f"list size {width} ({role}) differs from the {expected} of the rows before it",
+            )
+        values = array.flatten()
+        if values.null_count:
+            flat = self._first_null(values)
+            raise self._null_error(role, column, offset + flat // max(expected, 1), "a null value")
+        typ = values.type
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+            path, _, local = self.source.where(role, offset)
+            raise _at(
+                path,
+                f"column {column!r}",
+                local,
+                f"holds lists of {typ} ({role}); expected numbers",
+            )
+        return values.to_numpy(zero_copy_only=False).reshape(n, expected)
+
+
+def _arrow_row_bytes(schema: Any, roles: dict[str, list[str]], metadata: Any = None) -> int:
+    """An estimate of the bytes per row of the decoded columns, twice (a NumPy copy)."""
+    pa = require_pyarrow("Parquet or CSV files")
+    total = _SCRATCH_PER_ROW
+    for cols in roles.values():
+        for name in cols:
+            typ = schema.field(name).type
+            width = 1
+            if pa.types.is_fixed_size_list(typ):
+                width = typ.list_size
+                typ = typ.value_type
+            elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
+                typ = typ.value_type
+                width = _list_width_estimate(name, metadata, typ)
+            try:
+                item = max(typ.bit_width // 8, 1)
+            except ValueError:
+                item = 16  # strings: a guess; only the chunk size depends on it
+            total += 2 * width * max(item, 8 if pa.types.is_integer(typ) else item)
+    return total
+
+
+def _list_width_estimate(name: str, metadata: Any, value_type: Any) -> int:
+    """Values per row of a list column, from the Parquet metadata's uncompressed sizes."""
+    if metadata is None or metadata.num_rows == 0:
+        return 1
+    try:
+        item = max(value_type.bit_width // 8, 1)
+    except ValueError:
+        return 1
+    size = 0
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            if column.path_in_schema.split(".")[0] == name:
+                size += column.total_uncompressed_size
+    return max(1, size // (item * metadata.num_rows))
+
+
+class ParquetSource(Source):
+    """A Parquet file or a directory of them, row group by row group."""
+
+    def __init__(
+        self,
+        path: Any,
+        specs: dict[str, ColumnSpec],
+        chunk_bytes: int,
+        classes: np.ndarray | None,
+    ) -> None:
+        pa = require_pyarrow("Parquet files")
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.pq = pq
+        self.chunk_bytes = chunk_bytes
+        self.files = self._list_files(path)
+        self.starts: list[int] = []
+        self.metadata = []
+        total = 0
+        for file in self.files:
+            meta = self._open(file).metadata
+            self.starts.append(total)
+            self.metadata.append(meta)
+            total += meta.num_rows
+        self.n_rows = total
+        first = self._open(self.files[0]) if self.files else None
+        if first is None:
+            raise ValueError(f"{path}: no Parquet files in this directory")
+        schema = first.schema_arrow
+        self.roles = {
+            role: resolve_columns(spec, schema.names, role, self.files[0])
+            for role, spec in specs.items()
+            if spec is not None
+        }
+        self.columns = {role: _describe(cols) for role, cols in self.roles.items()}
+        self.read = [c for cols in self.roles.values() for c in cols]
+        self.schema = schema
+        self.converter = _ArrowColumns(self, self.roles, classes)
+        self._pa = pa
+
+    @staticmethod
+    def _list_files(path: Any) -> list[str]:
+        if not os.path.isdir(path):
+            if not os.path.exists(path):
+                raise ValueError(f"{path}: no such file or directory")
+            return [os.fspath(path)]
+        import pyarrow.dataset as ds
+
+        try:
+            dataset = ds.dataset(os.fspath(path), format="parquet")
+        except Exception as exc:  # pyarrow raises several kinds here
+            raise ValueError(f"{path}: not a readable Parquet dataset: {exc}") from None
+        return sorted(dataset.files)
+
+    def _open(self, file: str) -> Any:
+        try:
+            return self.pq.ParquetFile(file)
+        except Exception as exc:  # ArrowInvalid, OSError, ...: a corrupt footer or not Parquet
+            raise ValueError(
+                f"{file}: not a readable Parquet file (corrupt or truncated footer?): {exc}"
+            ) from None
+
+    def where(self, role: str, row: int | None) -> tuple[str, str, int | None]:
+        what = self.columns.get(role, role)
+        if row is None or len(self.files) == 1:
+            return str(self.files[0] if len(self.files) == 1 else self.path), what, row
+        index = max(0, bisect.bisect_right(self.starts, row) - 1)
+        local = row - self.starts[index]
+        what = f"{what} (row {row} of the dataset {self.path})"
+        return str(self.files[index]), what, local
+
+    def chunks(self) -> Iterator[Chunk]:
+        for index, file in enumerate(self.files):
+            parquet = self._open(file)
+            names = parquet.schema_arrow.names
+            for role, cols in self.roles.items():
+                missing = [c for c in cols if c not in names]
+                if missing:
+                    raise _at(
+                        file,
+                        f"column {missing[0]!r}",
+                        None,
+                        f"no such column ({role}) in this file of the dataset {self.path}; its "
+                        f"columns are: {', '.join(names)}",
+                    )
+            row_bytes = _arrow_row_bytes(parquet.schema_arrow, self.roles, self.metadata[index])
+            batch_rows = rows_per_chunk(self.chunk_bytes, row_bytes)
+            offset = self.starts[index]
+            for group in range(parquet.num_row_groups):
+                batches = parquet.iter_batches(
+                    batch_size=batch_rows, row_groups=[group], columns=self.read, use_threads=False
+                )
+                while True:
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        break
+                    except (self._pa.ArrowException, OSError) as exc:
+                        _, _, local = self.where("pred", offset)
+                        raise _at(
+                            file,
+                            f"row group {group}",
+                            local,
+                            f"cannot read the rows from here on (corrupt data?): {exc}",
+                        ) from None
+                    arrays = self.converter.to_numpy(batch, offset)
+                    yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
+                    offset += batch.num_rows
+
+
+class _CountingFile:
+    """A read-only file that counts the bytes read from it (CSV progress)."""
+
+    def __init__(self, path: Any) -> None:
+        self.raw = open(path, "rb")
+        self.size = os.fstat(self.raw.fileno()).st_size
+        self.position = 0
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.position += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self.raw.close()
+
+
+class CsvSource(Source):
+    """A CSV file (optionally compressed: .gz, .bz2, .zst, ...), streamed in blocks."""
+
+    def __init__(
+        self,
+        path: Any,
+        specs: dict[str, ColumnSpec],
+        chunk_bytes: int,
+        classes: np.ndarray | None,
+    ) -> None:
+        pa = require_pyarrow("CSV files")
+        import pyarrow.csv as csv
+
+        self._pa = pa
+        self.csv = csv
+        self.path = path
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: no such file")
+        # pyarrow's streaming reader holds many blocks in flight: measured here (pyarrow 26),
+        # its peak anonymous memory was 40-55 blocks, whatever the thread counts. A block of
+        # 1/64 of the budget keeps the reader within it (1 MiB, pyarrow's default, at 64 MiB).
+        self.block_size = max(_MIN_CSV_BLOCK, chunk_bytes // 64)
+        with self._reader(None) as reader:
+            names = reader.schema.names
+        self.roles = {
+            role: resolve_columns(spec, names, role, path)
+            for role, spec in specs.items()
+            if spec is not None
+        }
+        self.columns = {role: _describe(cols) for role, cols in self.roles.items()}
+        self.converter = _ArrowColumns(self, self.roles, classes)
+        self._counting: _CountingFile | None = None
+
+    def _reader(
+        self, columns: list[str] | None, use_threads: bool = True, count: bool = False
+    ) -> Any:
+        pa, csv = self._pa, self.csv
+        convert = csv.ConvertOptions(
+            include_columns=columns or [],
+            # Only an empty field is missing: "nan" and "NaN" are numbers (NaN propagates).
+            null_values=[""],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            column_types={
+                c: pa.float64()
+                for role, cols in getattr(self, "roles", {}).items()
+                if role != "target" or len(cols) > 1
+                for c in cols
+            },
+        )
+        options = csv.ReadOptions(block_size=self.block_size, use_threads=use_threads)
+        source: Any = os.fspath(self.path)
+        if count:
+            self._counting = _CountingFile(self.path)
+            source = self._counting
+            try:
+                codec = pa.Codec.detect(os.fspath(self.path))
+            except (TypeError, ValueError):
+                codec = None
+            if codec is not None:
+                source = pa.CompressedInputStream(source, codec.name)
+        try:
+            return csv.open_csv(source, read_options=options, convert_options=convert)
+        except (pa.ArrowException, OSError) as exc:
+            if "straddl" in str(exc):
+                raise self._too_long(exc) from None
+            raise ValueError(f"{self.path}: not a readable CSV file: {exc}") from None
+
+    def _too_long(self, exc: Exception) -> ValueError:
+        return _at(
+            self.path,
+            "",
+            None,
+            f"a line is longer than the CSV block of {self.block_size} bytes (1/64 of the "
+            f"chunk budget): raise the budget (chunk_bytes=, CLI --memory) ({exc})",
+        )
+
+    def progress(self) -> float | None:
+        counting = self._counting
+        if counting is None or not counting.size:
+            return None
+        return min(1.0, counting.position / counting.size)
+
+    def _locate_failure(self, columns: list[str], exc: Exception) -> ValueError:
+        """The parallel reader does not say which row failed: find it with the serial one."""
+        message = str(exc)
+        try:
+            with self._reader(columns, use_threads=False) as reader:
+                for _ in reader:
+                    pass
+        except self._pa.ArrowException as serial:
+            message = str(serial)
+        if "straddl" in message:
+            return self._too_long(exc)
+        row: int | None = None
+        what = ""
+        found = re.search(r"Row #(\d+)", message)
+        if found:
+            row = int(found.group(1)) - 2  # 1-based lines, the header is line 1
+        column = re.search(r"column #(\d+)", message)
+        if column:
+            with self._reader(None) as reader:
+                names = reader.schema.names
+            index = int(column.group(1))
+            if index < len(names):
+                what = f"column {names[index]!r}"
+        return _at(self.path, what, row, f"cannot parse the CSV: {message}")
+
+    def chunks(self) -> Iterator[Chunk]:
+        columns = [c for cols in self.roles.values() for c in cols]
+        reader = self._reader(columns, count=True)
+        offset = 0
+        try:
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (self._pa.ArrowException, OSError) as exc:
+                    raise self._locate_failure(columns, exc) from None
+                if batch.num_rows == 0:
+                    continue
+                arrays = self.converter.to_numpy(batch, offset)
+                yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
+                offset += batch.num_rows
+        finally:
+            reader.close()
+            self.close()
+
+    def close(self) -> None:
+        if self._counting is not None:
+            self._counting.close()
+            self._counting = None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.lz4", ".csv.br")
+
+
+def open_source(
+    path: Any,
+    *,
+    target: ColumnSpec,
+    pred: ColumnSpec,
+    weight: ColumnSpec = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    classes: np.ndarray | None = None,
+) -> Source:
+    """The reader for ``path`` (or for ``.npy`` files named by ``target``/``pred``/``weight``
+    when ``path`` is None)."""
+    if pred is None:
+        raise ValueError("pred is required: the .npy file (or column, or member) of predictions")
+    if path is None:
+        files: dict[str, Any] = {"pred": pred}
+        if target is not None:
+            files["target"] = target
+        if weight is not None:
+            files["weight"] = weight
+        for role, file in files.items():
+            if not isinstance(file, (str, os.PathLike)):
+                raise TypeError(f"{role} must be the path of a .npy file; got {file!r}")
+            if not os.fspath(file).endswith(".npy"):
+                raise ValueError(
+                    f"without a PATH, {role} must be a .npy file; got {file!r} (for a Parquet, "
+                    "CSV or .npz file, give its path and name the columns or members)"
+                )
+        return NpyPair(files, chunk_bytes, classes)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file or directory path; got {path!r}")
+    name = os.fspath(path).lower()
+    specs: dict[str, ColumnSpec] = {"target": target, "pred": pred, "weight": weight}
+    if name.endswith(".npy"):
+        raise ValueError(
+            f"{path}: a .npy file holds one array; score two of them with path=None and "
+            "target=/pred= naming the .npy files (CLI: fastce score --target y.npy --pred p.npy)"
+        )
+    if name.endswith(".npz"):
+        members: dict[str, str] = {}
+        for role, spec in specs.items():
+            if spec is None:
+                continue
+            if not isinstance(spec, str):
+                raise TypeError(f"{role} must name one member of the .npz; got {spec!r}")
+            members[role] = spec
+        return NpzMembers(path, members, chunk_bytes, classes)
+    if name.endswith(_CSV_SUFFIXES):
+        return CsvSource(path, specs, chunk_bytes, classes)
+    if os.path.isdir(path) or name.endswith(_PARQUET_SUFFIXES) or _is_parquet(path):
+        return ParquetSource(path, specs, chunk_bytes, classes)
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file or directory")
+    raise ValueError(
+        f"{path}: unknown file kind; expected a Parquet file (.parquet) or directory, a CSV "
+        "file (.csv, .csv.gz, ...) or an .npz file, or two .npy files with no PATH"
+    )
+
+
+def _is_parquet(path: Any) -> bool:
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def iter_chunks(source: Source) -> Generator[Chunk, None, None]:
+    """The source's chunks, closing it at the end (or on an error)."""
+    try:
+        yield from source.chunks()
+    finally:
+        source.close()
+
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "Chunk",
+    "Source",
+    "check_classes",
+    "encode_labels",
+    "iter_chunks",
+    "open_source",
+    "resolve_columns",
+    "rows_per_chunk",
+]
