@@ -30,12 +30,12 @@ from numba import njit, prange
 from ._common import chunk_bounds
 from ._math import (
     any_nan,
+    block_max,
     exp_native,
     first_index,
     is_float32,
     keep,
     log1p,
-    row_max,
     sum8,
     unowned,
 )
@@ -64,9 +64,10 @@ def buffer_len(c):
     return (min(max(c, 1), COL_BLOCK) + 15) & ~15
 
 
-# float32 rows whose sum of exps S = 1 + s' is at least this take s' = S - 1 (one rounding of
-# S, relative error below 2**-40 in s'); below it, or for float64 rows, the maximum's own
-# term is removed from the buffer and the rest summed again, so a tiny s' keeps every bit.
+# float32 rows (or buffers) whose sum of exps S = 1 + s' is at least this take s' = S - 1 (the
+# rounding of S is a relative error below 2**-40 in s', invisible in a float32 result); below
+# it, or for float64 rows, the maximum's own term is removed from the buffer and the rest
+# summed again, so a tiny s' keeps every bit.
 _SUBTRACT_FROM = 1.0 + 2.0**-10
 
 
@@ -85,18 +86,23 @@ def lse_block(seg, buf):
     """
     n = seg.shape[0]
     n16 = (n + 15) & ~15
+    if n16 > 0:
+        # The last 16 entries first (two fixed-size vector stores; a loop over n..n16 became
+        # a scatter), then the row over them.
+        tail = buf[n16 - 16 : n16]
+        for k in range(16):
+            tail[k] = -np.inf
     for k in range(n):
         buf[k] = seg[k]
-    for k in range(n, n16):
-        buf[k] = -np.inf
     padded = buf[:n16]
-    m = row_max(padded)
+    m = block_max(buf, n16)
     if m == -np.inf or m == np.inf:
         return np.float64(m), (np.nan if any_nan(seg) else 0.0)
     for k in range(n16):
         padded[k] = exp_native(padded[k] - m)
     total = sum8(padded, n16)
-    if is_float32(buf) and total >= _SUBTRACT_FROM:
+    if (is_float32(seg) or is_float32(buf)) and total >= _SUBTRACT_FROM:
+        # A float32 result needs s' to about 2**-26 only; S - 1 is within 2**-42 of it.
         return np.float64(m), total - 1.0
     j = first_index(seg, m)
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
