@@ -71,7 +71,8 @@ def run(
         nchunks, split = _reduce.n_chunks(rows_per_piece, 1), False
     buffers = _reduce.Buffers.new(nchunks, reduce)
     fn = (kernel[1] if split else kernel[0]) if isinstance(kernel, tuple) else kernel
-    if nchunks == 1 and not split:
+    parallel = nchunks > 1 or split
+    if not parallel:
         fn = serial(fn)  # the same bits; no thread-pool start for a small input
     no_weight = np.empty((0,) * inner, np.float64)
     no_out = np.empty((0,) * inner, out_dtype)
@@ -90,10 +91,10 @@ def run(
                 buffers.counts,
                 buffers.bad,
             )
-            if nchunks == 1:
-                fn(*args)
+            if parallel:
+                _reduce.launch(fn, *args)  # every parallel launch goes through it (threading)
             else:
-                _reduce.launch(fn, *args)
+                fn(*args)
     if buffers.bad.any():
         explain()
         raise RuntimeError("fastce internal error: a kernel flagged input it could not explain")

@@ -26,11 +26,15 @@ Every error about the data names the file, the column (or member, or array) and 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fnmatch
 import math
 import mmap
 import os
 import re
+import struct
+import sys
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Generator, Iterator, Sequence
@@ -73,6 +77,42 @@ def _at(path: Any, what: str, row: int | None, detail: str) -> ValueError:
     if row is not None:
         where += f", row {int(row)}"
     return ValueError(f"{where}: {detail}")
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What the libraries that parse a file raise on corrupt bytes (pyarrow's own exception
+    classes also derive from KeyError, IndexError, TypeError, MemoryError, ...)."""
+    errors: tuple[type[BaseException], ...] = (
+        OSError,
+        EOFError,
+        ValueError,  # includes UnicodeDecodeError (a corrupt column name)
+        NotImplementedError,
+        OverflowError,
+        struct.error,
+        zlib.error,
+        zipfile.BadZipFile,
+    )
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        errors += (pyarrow.ArrowException,)
+    return errors
+
+
+@contextlib.contextmanager
+def reading(path: Any) -> Iterator[None]:
+    """Turn what a parser raises on a corrupt file into a ValueError that names the file.
+
+    Errors that already name it (every error of these readers about the data does) pass
+    through unchanged, as does anything that is not a parsing error (a bug stays visible).
+    """
+    try:
+        yield
+    except _read_errors() as exc:
+        if isinstance(exc, ValueError) and type(exc) is ValueError and str(path) in str(exc):
+            raise
+        raise ValueError(
+            f"{path}: cannot read the file (corrupt or truncated?): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def require_pyarrow(what: str) -> Any:
@@ -184,6 +224,30 @@ def _needs_labels(path: Any, what: str, row: int | None) -> ValueError:
 # .npy headers (shared by .npy files and .npz members)
 
 
+_HEADER_ERRORS = (
+    ValueError,  # includes UnicodeDecodeError
+    TypeError,
+    OSError,
+    EOFError,
+    SyntaxError,
+    tokenize.TokenError,
+    OverflowError,
+    MemoryError,
+    RecursionError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+def _read_header_3_0(fp: Any) -> tuple[Any, bool, Any]:
+    impl: Any
+    try:
+        from numpy.lib import _format_impl as impl
+    except ImportError:  # NumPy < 2
+        impl = npy_format
+    return impl._read_array_header(fp, (3, 0))
+
+
 class _Header(NamedTuple):
     shape: tuple[int, ...]
     fortran: bool
@@ -199,13 +263,17 @@ def _read_header(fp: Any, path: Any, what: str) -> _Header:
             shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
         elif version == (2, 0):
             shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
-        else:
+        elif version == (3, 0):
             # Format 3.0 only differs in allowing utf-8 field names (structured dtypes, which
-            # are rejected below anyway).
-            shape, fortran, dtype = npy_format._read_array_header(fp, version)  # type: ignore[attr-defined]
-    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
+            # are rejected below anyway); NumPy has no public reader for it.
+            shape, fortran, dtype = _read_header_3_0(fp)
+        else:
+            raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
+        dtype = np.dtype(dtype)
+    except _HEADER_ERRORS as exc:
+        # NumPy parses the header (a Python literal) with tokenize and ast: corrupt bytes can
+        # end in any of these.
         raise _at(path, what, None, f"not a readable .npy array: {exc}") from None
-    dtype = np.dtype(dtype)
     if dtype.hasobject:
         raise _at(
             path,
@@ -218,6 +286,12 @@ def _read_header(fp: Any, path: Any, what: str) -> _Header:
         raise _at(path, what, None, f"holds a structured array (dtype {dtype}); expected numbers")
     if not shape:
         raise _at(path, what, None, "holds a 0-d array; expected one row per sample")
+    # NumPy's header parser takes any tuple of ints: a corrupt header can hold a negative
+    # dimension, or dimensions whose product no array can have.
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise _at(path, what, None, f"not a readable .npy array: bad shape {shape} in its header")
+    if math.prod(shape[1:]) * dtype.itemsize >= 2**62 or math.prod(shape) >= 2**62:
+        raise _at(path, what, None, f"not a readable .npy array: shape {shape} is too large")
     return _Header(tuple(int(n) for n in shape), bool(fortran), dtype, fp.tell())
 
 
@@ -380,6 +454,67 @@ def _numpy_target(
     return target
 
 
+# What zipfile raises on corrupt archives and members (an unknown compression method is a
+# NotImplementedError, an encrypted member a RuntimeError, a bad offset an OSError, a corrupt
+# name a UnicodeDecodeError, a bad extra field a struct.error or a ValueError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+)
+
+
+# Deflate cannot expand data more than 1032:1 (RFC 1951: a 258-byte match in 2 bits).
+_DEFLATE_RATIO = 1032
+
+
+def _largest_member(info: zipfile.ZipInfo, archive_size: int) -> int:
+    """The most bytes a member can decompress to, from its directory entry and the size of
+    the archive (a corrupt entry can claim any size; the archive bounds what it can hold)."""
+    stored = min(info.compress_size, archive_size)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.file_size, stored)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return min(info.file_size, stored * _DEFLATE_RATIO)
+    return info.file_size
+
+
+def _check_member(
+    path: Any, name: str, header: _Header, info: zipfile.ZipInfo, archive_size: int
+) -> None:
+    what = f"member {name!r}"
+    claimed = header.data_offset + header.dtype.itemsize * math.prod(header.shape)
+    if claimed > _largest_member(info, archive_size):
+        # Checked before any buffer is sized from the header: a corrupt header could otherwise
+        # ask for any amount of memory. The row is the first one the member cannot hold.
+        row_bytes = header.dtype.itemsize * math.prod(header.shape[1:])
+        held = max(0, _largest_member(info, archive_size) - header.data_offset)
+        first_missing = held // row_bytes if row_bytes else None
+        raise _at(
+            path,
+            what,
+            first_missing,
+            f"truncated or corrupt member: its header says shape {header.shape} of "
+            f"{header.dtype} ({claimed} bytes with the header) but the member holds "
+            f"{info.file_size} bytes",
+        )
+    if header.fortran and sum(n > 1 for n in header.shape) > 1:
+        raise _at(
+            path,
+            what,
+            None,
+            f"stored in Fortran order (shape {header.shape}), which cannot be read in row "
+            "chunks without loading it whole; save it in C order (np.ascontiguousarray) or as "
+            "a .npy file, which is memory-mapped",
+        )
+
+
 class NpzMembers(Source):
     """Members of an ``.npz`` (stored or deflate-compressed), streamed in row chunks."""
 
@@ -397,11 +532,12 @@ class NpzMembers(Source):
             self.zip = zipfile.ZipFile(path)
         except FileNotFoundError:
             raise ValueError(f"{path}: no such file") from None
-        except (zipfile.BadZipFile, OSError) as exc:
+        except _ZIP_ERRORS as exc:
             raise ValueError(f"{path}: not a readable .npz (zip) file: {exc}") from None
         self.streams: dict[str, tuple[Any, _Header]] = {}
         try:
             names = set(self.zip.namelist())
+            archive_size = os.path.getsize(path)
             for role, name in members.items():
                 entry = name if name in names else f"{name}.npy"
                 if entry not in names:
@@ -412,30 +548,31 @@ class NpzMembers(Source):
                         None,
                         f"no such member ({role}); the file holds: {', '.join(available)}",
                     )
-                stream = self.zip.open(entry)
-                header = _read_header(stream, path, f"member {name!r}")
-                if header.fortran and sum(n > 1 for n in header.shape) > 1:
+                try:
+                    stream = self.zip.open(entry)
+                except _ZIP_ERRORS as exc:
                     raise _at(
-                        path,
-                        f"member {name!r}",
-                        None,
-                        f"stored in Fortran order (shape {header.shape}), which cannot be read "
-                        "in row chunks without loading it whole; save it in C order "
-                        "(np.ascontiguousarray) or as a .npy file, which is memory-mapped",
-                    )
+                        path, f"member {name!r}", None, f"cannot open the member: {exc}"
+                    ) from None
+                try:
+                    header = _read_header(stream, path, f"member {name!r}")
+                    _check_member(path, name, header, self.zip.getinfo(entry), archive_size)
+                except BaseException:
+                    stream.close()
+                    raise
                 self.streams[role] = (stream, header)
+            lengths = {role: h.shape[0] for role, (_, h) in self.streams.items()}
+            self.n_rows = lengths["pred"]
+            for role, n in lengths.items():
+                if n != self.n_rows:
+                    raise ValueError(
+                        f"{path}: {self.columns[role]} ({role}) has {n} rows but "
+                        f"{self.columns['pred']} (pred) has {self.n_rows}; they must have one "
+                        "row per sample"
+                    )
         except BaseException:
             self.close()
             raise
-        lengths = {role: h.shape[0] for role, (_, h) in self.streams.items()}
-        self.n_rows = lengths["pred"]
-        for role, n in lengths.items():
-            if n != self.n_rows:
-                raise ValueError(
-                    f"{path}: {self.columns[role]} ({role}) has {n} rows but "
-                    f"{self.columns['pred']} (pred) has {self.n_rows}; they must have one row "
-                    "per sample"
-                )
         per_row = _SCRATCH_PER_ROW + sum(
             _working_bytes(h.dtype, _row_elements(h.shape)) for _, h in self.streams.values()
         )
@@ -452,7 +589,7 @@ class NpzMembers(Source):
                     break
                 buffer[got : got + len(piece)] = piece
                 got += len(piece)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        except _ZIP_ERRORS as exc:
             # A checksum covers the whole member: it says that some row is damaged, not which.
             checksum = "CRC" in str(exc)
             row = None if checksum else lo + got // row_bytes if row_bytes else lo
@@ -489,7 +626,7 @@ class NpzMembers(Source):
         for role, (stream, _) in self.streams.items():
             try:
                 stream.read(1)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            except _ZIP_ERRORS as exc:
                 raise self.error(role, None, f"corrupt member data: {exc}") from None
 
     def close(self) -> None:
@@ -688,20 +825,21 @@ def _arrow_row_bytes(schema: Any, roles: dict[str, list[str]], metadata: Any = N
 
 
 def _list_width_estimate(name: str, metadata: Any, value_type: Any) -> int:
-    """Values per row of a list column, from the Parquet metadata's uncompressed sizes."""
-    if metadata is None or metadata.num_rows == 0:
+    """Values per row of a list column, at most: the uncompressed bytes per row of the row
+    groups (every column's, which bounds this column's) over the size of a value.
+
+    The row groups' totals, not the column chunks' sizes: pyarrow 26 aborts the process
+    (``std::terminate`` on a ``ParquetException``) when the metadata of a column chunk with
+    corrupt size statistics is opened (``RowGroupMetaData.column(i)``), where reading the
+    same file raises an ``OSError``. Found by tools/fuzz_readers.py.
+    """
+    if metadata is None or metadata.num_rows <= 0:
         return 1
     try:
         item = max(value_type.bit_width // 8, 1)
     except ValueError:
         return 1
-    size = 0
-    for g in range(metadata.num_row_groups):
-        group = metadata.row_group(g)
-        for c in range(group.num_columns):
-            column = group.column(c)
-            if column.path_in_schema.split(".")[0] == name:
-                size += column.total_uncompressed_size
+    size = sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups))
     return max(1, size // (item * metadata.num_rows))
 
 
@@ -741,7 +879,8 @@ class ParquetSource(Source):
             if spec is not None
         }
         self.columns = {role: _describe(cols) for role, cols in self.roles.items()}
-        self.read = [c for cols in self.roles.values() for c in cols]
+        # Each column once, even where two roles name it (pyarrow refuses a duplicate).
+        self.read = list(dict.fromkeys(c for cols in self.roles.values() for c in cols))
         self.schema = schema
         self.converter = _ArrowColumns(self, self.roles, classes)
         self._pa = pa
@@ -779,41 +918,45 @@ class ParquetSource(Source):
 
     def chunks(self) -> Iterator[Chunk]:
         for index, file in enumerate(self.files):
-            parquet = self._open(file)
-            names = parquet.schema_arrow.names
-            for role, cols in self.roles.items():
-                missing = [c for c in cols if c not in names]
-                if missing:
+            with reading(file):
+                yield from self._file_chunks(index, file)
+
+    def _file_chunks(self, index: int, file: str) -> Iterator[Chunk]:
+        parquet = self._open(file)
+        names = parquet.schema_arrow.names
+        for role, cols in self.roles.items():
+            missing = [c for c in cols if c not in names]
+            if missing:
+                raise _at(
+                    file,
+                    f"column {missing[0]!r}",
+                    None,
+                    f"no such column ({role}) in this file of the dataset {self.path}; its "
+                    f"columns are: {', '.join(names)}",
+                )
+        row_bytes = _arrow_row_bytes(parquet.schema_arrow, self.roles, self.metadata[index])
+        batch_rows = rows_per_chunk(self.chunk_bytes, row_bytes)
+        offset = self.starts[index]
+        for group in range(parquet.num_row_groups):
+            batches = parquet.iter_batches(
+                batch_size=batch_rows, row_groups=[group], columns=self.read, use_threads=False
+            )
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except (self._pa.ArrowException, OSError) as exc:
+                    _, _, local = self.where("pred", offset)
                     raise _at(
                         file,
-                        f"column {missing[0]!r}",
-                        None,
-                        f"no such column ({role}) in this file of the dataset {self.path}; its "
-                        f"columns are: {', '.join(names)}",
-                    )
-            row_bytes = _arrow_row_bytes(parquet.schema_arrow, self.roles, self.metadata[index])
-            batch_rows = rows_per_chunk(self.chunk_bytes, row_bytes)
-            offset = self.starts[index]
-            for group in range(parquet.num_row_groups):
-                batches = parquet.iter_batches(
-                    batch_size=batch_rows, row_groups=[group], columns=self.read, use_threads=False
-                )
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        break
-                    except (self._pa.ArrowException, OSError) as exc:
-                        _, _, local = self.where("pred", offset)
-                        raise _at(
-                            file,
-                            f"row group {group}",
-                            local,
-                            f"cannot read the rows from here on (corrupt data?): {exc}",
-                        ) from None
-                    arrays = self.converter.to_numpy(batch, offset)
-                    yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
-                    offset += batch.num_rows
+                        f"row group {group}",
+                        local,
+                        f"cannot read the rows from here on (corrupt data?): {exc}",
+                    ) from None
+                arrays = self.converter.to_numpy(batch, offset)
+                yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
+                offset += batch.num_rows
 
 
 class _CountingFile:
@@ -950,7 +1093,7 @@ class CsvSource(Source):
         return _at(self.path, what, row, f"cannot parse the CSV: {message}")
 
     def chunks(self) -> Iterator[Chunk]:
-        columns = [c for cols in self.roles.values() for c in cols]
+        columns = list(dict.fromkeys(c for cols in self.roles.values() for c in cols))
         reader = self._reader(columns, count=True)
         offset = 0
         try:
@@ -1028,11 +1171,14 @@ def open_source(
             if not isinstance(spec, str):
                 raise TypeError(f"{role} must name one member of the .npz; got {spec!r}")
             members[role] = spec
-        return NpzMembers(path, members, chunk_bytes, classes)
+        with reading(path):
+            return NpzMembers(path, members, chunk_bytes, classes)
     if name.endswith(_CSV_SUFFIXES):
-        return CsvSource(path, specs, chunk_bytes, classes)
+        with reading(path):
+            return CsvSource(path, specs, chunk_bytes, classes)
     if os.path.isdir(path) or name.endswith(_PARQUET_SUFFIXES) or _is_parquet(path):
-        return ParquetSource(path, specs, chunk_bytes, classes)
+        with reading(path):
+            return ParquetSource(path, specs, chunk_bytes, classes)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such file or directory")
     raise ValueError(
@@ -1052,7 +1198,8 @@ def _is_parquet(path: Any) -> bool:
 def iter_chunks(source: Source) -> Generator[Chunk, None, None]:
     """The source's chunks, closing it at the end (or on an error)."""
     try:
-        yield from source.chunks()
+        with reading(source.path):
+            yield from source.chunks()
     finally:
         source.close()
 

@@ -25,6 +25,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from . import _threading
 from ._kernels._common import fold_chunks
 from ._kernels.exactsum import ACC_LEN, acc_add_array
 from ._kernels.logsumexp import COL_BLOCK
@@ -52,12 +53,23 @@ def launch(kernel: Any, *args: Any) -> None:
     With Numba's default static schedule each thread gets a fixed share of the chunks, so on a
     machine where another process holds one core the call waits for the slowest share; handed
     out one by one, the chunks go to whichever thread is free. Results do not depend on it.
+
+    Every parallel launch of the package goes through here, so that it is safe on every
+    threading layer (``_threading``): under a layer that is not thread-safe (``workqueue``)
+    launches take turns on one lock, and in a forked child whose parent's layer is not
+    fork-safe (GNU OpenMP) the kernel's serial twin runs the same chunks. Same bits either way.
     """
-    previous = numba.set_parallel_chunksize(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_parallel_chunksize(previous)
+    if not _threading.parallel_allowed():
+        from ._kernels import serial
+
+        serial(kernel)(*args)
+        return
+    with _threading.launch_guard():
+        previous = numba.set_parallel_chunksize(1)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_parallel_chunksize(previous)
 
 
 def call(kernel: Any, nchunks: int, *args: Any) -> None:
@@ -77,7 +89,9 @@ def work_plan(n_rows: int, row_len: int) -> tuple[int, bool]:
     Neither choice changes a result: per-row values are folded block by block in column order
     either way, and sums are exact.
     """
-    if row_len <= COL_BLOCK:
+    if row_len <= COL_BLOCK or not _threading.parallel_allowed():
+        # Where parallel kernels are unsafe (a forked child, see ``launch``) the row kernels'
+        # serial twins run: some split kernels start a parallel kernel of their own.
         return n_chunks(n_rows, row_len), False
     threads = numba.get_num_threads()
     if n_rows < 2 * threads:

@@ -28,7 +28,7 @@ REDUCTIONS = ("none", "sum", "mean")
 # Arrays
 
 
-def _reject_missing(x: Any, name: str) -> Any:
+def reject_missing(x: Any, name: str) -> Any:
     """Masked arrays with masked entries and pandas objects holding pd.NA are errors."""
     if isinstance(x, np.ma.MaskedArray):
         n_masked = int(np.ma.count_masked(x))
@@ -50,11 +50,21 @@ def _reject_missing(x: Any, name: str) -> Any:
                 raise ValueError(
                     f"{name} holds missing values (pd.NA){where}; fill or drop them first"
                 )
+        # Nullable numeric columns without a missing value are numbers: say which dtype, since
+        # NumPy would make an empty DataFrame of them an object array.
+        dtypes = [col.dtype for col in columns]
+        numpy_dtypes = [getattr(d, "numpy_dtype", None) for d in dtypes]
+        if (
+            columns
+            and any(is_extension_array_dtype(d) for d in dtypes)
+            and all(d is not None and np.dtype(d).kind in "fiub" for d in numpy_dtypes)
+        ):
+            return x.to_numpy(dtype=np.result_type(*numpy_dtypes))
     return x
 
 
 def _asarray(x: Any, name: str) -> np.ndarray:
-    x = _reject_missing(x, name)
+    x = reject_missing(x, name)
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as exc:
@@ -121,7 +131,23 @@ def as_label_array(x: Any, name: str) -> np.ndarray:
             )
     if kind in "iu":
         return _native(a if a.dtype == np.int64 else a.astype(np.int64))
+    if kind == "O" and 0 < a.size <= _SCAN_OBJECT_LABELS:
+        # Python ints beyond int64 (or uint64) make NumPy fall back to an object array.
+        for flat, value in enumerate(a.reshape(-1).tolist()):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                break
+            if not -(2**63) <= int(value) < 2**63:
+                pos = _position(np.unravel_index(flat, a.shape))
+                raise ValueError(
+                    f"{name} holds label {show(value)} at position {pos}, which does not fit "
+                    "in int64"
+                )
     raise _dtype_error(name, a, "class indices (integers, or floats holding integral values)")
+
+
+# Object arrays of labels up to this size are scanned for an integer beyond int64, to say so
+# rather than "dtype object" (an error path only).
+_SCAN_OBJECT_LABELS = 1 << 20
 
 
 def as_weight_array(x: Any, name: str) -> np.ndarray:
@@ -147,19 +173,41 @@ def as_weight_array(x: Any, name: str) -> np.ndarray:
 
 def check_reduction(reduction: Any) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of 'none', 'sum', 'mean'; got {reduction!r}")
+        raise ValueError(f"reduction must be one of 'none', 'sum', 'mean'; got {show(reduction)}")
     return reduction
+
+
+def show(value: Any) -> str:
+    """``repr(value)`` for an error message, short: a huge int (whose repr Python refuses
+    beyond 4300 digits) is described, and a long repr is cut."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return text if len(text) <= 200 else text[:120] + f"... ({len(text)} characters)"
+
+
+def _real(value: Any) -> float | None:
+    """``float(value)`` for a real number (not a bool), else None; a number too large for a
+    float (an int of 400 digits) is +-inf, which every domain check here refuses."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        huge: Any = value  # an int or a Fraction (numbers.Real has no ordering for mypy)
+        return math.inf if huge > 0 else -math.inf
 
 
 def ln_base(base: Any) -> float:
     """ln(base): the divisor that turns nats into the requested unit (1.0 for nats)."""
     if base is None:
         return 1.0
-    if isinstance(base, bool) or not isinstance(base, numbers.Real):
-        raise ValueError(f"base must be None or a positive number other than 1; got {base!r}")
-    b = float(base)
+    b = _real(base)
+    if b is None:
+        raise ValueError(f"base must be None or a positive number other than 1; got {show(base)}")
     if not (math.isfinite(b) and b > 0 and b != 1):
-        raise ValueError(f"base must be None or a positive number other than 1; got {base!r}")
+        raise ValueError(f"base must be None or a positive number other than 1; got {show(base)}")
     return math.log(b)
 
 
@@ -167,28 +215,32 @@ def check_eps(eps: Any, dtype: np.dtype) -> float:
     """The clipping bound: 'auto' is the machine epsilon of the (promoted) prediction dtype."""
     if isinstance(eps, str):
         if eps != "auto":
-            raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {eps!r}")
+            raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {show(eps)}")
         return float(np.finfo(dtype).eps)
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {eps!r}")
-    e = float(eps)
+    e = _real(eps)
+    if e is None:
+        raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {show(eps)}")
     if not (0.0 <= e < 0.5):
-        raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {eps!r}")
+        raise ValueError(f"eps must be 'auto' or a number in [0, 0.5); got {show(eps)}")
     return e
 
 
 def check_smoothing(label_smoothing: Any) -> float:
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise ValueError(f"label_smoothing must be a number in [0, 1]; got {label_smoothing!r}")
-    s = float(label_smoothing)
+    s = _real(label_smoothing)
+    if s is None:
+        raise ValueError(
+            f"label_smoothing must be a number in [0, 1]; got {show(label_smoothing)}"
+        )
     if not (0.0 <= s <= 1.0):
-        raise ValueError(f"label_smoothing must be a number in [0, 1]; got {label_smoothing!r}")
+        raise ValueError(
+            f"label_smoothing must be a number in [0, 1]; got {show(label_smoothing)}"
+        )
     return s
 
 
 def check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
+        raise TypeError(f"{name} must be True or False; got {show(value)}")
     return bool(value)
 
 
@@ -198,10 +250,10 @@ def check_ignore_index(ignore_index: Any) -> tuple[bool, int]:
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
         ignore_index, numbers.Integral
     ):
-        raise ValueError(f"ignore_index must be None or an integer; got {ignore_index!r}")
+        raise ValueError(f"ignore_index must be None or an integer; got {show(ignore_index)}")
     value = int(ignore_index)
     if not (-(2**63) <= value < 2**63):
-        raise ValueError(f"ignore_index must fit in int64; got {ignore_index!r}")
+        raise ValueError(f"ignore_index must fit in int64; got {show(ignore_index)}")
     return True, value
 
 
@@ -212,10 +264,12 @@ def class_axis_last(a: np.ndarray, axis: Any, name: str) -> np.ndarray:
             f"{name} must have at least one dimension (the class axis); got a 0-d array"
         )
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an integer; got {axis!r}")
+        raise TypeError(f"axis must be an integer; got {show(axis)}")
     ax = int(axis)
     if not -a.ndim <= ax < a.ndim:
-        raise ValueError(f"axis {axis} is out of bounds for {name} with {a.ndim} dimension(s)")
+        raise ValueError(
+            f"axis {show(axis)} is out of bounds for {name} with {a.ndim} dimension(s)"
+        )
     if ax in (-1, a.ndim - 1):
         return a
     return np.moveaxis(a, ax, -1)

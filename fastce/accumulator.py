@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import numbers
 import struct
 import threading
 import zlib
@@ -114,8 +115,8 @@ def _encode(value: Any, name: str) -> Any:
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
         return int(value)
-    if isinstance(value, (float, np.floating)):
-        return {"float": float(value).hex()}
+    if isinstance(value, (float, np.floating, numbers.Real)) and not isinstance(value, np.bool_):
+        return {"float": float(value).hex()}  # also a Fraction (kept as its float)
     if isinstance(value, np.bool_):
         return bool(value)
     array = np.asarray(value)
@@ -138,11 +139,44 @@ def _decode(value: Any) -> Any:
         if "float" in value:
             return float.fromhex(value["float"])
         dtype = np.dtype(value["array"])
+        if dtype.kind not in "fiubU" or dtype.itemsize > 4096:
+            # What _encode writes; a corrupt state must not make NumPy allocate at will.
+            raise ValueError(f"option array of dtype {dtype}")
         data = value["data"]
         if dtype.kind == "f":
             data = [float.fromhex(x) for x in data]
         return np.array(data, dtype=dtype).reshape(value["shape"])
     return value
+
+
+def _check_options(measure: str, options: dict[str, Any]) -> None:
+    """The checks of the in-memory function that do not need data, made at construction: an
+    accumulator with a bad option fails at once, not at its first non-empty batch (or never,
+    if every batch is empty), and a state read by ``from_bytes`` holds valid options."""
+    from . import _validate as v
+
+    for name, value in options.items():
+        if name == "base":
+            v.ln_base(value)
+        elif name == "eps":
+            v.check_eps(value, np.dtype(np.float64))
+        elif name == "label_smoothing":
+            v.check_smoothing(value)
+        elif name == "ignore_index":
+            v.check_ignore_index(value)
+        elif name == "from_logits":
+            v.check_bool(value, "from_logits")
+        elif name == "axis":
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"axis must be an integer; got {v.show(value)}")
+        elif name in ("class_weight", "pos_weight") and value is not None:
+            v.as_weight_array(value, name)
+    if measure == "log_loss" and options.get("labels") is not None:
+        labels = v.reject_missing(options["labels"], "labels")
+        if np.ndim(labels) != 1 or np.size(labels) < 2:
+            raise ValueError(
+                f"labels must be a 1-D list of at least two class labels; got {v.show(labels)}"
+            )
 
 
 class Accumulator:
@@ -212,10 +246,7 @@ class Accumulator:
                     f"an accumulator for {measure!r} needs {name}= (the full label set): a "
                     "stream cannot infer it from the labels it has seen so far"
                 )
-        if "base" in options:
-            from ._validate import ln_base
-
-            ln_base(options["base"])
+        _check_options(measure, options)
         self._measure = measure
         self._spec = spec
         encoded = {name: _encode(value, name) for name, value in options.items()}
@@ -429,16 +460,28 @@ class Accumulator:
                     row[i] = value
             if pos != len(body):
                 raise ValueError(f"{len(body) - pos} bytes after the state")
+            if not isinstance(header, dict) or not isinstance(header.get("options"), dict):
+                raise ValueError("the header is not a JSON object with an options object")
             options = {k: _decode(v) for k, v in header["options"].items()}
             new = cls(header["measure"], **options)
             count = header["count"]
             dtype = header["dtype"]
-            if not isinstance(count, int) or count < 0:
+            if type(count) is not int or not 0 <= count < 2**63:
                 raise ValueError(f"bad count {count!r}")
             if dtype not in (None, "float32", "float64"):
                 raise ValueError(f"bad dtype {dtype!r}")
-        except (ValueError, TypeError, KeyError, struct.error, json.JSONDecodeError) as exc:
-            raise ValueError(f"accumulator state is corrupt: {exc}") from exc
+        except (
+            ValueError,  # includes JSONDecodeError and UnicodeDecodeError
+            TypeError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            RecursionError,  # deeply nested JSON
+            MemoryError,
+            struct.error,
+        ) as exc:
+            raise ValueError(f"accumulator state is corrupt: {type(exc).__name__}: {exc}") from exc
         new._acc = acc
         new._count = count
         new._dtype = None if dtype is None else np.dtype(dtype)

@@ -296,6 +296,40 @@ def _relocate(message: str, location: Sequence[tuple[int, int]] | None, class_ax
     return _POSITION.sub(shift, message)
 
 
+def _block_name(call: _BlockCall, block_info: dict[Any, Any] | None) -> str:
+    """``block (7,) of (9,), samples [30:36]``: where a block is, as block indices and as the
+    ranges of the batch (sample) axes it covers, for error messages."""
+    info = (block_info or {}).get(0)
+    if not info:
+        return "a block"
+    axes = [ax for ax in range(len(info["chunk-location"])) if ax != call.class_axis]
+    index = tuple(info["chunk-location"][ax] for ax in axes)
+    count = tuple(info["num-chunks"][ax] for ax in axes)
+    ranges = ", ".join("{}:{}".format(*info["array-location"][ax]) for ax in axes)
+    what = "elements" if call.class_axis is None else "samples"
+    return f"block {index} of {count}, {what} [{ranges}]"
+
+
+def _in_block(exc: Exception, call: _BlockCall, block_info: dict[Any, Any] | None) -> Exception:
+    """``exc``, raised by the in-memory function on one block, restated so that the caller
+    learns which block failed: positions in the block become positions in the whole array,
+    and the block is named. fastce's own ValueError/TypeError get a new message of the same
+    type; any other exception (a fault in a worker) is re-raised as it is, with a note naming
+    the block (``__notes__``, shown in its traceback; notes survive pickling to the client).
+    """
+    name = _block_name(call, block_info)
+    if type(exc) in (ValueError, TypeError, _sklearn.InvalidParameterError):
+        location = block_info[0]["array-location"] if block_info and 0 in block_info else None
+        message = _relocate(str(exc), location, call.class_axis)
+        return type(exc)(f"{message} (fastce.dask: {call.function} in {name})")
+    note = f"fastce.dask: raised by {call.function} in {name}"
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10: the attribute that 3.11's add_note sets
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+    return exc
+
+
 def _block(*blocks: Any, call: _BlockCall, block_info: dict[Any, Any] | None = None) -> Any:
     """Score one block: the in-memory function's output, or an accumulator state (bytes in a
     one-element object array) when ``call.measure`` is set."""
@@ -315,12 +349,11 @@ def _block(*blocks: Any, call: _BlockCall, block_info: dict[Any, Any] | None = N
         sample_weight = kwargs.pop("sample_weight", None)
         acc = Accumulator(call.measure, **kwargs)
         acc.update(*args, sample_weight=sample_weight)
-    except ValueError as exc:
-        location = block_info[0]["array-location"] if block_info else None
-        message = _relocate(str(exc), location, call.class_axis)
-        if message == str(exc):
+    except Exception as exc:
+        restated = _in_block(exc, call, block_info)
+        if restated is exc:
             raise
-        raise ValueError(message) from exc
+        raise restated from exc
     state = np.empty((1,) * call.out_ndim, object)
     state.flat[0] = acc.to_bytes()
     return state

@@ -740,6 +740,11 @@ def binary_cross_entropy(
         sw = v.broadcast_weight(w, shape, "sample_weight")
 
     dtype = np.result_type(target_arr.dtype, pred_arr.dtype)
+    if from_logits and pred_arr.dtype != dtype:
+        # The kernel takes the softplus of float32 logits in float32 (within an ulp of a
+        # float32 result); a float64 target makes the result float64, which needs float64
+        # logits. (Found by the fuzzing campaign: 1e-7 relative errors in a float64 result.)
+        pred_arr = pred_arr.astype(dtype)
     out = v.check_out(out, shape, dtype, checked_reduction)
 
     def explain() -> None:
@@ -779,16 +784,22 @@ def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) 
         plan = v.BatchPlan(batch_shape, [rows])
     trailing = rows.shape[-1:] if keep_class_axis else ()
     result = target if target is not None else plan.empty_out(arr.dtype, trailing)
+    if not rows.size and not keep_class_axis:
+        # No kernel runs: the log-sum-exp of an empty row is log(0) = -inf (the buffer is
+        # uninitialised memory otherwise).
+        result[...] = -np.inf
     if rows.size:
         nchunks, split = _reduce.work_plan(math.prod(plan.merged[-1:]), rows.shape[-1])
         run_kernel = kernel[1] if split else kernel[0]
-        if nchunks == 1 and not split:
+        parallel = nchunks > 1 or split
+        if not parallel:
             run_kernel = serial(run_kernel)  # same bits; no thread-pool start for a small input
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            if nchunks == 1:
-                run_kernel(x_piece, out_piece, nchunks)
-            else:
+            if parallel:
+                # Every parallel launch goes through _reduce.launch (threading layers, fork).
                 _reduce.launch(run_kernel, x_piece, out_piece, nchunks)
+            else:
+                run_kernel(x_piece, out_piece, nchunks)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:

@@ -57,9 +57,14 @@ def _promoted(x: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
+def _flat_rows(moved: np.ndarray) -> np.ndarray:
+    """(samples, classes); ``reshape(-1, C)`` cannot say how many rows of 0 classes there are."""
+    return moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
+
+
 def _rows(a: np.ndarray, axis: int) -> tuple[list[list[float]], tuple[int, ...]]:
     moved = np.moveaxis(a, axis, -1)
-    return moved.reshape(-1, moved.shape[-1]).astype(np.float64).tolist(), moved.shape[:-1]
+    return _flat_rows(moved).astype(np.float64).tolist(), moved.shape[:-1]
 
 
 def _reduce(values: list[float], weights: list[float], reduction: str, shape: Any) -> Any:
@@ -85,7 +90,9 @@ def _lse_parts(row: list[float]) -> tuple[float, float]:
     if m == -math.inf:
         return -math.inf, 0.0
     if m == math.inf:
-        return math.inf, math.nan if row.count(math.inf) > 1 else 0.0
+        # log(e^inf + ...) = inf however many entries are +inf (as scipy and PyTorch); what
+        # is then formed from it (x - lse, e^(x - lse)) follows IEEE arithmetic.
+        return math.inf, 0.0
     j = row.index(m)
     return m, math.log1p(math.fsum(math.exp(x - m) for c, x in enumerate(row) if c != j))
 
@@ -104,7 +111,7 @@ def logsumexp(x: Any, *, axis: int = -1) -> Any:
 def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
     a = _promoted(x)
     moved = np.moveaxis(a, axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1]).astype(np.float64)
+    rows = _flat_rows(moved).astype(np.float64)
     out = np.empty_like(rows)
     for i, r in enumerate(rows.tolist()):
         m, log_sum = _lse_parts(r)
@@ -115,10 +122,13 @@ def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
 def softmax(x: Any, *, axis: int = -1) -> np.ndarray:
     a = _promoted(x)
     moved = np.moveaxis(a, axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1]).astype(np.float64)
+    rows = _flat_rows(moved).astype(np.float64)
     out = np.empty_like(rows)
     for i, r in enumerate(rows.tolist()):
         lse = _lse(r)
+        if lse == math.inf:  # e^(x - m) / sum: the +inf entries give inf/inf, and so the sum
+            out[i] = [math.nan] * len(r)
+            continue
         out[i] = [math.exp(xc - lse) if not math.isnan(xc - lse) else math.nan for xc in r]
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
@@ -231,6 +241,8 @@ def cross_entropy(
 
 def perplexity(target: Any, pred: Any, **kwargs: Any) -> float:
     mean = cross_entropy(target, pred, reduction="mean", **kwargs)
+    if math.isnan(mean):  # nothing counted, or a NaN: no perplexity
+        return math.nan
     return math.exp(mean) if mean < 709 else math.inf
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
+from ._validate import show
 from .accumulator import MEASURES, Accumulator, Result, _options_of
 
 __all__ = ["parse_size", "score_file"]
@@ -53,12 +54,19 @@ def parse_size(size: Any) -> int:
                 "K, M, G or T suffix, such as 256M"
             )
         number, unit, _ = found.groups()
-        value = int(float(number) * 1024 ** " kmgt".index(unit.lower() or " "))
+        scaled = float(number) * 1024 ** " kmgt".index(unit.lower() or " ")
+        value = int(scaled) if scaled <= _MAX_SIZE else _MAX_SIZE + 1  # (inf for 400 digits)
     else:
         raise TypeError(f"a memory size must be a number of bytes or a string; got {size!r}")
     if value < 1:
-        raise ValueError(f"a memory size must be at least 1 byte; got {size!r}")
+        raise ValueError(f"a memory size must be at least 1 byte; got {show(size)}")
+    if value > _MAX_SIZE:
+        # pyarrow takes batch sizes as C longs: a larger budget overflowed inside the reader.
+        raise ValueError(f"a memory size must be at most 1P (2**50 bytes); got {show(size)}")
     return value
+
+
+_MAX_SIZE = 1 << 50
 
 
 def _measures(measure: Any) -> list[str]:

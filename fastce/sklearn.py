@@ -9,7 +9,6 @@ scikit-learn checks (range, NaN/inf, row sums), and the sums are exact.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from . import _reduce
 from ._kernels.categorical import log_loss_kernel, pair_kernel
+from ._validate import reject_missing as _reject_missing
 
 __all__ = ["InvalidParameterError", "log_loss"]
 
@@ -62,12 +62,12 @@ def _check_proba(y_proba: Any) -> np.ndarray:
         if isinstance(y_proba, np.ndarray):
             raise ValueError(f"Complex data not supported\n{y_proba}\n")
         raise TypeError("float() argument must be a string or a real number, not 'complex'")
-    if a.dtype.kind == "f" and a.dtype.itemsize <= 8:
+    if a.dtype.kind == "f" and a.dtype.itemsize <= 8 and a.dtype.isnative:
         pass  # float16, float32 and float64 keep their dtype, as in scikit-learn
     else:
+        # Other dtypes become float64: also non-native floats ('>f4' is not float32 for
+        # scikit-learn's dtype list), so their clipping eps is float64's, as there.
         a = a.astype(np.float64)  # raises "could not convert string to float: ..." as sklearn
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
     if a.ndim > 2:
         raise ValueError(f"Found array with dim {a.ndim}, while dim <= 2 is required.")
     if a.ndim == 0:
@@ -99,7 +99,9 @@ def _target_type(y: np.ndarray) -> str:
             raise ValueError(
                 f"Mix of label input types (string and number); Got {np.asarray(flat, dtype=str)}."
             )
-        if not any(is_str) and not all(isinstance(v, numbers.Real) for v in flat):
+        if flat.size and not any(is_str):
+            # Numbers in an object array (bools, or ints beyond int64) are "unknown" to
+            # scikit-learn's type_of_target, as are None and other objects.
             raise ValueError(f"Unknown label type: ({flat.tolist()},)")
     if y.dtype.kind == "f" and np.isnan(flat).any():
         raise ValueError("Input y contains NaN.")
@@ -111,7 +113,12 @@ def _target_type(y: np.ndarray) -> str:
 def _check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
-    w = np.ascontiguousarray(np.asarray(sample_weight), dtype=np.float64)
+    given = np.asarray(sample_weight)
+    if given.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported\n{given}\n")
+    if given.dtype.kind in "US":  # scikit-learn raises a TypeError (from a ufunc) here
+        raise TypeError(f"sample_weight must hold numbers; got an array of dtype {given.dtype}")
+    w = np.ascontiguousarray(given, dtype=np.float64)
     if np.isnan(w).any():
         raise ValueError("Input sample_weight contains NaN.")
     if np.isinf(w).any():
@@ -203,6 +210,21 @@ def log_loss(
     0.21616
     """
     _validate_params(y_true, y_proba, normalize, sample_weight, labels)
+    # Where scikit-learn silently drops a mask (or fails on pd.NA with an unrelated message),
+    # fastce refuses it, as its other functions do.
+    y_true = _reject_missing(y_true, "y_true")
+    y_proba = _reject_missing(y_proba, "y_proba")
+    if sample_weight is not None:
+        sample_weight = _reject_missing(sample_weight, "sample_weight")
+    if labels is not None:
+        labels = _reject_missing(labels, "labels")
+    for value in (y_true, sample_weight, labels):
+        # (found by fuzzing: a 0-d y_true reached an IndexError, or the kernel's TypingError)
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            raise TypeError(
+                "Input should have at least 1 dimension i.e. satisfy `len(x.shape) > 0`, got "
+                f"scalar `{value!r}` instead."
+            )
     proba = _check_proba(y_proba)
     dtype = proba.dtype
     eps = float(np.finfo(dtype).eps)
@@ -314,6 +336,8 @@ class _Encoding:
 
     def _encode(self, y_true: Any, labels: Any, sample_weight: Any, n: int, dtype: Any) -> None:
         y = np.asarray(y_true)
+        if y.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported\n{y}\n")
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         lengths = [n, _num_samples(y)]
@@ -327,6 +351,13 @@ class _Encoding:
         _check_label_mix(y_true, y)
         if labels is not None:
             _check_label_mix(labels, np.asarray(labels))
+            given = np.asarray(labels)
+            if given.dtype.kind == "c":
+                raise ValueError(f"Complex data not supported\n{given}\n")
+            if given.dtype.kind in "fO" and given.ndim == 1:
+                # scikit-learn refuses continuous (non-integral) labels, and object arrays of
+                # anything but strings
+                _target_type(given)
         if _target_type(y) == "multilabel-indicator":
             if labels is not None:
                 _, _ = _label_index(np.unique(y), labels, self.warnings)

@@ -4,6 +4,7 @@ also when a worker process dies in the middle of a computation."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -294,7 +295,11 @@ def test_bad_values_are_reported_at_their_position_in_the_whole_array(reduction)
         if reduction == "none":
             got.compute()
     assert "at position 33" in str(in_memory.value)
-    assert str(blocked.value) == str(in_memory.value)
+    # The in-memory message, then the block that raised: the target's 10-row chunks unified
+    # with pred's 6-row ones give 9 blocks, and row 33 is in the 8th (rows 30 to 35).
+    assert str(blocked.value) == (
+        f"{in_memory.value} (fastce.dask: cross_entropy in block (7,) of (9,), samples [30:36])"
+    )
     p = fastce.softmax(x)
     p[21, 2] = 1.5
     with pytest.raises(ValueError) as in_memory:
@@ -302,7 +307,98 @@ def test_bad_values_are_reported_at_their_position_in_the_whole_array(reduction)
     with pytest.raises(ValueError) as blocked:
         fd.entropy(da.from_array(p, chunks=(8, 3))).compute()
     assert "at position (21, 2)" in str(blocked.value)
-    assert str(blocked.value) == str(in_memory.value)
+    assert str(blocked.value) == (
+        f"{in_memory.value} (fastce.dask: entropy in block (2,) of (5,), samples [16:24])"
+    )
+
+
+# A block that raises: the caller learns which block (issue 6, part 4)
+
+SENTINEL = 1234.5
+"""A logit value that makes the faulty function below raise (a fault on one block only)."""
+
+
+def _faulty(function):
+    @functools.wraps(function)  # the accumulator reads the options from the signature
+    def call(*args, **kwargs):
+        if np.any(np.asarray(args[-1]) == SENTINEL):
+            raise RuntimeError("injected fault")
+        return function(*args, **kwargs)
+
+    return call
+
+
+def _fault_data():
+    x = np.random.default_rng(5).normal(size=(40, 3))
+    x[27, 1] = SENTINEL
+    return x
+
+
+def _install_fault(dask_worker=None):
+    """Make entropy raise on blocks holding SENTINEL, in this process (a worker's, through
+    client.run, or the test's own)."""
+    from fastce import accumulator, losses
+
+    fd._PUBLIC["entropy"] = _faulty(losses.entropy)
+    accumulator.MEASURES["entropy"] = accumulator._Measure(
+        _faulty(losses.entropy), 1, {"reduction": "sum"}
+    )
+
+
+def _remove_fault(dask_worker=None):
+    from fastce import accumulator, losses
+
+    fd._PUBLIC["entropy"] = losses.entropy
+    accumulator.MEASURES["entropy"] = accumulator._Measure(losses.entropy, 1, {"reduction": "sum"})
+
+
+@pytest.fixture
+def fault():
+    _install_fault()
+    try:
+        yield
+    finally:
+        _remove_fault()
+
+
+def _block_note(exc):
+    return " ".join(getattr(exc, "__notes__", []))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_a_fault_in_one_block_names_the_block(fault, reduction):
+    dx = da.from_array(_fault_data(), chunks=(8, 3))
+    with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError) as info:
+        got = fd.entropy(dx, from_logits=True, reduction=reduction)
+        if reduction == "none":
+            got.compute()
+    assert str(info.value) == "injected fault"  # the worker's exception, as it was raised
+    assert _block_note(info.value) == (
+        "fastce.dask: raised by entropy in block (3,) of (5,), samples [24:32]"
+    )
+
+
+def test_a_bad_value_without_a_position_names_the_block():
+    # log_loss reports NaN as scikit-learn does, with no position: the block says where.
+    x = fastce.softmax(_fault_data())
+    x[27, 1] = np.nan
+    y = np.arange(40) % 3
+    with pytest.raises(ValueError, match="Input contains NaN") as in_memory:
+        fastce.log_loss(y, x, labels=[0, 1, 2])
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError) as blocked:
+        fd.log_loss(da.from_array(y, chunks=8), da.from_array(x, chunks=(8, 3)), labels=[0, 1, 2])
+    assert str(blocked.value) == (
+        f"{in_memory.value} (fastce.dask: log_loss in block (3,) of (5,), samples [24:32])"
+    )
+    # Element-wise functions name the block in elements, every axis.
+    with dask.config.set(scheduler="threads"), pytest.raises(ValueError) as blocked:
+        t = np.full((40, 3), 0.5)
+        t[27, 1] = 2.0
+        fd.binary_cross_entropy(da.from_array(t, chunks=(8, 3)), x).compute()
+    assert str(blocked.value) == (
+        "target must hold probabilities in [0, 1]; got 2.0 at position (27, 1) (fastce.dask: "
+        "binary_cross_entropy in block (3, 0) of (5, 1), elements [24:32, 0:3])"
+    )
 
 
 def test_numba_threads_per_task_thread():
@@ -404,6 +500,33 @@ def test_cluster_bits(client, dtype):
                 fd.js_divergence(da.from_array(p, chunks=(chunks, 12)), p[::-1], reduction="mean"),
                 fastce.js_divergence(p, p[::-1], reduction="mean"),
             )
+
+
+def test_cluster_a_block_that_raises_is_named(client):
+    """On worker processes: a fault (any exception) and a bad value in one block both reach
+    the caller, naming the block."""
+    dx = da.from_array(_fault_data(), chunks=(8, 3))
+    client.run(_install_fault)
+    try:
+        with dask.config.set(scheduler=client):
+            for reduction in ("none", "mean"):
+                with pytest.raises(RuntimeError, match="injected fault") as info:
+                    got = fd.entropy(dx, from_logits=True, reduction=reduction)
+                    if reduction == "none":
+                        got.compute()
+                assert _block_note(info.value) == (
+                    "fastce.dask: raised by entropy in block (3,) of (5,), samples [24:32]"
+                )
+    finally:
+        client.run(_remove_fault)
+    y = np.arange(40) % 3
+    y[27] = 5
+    with dask.config.set(scheduler=client), pytest.raises(ValueError) as blocked:
+        fd.cross_entropy(da.from_array(y, chunks=8), dx, from_logits=True, reduction="sum")
+    assert str(blocked.value) == (
+        "target holds label 5 at position 27; expected an integer class index 0 <= label < 3 "
+        "(fastce.dask: cross_entropy in block (3,) of (5,), samples [24:32])"
+    )
 
 
 def _slow(block, log):

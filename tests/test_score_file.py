@@ -643,7 +643,9 @@ def test_corrupt_and_truncated_npz_members(tmp_path, data):
         header = {"descr": "<f8", "fortran_order": False, "shape": (1000, 2)}
         np.lib.format.write_array_header_1_0(f, header)
         f.write(np.full((600, 2), 0.5).tobytes())
-    with pytest.raises(ValueError, match=r"short\.npz: member 'p', row 600: truncated member"):
+    with pytest.raises(
+        ValueError, match=r"short\.npz: member 'p', row 600: truncated or corrupt member"
+    ):
         fastce.score_file(short, "entropy", pred="p", chunk_bytes=BUDGET)
 
     fortran = tmp_path / "f.npz"

@@ -15,8 +15,11 @@ one thread or spread over all of them (``split=True``, for a few very long rows)
 value is the same bits for every thread count.
 
 Each block is three vectorised sweeps over data in L1: its maximum (``row_max``), the exps of
-``x - m`` into a small buffer, and their sum with eight explicit lanes (``sum8``). No fast-math
-flags anywhere.
+``x - m`` into a small buffer, and their sum with eight explicit lanes (``block_sum``,
+compensated for long blocks of float64 rows). No fast-math flags anywhere. For float64 rows,
+``x - m`` is rounded; its rounding error is found exactly and put back into the exp
+(``exp_diff``), so that a term far below the maximum keeps its relative accuracy (the loss of a
+dominant class is such a term).
 
 The buffers are float64 for float32 rows too: ``x - m`` of two float32 values is exact in
 float64 but not in float32, where its rounding error (up to |x - m| * 2**-24) becomes a relative
@@ -31,12 +34,15 @@ from ._common import chunk_bounds
 from ._math import (
     any_nan,
     block_max,
+    block_sum,
+    exp_diff,
     exp_native,
     first_index,
+    fma,
     is_float32,
     keep,
     log1p,
-    sum8,
+    two_sum,
     unowned,
 )
 
@@ -98,16 +104,20 @@ def lse_block(seg, buf):
     m = block_max(buf, n16)
     if m == -np.inf or m == np.inf:
         return np.float64(m), (np.nan if any_nan(seg) else 0.0)
-    for k in range(n16):
-        padded[k] = exp_native(padded[k] - m)
-    total = sum8(padded, n16)
+    if is_float32(seg):
+        for k in range(n16):  # x - m is exact in float64
+            padded[k] = exp_native(padded[k] - m)
+    else:
+        for k in range(n16):
+            padded[k] = exp_diff(padded[k], m)
+    total = block_sum(padded, n16, is_float32(seg))
     if (is_float32(seg) or is_float32(buf)) and total >= _SUBTRACT_FROM:
         # A float32 result needs s' to about 2**-26 only; S - 1 is within 2**-42 of it.
         return np.float64(m), total - 1.0
     j = first_index(seg, m)
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
         padded[j] = 0.0
-    return np.float64(m), sum8(padded, n16)
+    return np.float64(m), block_sum(padded, n16, is_float32(seg))
 
 
 @njit(inline="always", cache=True)
@@ -121,7 +131,7 @@ def lse_merge(m_acc, s_acc, m, s):
     if m > m_acc:
         if m_acc == -np.inf and s_acc == 0.0:
             return m, s, 0.0, 1.0
-        old = np.float64(exp_native(m_acc - m))
+        old = exp_diff(m_acc, m)
         return m, s + old * (1.0 + s_acc), old, 1.0
     if m == m_acc:
         if m == -np.inf:
@@ -129,7 +139,7 @@ def lse_merge(m_acc, s_acc, m, s):
         return m_acc, s_acc + (1.0 + s), 1.0, 1.0
     if m == -np.inf and s == 0.0:
         return m_acc, s_acc, 1.0, 0.0
-    new = np.float64(exp_native(m - m_acc))
+    new = exp_diff(m, m_acc)
     return m_acc, s_acc + new * (1.0 + s), 1.0, new
 
 
@@ -184,9 +194,23 @@ def write_log_softmax(row, out_row, c0, c1, m, s):
 @njit(inline="always", cache=True)
 def write_softmax(row, out_row, c0, c1, m, s):
     # A +inf logit makes every entry undefined (inf / inf): NaN, as SciPy and PyTorch.
-    total = 1.0 + s if m != np.inf else np.nan
-    for col in range(c0, c1):
-        out_row[col] = exp_native(np.float64(row[col]) - m) / total
+    total, total_err = two_sum(1.0, s)
+    if m == np.inf:
+        total = np.nan
+    # 1 / (1 + s') as inv + inv_lo (the rounding of 1 + s' and of the reciprocal put back:
+    # rem = 1 - total * inv is exact), so each entry is e * (inv + inv_lo) rounded once, within
+    # about one rounding of e**(x - m) / (1 + s'). A multiply and an FMA per entry instead of a
+    # division.
+    inv = 1.0 / total
+    inv_lo = (fma(-total, inv, 1.0) - total_err * inv) / total
+    if is_float32(row):
+        for col in range(c0, c1):
+            e = exp_native(np.float64(row[col]) - m)  # x - m is exact in float64
+            out_row[col] = fma(e, inv, e * inv_lo)
+    else:
+        for col in range(c0, c1):
+            e = exp_diff(row[col], m)
+            out_row[col] = fma(e, inv, e * inv_lo)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
