@@ -295,6 +295,15 @@ def _read_header(fp: Any, path: Any, what: str) -> _Header:
     return _Header(tuple(int(n) for n in shape), bool(fortran), dtype, fp.tell())
 
 
+def _check_kind(header: _Header, path: Any, what: str, role: str) -> None:
+    """Numbers, or (targets only) fixed-width strings for class labels: anything else in a
+    file (complex, datetime, timedelta, void) is a bad file, said before any row is read."""
+    allowed = "fiubUS" if role == "target" else "fiub"
+    if header.dtype.kind not in allowed:
+        expected = "numbers or string labels" if role == "target" else "numbers"
+        raise _at(path, what, None, f"holds data of dtype {header.dtype}; expected {expected}")
+
+
 def _row_elements(shape: tuple[int, ...]) -> int:
     return math.prod(shape[1:])
 
@@ -378,6 +387,7 @@ class NpyPair(Source):
             raise ValueError(f"{path} ({role}): cannot open: {exc.strerror or exc}") from None
         with fp:
             header = _read_header(fp, path, what)
+            _check_kind(header, path, what, role)
             size = os.fstat(fp.fileno()).st_size
             row_bytes = header.dtype.itemsize * _row_elements(header.shape)
             expected = header.data_offset + header.shape[0] * row_bytes
@@ -556,6 +566,7 @@ class NpzMembers(Source):
                     ) from None
                 try:
                     header = _read_header(stream, path, f"member {name!r}")
+                    _check_kind(header, path, f"member {name!r}", role)
                     _check_member(path, name, header, self.zip.getinfo(entry), archive_size)
                 except BaseException:
                     stream.close()

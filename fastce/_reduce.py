@@ -180,8 +180,10 @@ def finish(
     ``"mean"`` is the number of values.
     """
     total, weight = fold(buffers, weighted, dtype)
-    if reduction == "sum":
-        return dtype.type(total)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # IEEE without warnings: a float32 sum beyond float32's range is inf, so is a mean beyond
+    # float64's (found by fuzzing: "overflow encountered in cast").
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if reduction == "sum":
+            return dtype.type(total)
         mean = np.float64(total) / np.float64(weight)
-    return dtype.type(mean)
+        return dtype.type(mean)

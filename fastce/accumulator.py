@@ -68,7 +68,7 @@ class Result:
     @property
     def mean64(self) -> float:
         """``fl(sum64 / weight)``: the mean before any rounding to float32 (NaN if empty)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return float(np.float64(self.sum64) / np.float64(self.weight))
 
     def as_dict(self) -> dict[str, float | int]:
@@ -373,11 +373,14 @@ class Accumulator:
             weight = acc_value(self._acc[1])
             count = self._count
             dtype = self._dtype or np.dtype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # IEEE results without warnings: a mean beyond the float range is inf, as is a float32
+        # sum beyond float32's (found by fuzzing: "overflow encountered in scalar divide").
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             mean = np.float64(total) / np.float64(weight)
+            mean_d, sum_d = dtype.type(mean), dtype.type(total)
         return Result(
-            mean=float(dtype.type(mean)),
-            sum=float(dtype.type(total)),
+            mean=float(mean_d),
+            sum=float(sum_d),
             count=count,
             weight=float(weight),
             dtype=dtype.name,

@@ -310,7 +310,7 @@ def _clip(q: float, eps: float) -> float:
     return min(max(q, eps), 1.0 - eps)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4096)  # every logit row of a run: the measures share them
 def _lse_row(key: bytes, dtype: str) -> tuple[mpf, mpf, tuple[mpf, ...], tuple[mpf, ...]]:
     """(m, log sum_c e^(x_c - m), (x_c), (e^(x_c - m))) of one row of logits."""
     xs = _mp(np.frombuffer(key, dtype))

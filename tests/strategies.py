@@ -280,7 +280,9 @@ def base_case(function: str, draw: Callable[[Any], Any]) -> Case:
         case.options["reduction"] = reduction
     if "sample_weight" in OPTIONS[function] and draw(st.booleans()):
         shape = sample_weight_shape(case, draw)
-        w = np.asarray(rng.random(shape) * 3)
+        # weights far from 1 too: sums beyond float32's range, products near underflow
+        scale = draw(st.sampled_from([1.0, 1.0, 1.0, 1e150, 1e-150]))
+        w = np.asarray(rng.random(shape) * 3 * scale)
         w[rng.random(shape) < 0.2] = 0.0
         case.options["sample_weight"] = Arg("sample_weight", "weight", w, w)
     if "base" in OPTIONS[function] and "base" not in case.options and draw(st.booleans()):
@@ -418,7 +420,8 @@ def _pandas(rng: np.random.Generator, a: np.ndarray) -> Any:
     if a.ndim not in (1, 2) or a.dtype.kind not in "fiub" or (a.ndim == 2 and not a.shape[1]):
         raise NotApplicable  # (a DataFrame without columns forgets the dtype)
     # nullable columns (no missing value) of float64 and int64 only: pandas converts the others
-    nullable = rng.random() < 0.5 and a.dtype in (np.float64, np.int64)
+    # (and a NaN becomes pd.NA in a nullable column)
+    nullable = rng.random() < 0.5 and a.dtype in (np.float64, np.int64) and not np.isnan(a).any()
     if a.ndim == 1:
         if nullable:
             return pd.Series(pd.array(a, dtype="Float64" if a.dtype.kind == "f" else "Int64"))
@@ -580,9 +583,15 @@ def _bad_dtype(kind: str) -> Callable[[np.random.Generator, Case, Arg], None]:
         elif kind == "bytes":
             b = a.astype(bytes)
         elif kind == "datetime":
-            b = np.nan_to_num(a, nan=0, posinf=0, neginf=0).astype(np.int64).astype("M8[s]")
+            b = np.clip(
+                np.nan_to_num(np.asarray(a, np.float64), nan=0, posinf=0, neginf=0), -1e15, 1e15
+            )
+            b = b.astype(np.int64).astype("M8[s]")
         elif kind == "timedelta":
-            b = np.nan_to_num(a, nan=0, posinf=0, neginf=0).astype(np.int64).astype("m8[ms]")
+            b = np.clip(
+                np.nan_to_num(np.asarray(a, np.float64), nan=0, posinf=0, neginf=0), -1e15, 1e15
+            )
+            b = b.astype(np.int64).astype("m8[ms]")
         else:  # structured
             b = np.zeros(a.shape, [("x", "f8")])
         arg.given = b

@@ -489,11 +489,14 @@ def run_atheris(
 
     # atheris instruments whole top-level packages; Numba cannot compile a kernel whose
     # bytecode it has instrumented, so every module that defines jitted functions is left out.
-    kernels = importlib.util.find_spec("fastce._kernels")
-    assert kernels is not None and kernels.submodule_search_locations is not None
-    submodules = pkgutil.iter_modules(kernels.submodule_search_locations)
+    # (found without importing fastce: find_spec of a submodule imports its package, and a
+    # module imported before the hook is not instrumented)
+    package = importlib.util.find_spec("fastce")
+    assert package is not None and package.submodule_search_locations is not None
+    assert "fastce" not in sys.modules, "fastce must be imported under the hook"
+    kernels = [os.path.join(p, "_kernels") for p in package.submodule_search_locations]
     exclude = ["fastce._kernels", "fastce.benchmark"]
-    exclude += [f"fastce._kernels.{m.name}" for m in submodules]
+    exclude += [f"fastce._kernels.{m.name}" for m in pkgutil.iter_modules(kernels)]
     with atheris.instrument_imports(include=["fastce", "numpy", "zipfile"], exclude=exclude):
         import numpy.lib._format_impl
         import numpy.lib.format
@@ -501,7 +504,7 @@ def run_atheris(
         # NumPy imported its .npy reader at startup: load it again, instrumented.
         importlib.reload(numpy.lib._format_impl)
         importlib.reload(numpy.lib.format)
-        import zipfile  # noqa: F401
+        importlib.reload(zipfile)  # (this script imported it to write the seeds)
 
         import fastce._io
         import fastce.scoring

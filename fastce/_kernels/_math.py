@@ -329,16 +329,18 @@ COMPENSATE_FROM = 128
 
 
 @njit(inline="always", cache=True)
-def block_sum(buf, n, float32_result):
+def block_sum(buf, n, float32_result, compensate_from=COMPENSATE_FROM):
     """The sum of a block's n terms in ``buf``, as accurate as the result needs.
 
-    The plain eight lanes add n / 8 terms each in sequence: within 1.5 ulp of float64 up to
-    C = 128 or so (measured on entropies), but 34 ulp for 2,048 equal terms. So float64 results
-    take the compensated sum beyond ``COMPENSATE_FROM`` terms; float32 results never need it
-    (a float64 sum of 2,048 terms is off by far less than a float32 ulp). ``float32_result``
-    is a compile-time constant (``is_float32``), so each kernel keeps one branch.
+    The plain eight lanes add n / 8 terms each in sequence: within 2 ulp of float64 up to
+    n = 128 or so for sums of logarithms (entropy, KL), but 34 ulp for 2,048 equal terms. So
+    float64 results take the compensated sum beyond ``compensate_from`` terms (0 for the sums
+    of exps of a log-sum-exp, whose results are held to 4 ulp: a term near 1 with many small
+    ones cost up to 2.7 ulp plain). float32 results never need it (a float64 sum of 2,048
+    terms is off by far less than a float32 ulp). ``float32_result`` is a compile-time
+    constant (``is_float32``), so each kernel keeps one branch.
     """
-    if float32_result or n <= COMPENSATE_FROM:
+    if float32_result or n <= compensate_from:
         return sum8(buf, n)
     return sum8_compensated(buf, n)
 

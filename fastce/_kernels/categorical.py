@@ -221,12 +221,13 @@ def check_block(seg):
 @njit(inline="always", cache=True)
 def shifted_terms(seg, m, weights, buf64, float32_result):
     """A = sum_c a_c (m - x_c) over the block, with a_c = weights[k] (a buffer of the block's
-    weights). A zero weight contributes 0 even against x_c = -inf."""
+    weights). A zero weight contributes 0 even against x_c = -inf. Summed with compensation
+    for float64 results, as the log-sum-exp it is added to."""
     n = seg.shape[0]
     for k in range(n):
         a = weights[k]
         buf64[k] = a * (m - np.float64(seg[k])) if a != 0.0 else 0.0
-    return block_sum(buf64, n, float32_result)
+    return block_sum(buf64, n, float32_result, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ def nll_block(row, c0, c1, y, from_logits, eps, class_weight, smoothing, buf, bu
         wsum = 0.0
         if smoothing != 0.0:
             fill_class_weights(class_weight, c0, c1, wbuf)
-            wsum = block_sum(wbuf, n, is_float32(row))
+            wsum = block_sum(wbuf, n, is_float32(row), 0)
             if m == -np.inf and s == 0.0:
                 # every logit of the block is -inf: smoothing mass there is an infinite loss
                 return m, s, (np.inf if wsum != 0.0 else 0.0), 0.0, 0.0, x_y
@@ -642,7 +643,7 @@ def pair_block(
             mass = sum8(wbuf, n)
             a = np.inf if mass != 0.0 else 0.0
             return m, s, a, 0.0, bad_p, extra + nan_p
-        return m, s, a, block_sum(wbuf, n, f32), bad_p, extra + nan_p
+        return m, s, a, block_sum(wbuf, n, f32, 0), bad_p, extra + nan_p
     bad_q, nan_q = check_block(x)
     if kind == 0:
         for k in range(n):

@@ -16,7 +16,7 @@ value is the same bits for every thread count.
 
 Each block is three vectorised sweeps over data in L1: its maximum (``row_max``), the exps of
 ``x - m`` into a small buffer, and their sum with eight explicit lanes (``block_sum``,
-compensated for long blocks of float64 rows). No fast-math flags anywhere. For float64 rows,
+compensated for float64 rows). No fast-math flags anywhere. For float64 rows,
 ``x - m`` is rounded; its rounding error is found exactly and put back into the exp
 (``exp_diff``), so that a term far below the maximum keeps its relative accuracy (the loss of a
 dominant class is such a term).
@@ -110,14 +110,14 @@ def lse_block(seg, buf):
     else:
         for k in range(n16):
             padded[k] = exp_diff(padded[k], m)
-    total = block_sum(padded, n16, is_float32(seg))
+    total = block_sum(padded, n16, is_float32(seg), 0)
     if (is_float32(seg) or is_float32(buf)) and total >= _SUBTRACT_FROM:
         # A float32 result needs s' to about 2**-26 only; S - 1 is within 2**-42 of it.
         return np.float64(m), total - 1.0
     j = first_index(seg, m)
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
         padded[j] = 0.0
-    return np.float64(m), block_sum(padded, n16, is_float32(seg))
+    return np.float64(m), block_sum(padded, n16, is_float32(seg), 0)
 
 
 @njit(inline="always", cache=True)
