@@ -39,7 +39,7 @@ import fastce
 from fastce import reference
 
 from . import strategies as fs
-from .tolerances import RTOL, assert_matches, atol
+from .tolerances import BCE_LOGITS_RTOL32, RTOL, assert_matches, atol
 
 FAST = int(os.environ.get("FASTCE_FUZZ_FAST", "250"))
 SLOW = int(os.environ.get("FASTCE_FUZZ_SLOW", "10000"))
@@ -200,8 +200,19 @@ def _compare(case: fs.Case, got: Any) -> None:
     n_terms = n_classes
     if reduction != "none":
         n_terms *= max(1, int(np.prod(fs.batch_shape(case))))
+    rtol = None
+    if (
+        case.function == "binary_cross_entropy"
+        and ref_kwargs.get("from_logits")
+        and want_dtype == np.float32
+    ):
+        # exp and log1p in float32 (found by the campaign: 2 ulps with base=10, within the
+        # documented 8)
+        rtol = BCE_LOGITS_RTOL32
     try:
-        assert_matches(got, want, want_dtype, n_terms, _magnitude(case, ref_args, ref_kwargs))
+        assert_matches(
+            got, want, want_dtype, n_terms, _magnitude(case, ref_args, ref_kwargs), rtol=rtol
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{case.describe()}") from None
 
@@ -1161,3 +1172,15 @@ def test_float32_sums_beyond_float32_do_not_warn():
         assert mean == np.float32(math.log(2))
         acc = fastce.Accumulator("binary_cross_entropy").update(y, p, sample_weight=w)
         assert acc.result().sum == math.inf and acc.result().mean == mean
+
+
+def test_bce_from_float32_logits_in_another_base_within_its_bound():
+    # Found by the slow campaign: 2 float32 ulps (base 10: the float32 exp and log1p, then a
+    # division), beyond the one-rounding tolerance of the other functions but within the
+    # 8 ulps docs/accuracy.md states for binary cross-entropy.
+    y = np.float32([1.0, 0.0, 1.0, 0.0])
+    x = np.float32([0.34558418, 0.82161814, 0.33043706, -1.3031572])
+    got = fastce.binary_cross_entropy(y, x, from_logits=True, base=10)
+    want = reference.binary_cross_entropy(y, x, from_logits=True, base=10)
+    ulps = np.abs(got.astype(np.float64) - want) / np.spacing(np.float32(want))
+    assert got.dtype == np.float32 and ulps.max() <= 8, ulps

@@ -7,12 +7,15 @@ proportional to the number of terms and the size of the largest one.
 
 float32: inputs are float32, but everything is computed in float64 and rounded once, so the
 result is within half an ulp of float32 (2**-24 relative) of the float64 value, plus the same
-absolute term.
+absolute term. One exception: binary cross-entropy from float32 logits takes its exp and log1p
+in float32 (each within 1 ulp; docs/accuracy.md), so its results are held to the documented
+8 ulps (``BCE_LOGITS_RTOL32``).
 """
 
 import numpy as np
 
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2.0**-23}
+BCE_LOGITS_RTOL32 = 8 * 2.0**-23
 
 
 def atol(dtype, n_terms, magnitude):
@@ -20,14 +23,14 @@ def atol(dtype, n_terms, magnitude):
     return 1e-14 * max(n_terms, 1) * max(magnitude, 1.0)
 
 
-def assert_matches(actual, expected, dtype, n_terms=1, magnitude=1.0):
+def assert_matches(actual, expected, dtype, n_terms=1, magnitude=1.0, rtol=None):
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     np.testing.assert_allclose(
         actual,
         expected,
-        rtol=RTOL[np.dtype(dtype)],
+        rtol=RTOL[np.dtype(dtype)] if rtol is None else rtol,
         atol=atol(dtype, n_terms, magnitude),
         equal_nan=True,
     )
