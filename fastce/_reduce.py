@@ -151,6 +151,11 @@ def capture() -> Iterator[list[State]]:
         _CAPTURE.reset(token)
 
 
+def capturing() -> bool:
+    """Whether an ``Accumulator`` is recording exact states in this context."""
+    return _CAPTURE.get() is not None
+
+
 def fold(buffers: Buffers, weighted: bool, dtype: np.dtype) -> tuple[float, float]:
     """Merge the chunks' accumulators exactly: (sum of values, sum of weights), each rounded once.
 

@@ -24,6 +24,7 @@ from . import _validate as v
 from ._dispatch import run
 from ._kernels import binary, categorical, serial
 from ._kernels import logsumexp as lse_kernels
+from ._kernels._common import fold_chunks
 
 __all__ = [
     "binary_cross_entropy",
@@ -352,6 +353,8 @@ def cross_entropy(
 
 _FAST_DTYPES = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
 _FAST_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps), np.dtype(np.float64): 2.0**-52}
+_FAST_MAX = {d: float(np.finfo(d).max) for d in _FAST_DTYPES}
+_NO_ACC = np.zeros((1, 2, 0), np.int64)
 _NO_WEIGHT = np.empty(0, np.float64)  # never written (length 0); writeable like the general path's
 
 
@@ -392,7 +395,11 @@ def _small_labels_fast_path(
     if _reduce.n_chunks(n, c) != 1:
         return None
     reduce = reduction != "none"
-    buffers = _reduce.Buffers.new(1, reduce)
+    # One chunk: its scratch arrays directly (no Buffers, no chunk fold, no capture lookup
+    # unless an Accumulator is listening), the same kernel and the same bits.
+    acc = np.zeros((1, 2, _reduce.ACC_LEN), np.int64) if reduce else _NO_ACC
+    counts = np.zeros(1, np.int64)
+    bad = np.zeros(1, np.int64)
     result = np.empty(0 if reduce else n, dtype)
     serial(categorical.nll_kernel)(
         _readonly(pred),
@@ -406,15 +413,22 @@ def _small_labels_fast_path(
         1.0,
         _NO_WEIGHT,
         result,
-        buffers.acc,
-        buffers.counts,
-        buffers.bad,
+        acc,
+        counts,
+        bad,
     )
-    if buffers.bad[0]:
+    if bad[0]:
         return None  # the general path explains the offending label or probability
     if not reduce:
         return result
-    return _reduce.finish(buffers, reduction, dtype)
+    if _reduce.capturing():
+        return _reduce.finish(_reduce.Buffers(acc, counts, bad), reduction, dtype)
+    total, weight = fold_chunks(acc)
+    value = total if reduction == "sum" else total / weight  # weight >= 1: no division by 0
+    if not abs(value) <= _FAST_MAX[dtype]:  # beyond the dtype (or NaN): IEEE, no warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            return dtype.type(value)
+    return dtype.type(value)
 
 
 def perplexity(

@@ -51,6 +51,19 @@ def bce_logits_elem(y, x, pos_weight):
 
 
 @njit(inline="always", cache=True)
+def bce_logits_shared(y, x, pos_weight):
+    """``bce_logits_elem`` with the shared part of softplus(x) and softplus(-x),
+    log1p(exp(-|x|)), computed once: the same expressions, so the same bits."""
+    tail = np.float64(log1p_native(exp_native(-abs(x))))
+    xf = np.float64(x)
+    pos = xf if x > 0 else 0.0
+    neg = -xf if -x > 0 else 0.0
+    a = (1.0 - y) * (pos + tail) if y != 1.0 else 0.0
+    b = (pos_weight * y) * (neg + tail) if y != 0.0 else 0.0
+    return a + b
+
+
+@njit(inline="always", cache=True)
 def weight2(weights, i, j):
     return np.float64(weights[i, j]) if weights.shape[0] > 0 else 1.0
 
@@ -74,6 +87,7 @@ def bce_kernel(
     nchunks = counts.shape[0]
     reduce = acc.shape[2] > 0
     store = out.shape[0] > 0
+    scale = ln_base != 1.0 or sample_weight.shape[0] > 0
     scratch = np.empty((nchunks, SEGMENT))
     target, pred, pos_weight = unowned(target), unowned(pred), unowned(pos_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
@@ -88,24 +102,28 @@ def bce_kernel(
             j0 = e - i * n_cols
             j1 = min(n_cols, j0 + min(hi - e, SEGMENT))
             n = j1 - j0
-            yrow = target[i]
-            xrow = pred[i]
+            # Slices from 0 (unit-stride loops from 0 vectorise; an offset range of a longer
+            # row became gathers and scatters: measured 2.7x slower on float32 logits).
+            ys = target[i, j0:j1]
+            xs = pred[i, j0:j1]
             if from_logits:
                 for t in range(n):
-                    y = np.float64(yrow[j0 + t])
+                    y = np.float64(ys[t])
                     flags |= (y < 0) | (y > 1)
-                    buf[t] = bce_logits_elem(y, xrow[j0 + t], weight2(pos_weight, i, j0 + t))
+                    buf[t] = bce_logits_elem(y, xs[t], weight2(pos_weight, i, j0 + t))
             else:
                 for t in range(n):
-                    y = np.float64(yrow[j0 + t])
-                    p = np.float64(xrow[j0 + t])
+                    y = np.float64(ys[t])
+                    p = np.float64(xs[t])
                     flags |= (y < 0) | (y > 1) | (p < 0) | (p > 1)
                     buf[t] = bce_probs_elem(y, p, weight2(pos_weight, i, j0 + t), eps)
-            for t in range(n):
-                buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
-            if store:
+            if scale:  # (x / 1) * 1 is x: nats without weights skip the pass
                 for t in range(n):
-                    out[i, j0 + t] = buf[t]
+                    buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
+            if store:
+                os = out[i, j0:j1]
+                for t in range(n):
+                    os[t] = buf[t]
             if reduce:
                 for t in range(n):
                     acc_add(acc[k, 0], buf[t])

@@ -456,6 +456,17 @@ def nll_row(row, y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
     return st
 
 
+ROW_GROUP = 16
+"""Rows whose log1p is taken in one vector loop (block buffers hold at least 16 values)."""
+
+
+@njit(inline="always", cache=True)
+def log1p_group(v):
+    """v[:ROW_GROUP] = log1p(v[:ROW_GROUP]), one vector loop of fixed length."""
+    for j in range(ROW_GROUP):
+        v[j] = log1p(v[j])
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def nll_kernel(
     x,
@@ -484,27 +495,57 @@ def nll_kernel(
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf, buf64, wbuf = sc[k], sc64[k, 0], sc64[k, 1]
-        for i in range(lo, hi):
-            status = label_status(labels[i], c, has_ignore, ignore_index)
-            if status != 0:
-                if status == 2:
-                    bad[k] = 1
-                if out.shape[0] > 0:
-                    out[i] = 0.0
-                continue
-            y = np.int64(labels[i])
-            if short_logits:
-                # The hot path (one block, no smoothing): what nll_row + nll_finish compute,
-                # without building and folding partials.
-                m, s = lse_block(x[i], buf)
-                loss = weight_at(class_weight, y) * ((m - np.float64(x[i, y])) + log1p(s))
-            else:
+        if short_logits:
+            # The hot path (one block, no smoothing): what nll_row + nll_finish compute,
+            # without building and folding partials, ROW_GROUP rows at a time so that their
+            # log1p runs as one vector loop (a scalar log1p per row was ~15% of a C = 100 row).
+            for g0 in range(lo, hi, ROW_GROUP):
+                g1 = min(hi, g0 + ROW_GROUP)
+                for i in range(g0, g1):
+                    if label_status(labels[i], c, has_ignore, ignore_index) == 0:
+                        m, s = lse_block(x[i], buf)
+                        buf64[i - g0] = m - np.float64(x[i, np.int64(labels[i])])
+                        wbuf[i - g0] = s
+                    else:
+                        buf64[i - g0] = 0.0
+                        wbuf[i - g0] = 0.0
+                log1p_group(wbuf)
+                for i in range(g0, g1):
+                    status = label_status(labels[i], c, has_ignore, ignore_index)
+                    if status != 0:
+                        if status == 2:
+                            bad[k] = 1
+                        if out.shape[0] > 0:
+                            out[i] = 0.0
+                        continue
+                    y = np.int64(labels[i])
+                    loss = weight_at(class_weight, y) * (buf64[i - g0] + wbuf[i - g0])
+                    sw = weight_at(sample_weight, i)
+                    emit(
+                        i,
+                        k,
+                        loss / ln_base * sw,
+                        weight_at(class_weight, y) * sw,
+                        out,
+                        acc,
+                        counts,
+                    )
+        else:
+            for i in range(lo, hi):
+                status = label_status(labels[i], c, has_ignore, ignore_index)
+                if status != 0:
+                    if status == 2:
+                        bad[k] = 1
+                    if out.shape[0] > 0:
+                        out[i] = 0.0
+                    continue
+                y = np.int64(labels[i])
                 st = nll_row(x[i], y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
                 loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
                 if not ok:
                     bad[k] = 1
-            sw = weight_at(sample_weight, i)
-            emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
+                sw = weight_at(sample_weight, i)
+                emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
     keep(scratch)
     keep(scratch64)
 
