@@ -353,7 +353,10 @@ def cross_entropy(
 
 _FAST_DTYPES = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
 _FAST_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps), np.dtype(np.float64): 2.0**-52}
-_FAST_MAX = {d: float(np.finfo(d).max) for d in _FAST_DTYPES}
+_FAST_MAX = {
+    np.dtype(np.float32): float(np.finfo(np.float32).max),
+    np.dtype(np.float64): float(np.finfo(np.float64).max),
+}
 _NO_ACC = np.zeros((1, 2, 0), np.int64)
 _NO_WEIGHT = np.empty(0, np.float64)  # never written (length 0); writeable like the general path's
 
