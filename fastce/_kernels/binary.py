@@ -51,19 +51,6 @@ def bce_logits_elem(y, x, pos_weight):
 
 
 @njit(inline="always", cache=True)
-def bce_logits_shared(y, x, pos_weight):
-    """``bce_logits_elem`` with the shared part of softplus(x) and softplus(-x),
-    log1p(exp(-|x|)), computed once: the same expressions, so the same bits."""
-    tail = np.float64(log1p_native(exp_native(-abs(x))))
-    xf = np.float64(x)
-    pos = xf if x > 0 else 0.0
-    neg = -xf if -x > 0 else 0.0
-    a = (1.0 - y) * (pos + tail) if y != 1.0 else 0.0
-    b = (pos_weight * y) * (neg + tail) if y != 0.0 else 0.0
-    return a + b
-
-
-@njit(inline="always", cache=True)
 def weight2(weights, i, j):
     return np.float64(weights[i, j]) if weights.shape[0] > 0 else 1.0
 

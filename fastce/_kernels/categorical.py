@@ -456,6 +456,15 @@ def nll_row(row, y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
     return st
 
 
+@njit(inline="always", cache=True)
+def skip_row(status, i, k, out, bad):
+    """A row whose label is ignored (status 1) or invalid (2, flagged): its output is 0."""
+    if status == 2:
+        bad[k] = 1
+    if out.shape[0] > 0:
+        out[i] = 0.0
+
+
 ROW_GROUP = 16
 """Rows whose log1p is taken in one vector loop (block buffers hold at least 16 values)."""
 
@@ -513,10 +522,7 @@ def nll_kernel(
                 for i in range(g0, g1):
                     status = label_status(labels[i], c, has_ignore, ignore_index)
                     if status != 0:
-                        if status == 2:
-                            bad[k] = 1
-                        if out.shape[0] > 0:
-                            out[i] = 0.0
+                        skip_row(status, i, k, out, bad)
                         continue
                     y = np.int64(labels[i])
                     loss = weight_at(class_weight, y) * (buf64[i - g0] + wbuf[i - g0])
@@ -534,10 +540,7 @@ def nll_kernel(
             for i in range(lo, hi):
                 status = label_status(labels[i], c, has_ignore, ignore_index)
                 if status != 0:
-                    if status == 2:
-                        bad[k] = 1
-                    if out.shape[0] > 0:
-                        out[i] = 0.0
+                    skip_row(status, i, k, out, bad)
                     continue
                 y = np.int64(labels[i])
                 st = nll_row(x[i], y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
@@ -611,10 +614,7 @@ def nll_kernel_split(
                 i = lo + r
                 status = label_status(labels[i], c, has_ignore, ignore_index)
                 if status != 0:
-                    if status == 2:
-                        bad[k] = 1
-                    if out.shape[0] > 0:
-                        out[i] = 0.0
+                    skip_row(status, i, k, out, bad)
                     continue
                 y = np.int64(labels[i])
                 st = get(part, r * nb)
