@@ -515,3 +515,93 @@ def _block_max(buf, n):
     if buf.dtype == types.float64 and buf.layout == "C":
         return lambda buf, n: _lanes8_max_f64(buf, n)
     return lambda buf, n: row_max(buf[:n])
+
+
+# ---------------------------------------------------------------------------------------------
+# Eight short rows at once, one row per vector lane (rows of at most 16 classes).
+#
+# ``cols`` is a column-major tile: cols[8 c + l] is column c of row l, 16 columns (a row's
+# block buffer, padded with -inf). Per lane, these compute exactly what ``block_max`` and
+# ``sum8`` compute on that row's padded 16-entry buffer, so the values are the same bits.
+
+
+@intrinsic
+def lanes_max16(typingctx, cols, out):
+    """out[l] = block_max of lane l's 16 entries (the same integer max over order-mapped bit
+    patterns, which is order-independent)."""
+    ok = all(
+        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
+        for a in (cols, out)
+    )
+    if not ok:
+        return None
+    sig = types.void(cols, out)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        vd = ir.VectorType(ir.DoubleType(), 8)
+        vi = ir.VectorType(i64, 8)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dest = context.make_array(signature.args[1])(context, builder, args[1]).data
+        mask = ir.Constant(vi, [0x7FFFFFFFFFFFFFFF] * 8)
+        shift = ir.Constant(vi, [63] * 8)
+        best = ir.Constant(vi, [(0xFFF0000000000000 ^ 0x7FFFFFFFFFFFFFFF) - 2**64] * 8)
+        for c in range(16):
+            ptr = builder.bitcast(builder.gep(data, [ir.Constant(i64, 8 * c)]), vd.as_pointer())
+            bits = builder.bitcast(builder.load(ptr, align=8), vi)
+            image = builder.xor(bits, builder.and_(builder.ashr(bits, shift), mask))
+            best = builder.select(builder.icmp_signed(">", image, best), image, best)
+        back = builder.xor(best, builder.and_(builder.ashr(best, shift), mask))
+        out_ptr = builder.bitcast(dest, vd.as_pointer())
+        builder.store(builder.bitcast(back, vd), out_ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def lanes_sum16(typingctx, cols, out):
+    """out[l] = sum8 of lane l's 16 entries: a_j = (0 + e_j) + e_(j+8) for j < 8, then
+    ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), then + 0.0 (sum8's empty tail)."""
+    ok = all(
+        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
+        for a in (cols, out)
+    )
+    if not ok:
+        return None
+    sig = types.void(cols, out)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        vd = ir.VectorType(ir.DoubleType(), 8)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dest = context.make_array(signature.args[1])(context, builder, args[1]).data
+        zero = ir.Constant(vd, [0.0] * 8)
+
+        def column(c):
+            ptr = builder.bitcast(builder.gep(data, [ir.Constant(i64, 8 * c)]), vd.as_pointer())
+            return builder.load(ptr, align=8)
+
+        a = [builder.fadd(builder.fadd(zero, column(j)), column(j + 8)) for j in range(8)]
+        left = builder.fadd(builder.fadd(a[0], a[1]), builder.fadd(a[2], a[3]))
+        right = builder.fadd(builder.fadd(a[4], a[5]), builder.fadd(a[6], a[7]))
+        total = builder.fadd(builder.fadd(left, right), zero)
+        builder.store(total, builder.bitcast(dest, vd.as_pointer()), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", cache=True)
+def lane_sum16(cols, lane):
+    """``lanes_sum16`` for one lane, in scalar arithmetic (the same operations in the same
+    order)."""
+    a0 = (0.0 + cols[lane]) + cols[64 + lane]
+    a1 = (0.0 + cols[8 + lane]) + cols[72 + lane]
+    a2 = (0.0 + cols[16 + lane]) + cols[80 + lane]
+    a3 = (0.0 + cols[24 + lane]) + cols[88 + lane]
+    a4 = (0.0 + cols[32 + lane]) + cols[96 + lane]
+    a5 = (0.0 + cols[40 + lane]) + cols[104 + lane]
+    a6 = (0.0 + cols[48 + lane]) + cols[112 + lane]
+    a7 = (0.0 + cols[56 + lane]) + cols[120 + lane]
+    return (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) + 0.0

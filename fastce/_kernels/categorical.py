@@ -50,11 +50,13 @@ from ._math import (
 from .exactsum import acc_add
 from .logsumexp import (
     COL_BLOCK,
+    LANE_TILE,
     ROWS_PER_BATCH,
     block_bounds,
     buffer_len,
     lse_block,
     lse_merge,
+    lse_rows8,
     n_blocks,
 )
 
@@ -497,22 +499,36 @@ def nll_kernel(
     nchunks = counts.shape[0]
     blen = buffer_len(c)
     short_logits = from_logits and smoothing == 0.0 and c <= COL_BLOCK
+    # float32 rows of at most 16 classes: eight rows per vector (lse_rows8), the same bits
+    lanes = short_logits and is_float32(x) and c <= 16
     scratch, scratch64 = np.empty((nchunks, blen)), np.empty((nchunks, 2, blen))
+    lane_tiles = np.empty((nchunks, 2, LANE_TILE if lanes else 0))
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
+    lt = unowned(lane_tiles)
     for k in prange(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf, buf64, wbuf = sc[k], sc64[k, 0], sc64[k, 1]
+        tile, tile2 = lt[k, 0], lt[k, 1]
         if short_logits:
             # The hot path (one block, no smoothing): what nll_row + nll_finish compute,
             # without building and folding partials, ROW_GROUP rows at a time so that their
             # log1p runs as one vector loop (a scalar log1p per row was ~15% of a C = 100 row).
             for g0 in range(lo, hi, ROW_GROUP):
                 g1 = min(hi, g0 + ROW_GROUP)
+                if lanes:
+                    lse_rows8(x, g0, min(g1, g0 + 8), 16, tile)
+                    if g1 > g0 + 8:
+                        lse_rows8(x, g0 + 8, g1, 16, tile2)
                 for i in range(g0, g1):
                     if label_status(labels[i], c, has_ignore, ignore_index) == 0:
-                        m, s = lse_block(x[i], buf)
+                        if lanes:
+                            t = tile if i < g0 + 8 else tile2
+                            lane = (i - g0) % 8
+                            m, s = t[256 + lane], t[264 + lane]
+                        else:
+                            m, s = lse_block(x[i], buf)
                         buf64[i - g0] = m - np.float64(x[i, np.int64(labels[i])])
                         wbuf[i - g0] = s
                     else:
@@ -551,6 +567,7 @@ def nll_kernel(
                 emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
     keep(scratch)
     keep(scratch64)
+    keep(lane_tiles)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

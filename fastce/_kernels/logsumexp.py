@@ -41,6 +41,9 @@ from ._math import (
     fma,
     is_float32,
     keep,
+    lane_sum16,
+    lanes_max16,
+    lanes_sum16,
     log1p,
     two_sum,
     unowned,
@@ -118,6 +121,59 @@ def lse_block(seg, buf):
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
         padded[j] = 0.0
     return np.float64(m), block_sum(padded, n16, is_float32(seg), 0)
+
+
+LANE_TILE = 8 * 16 * 2 + 16
+"""Scratch of ``lse_rows8``: a 16-column tile of eight rows, its broadcast maxima, (m, s')."""
+
+
+@njit(cache=True, error_model="numpy")
+def lse_rows8(x, i0, i1, ncols16, tile):
+    """``lse_block`` of rows i0 .. i1 - 1 (at most 8) of a float32 x with at most 16 columns,
+    one row per vector lane: tile[256 + l] = m and tile[264 + l] = s' of row i0 + l, the same
+    bits as ``lse_block(x[i0 + l], buf)``.
+
+    A row of up to 16 classes is one padded block of 16 entries; eight of them side by side
+    (column-major) make each sweep (maximum, exps, sum) one run of full vectors instead of
+    eight runs of two, and the per-row sweep set-up that dominated such rows goes away.
+    ``ncols16`` is 16, passed at run time so that LLVM vectorises the exp loop rather than
+    unrolling it into scalar code.
+    """
+    c = x.shape[1]
+    nk = 8 * ncols16
+    cols = tile[:nk]
+    ms = tile[256:264]
+    ss = tile[264:272]
+    for lane in range(8):
+        i = i0 + lane
+        if i < i1:
+            row = x[i]
+            for col in range(c):
+                cols[8 * col + lane] = np.float64(row[col])
+            for col in range(c, 16):
+                cols[8 * col + lane] = -np.inf
+        else:
+            for col in range(16):
+                cols[8 * col + lane] = 0.0
+    lanes_max16(cols, ms)
+    wide = tile[nk : 2 * nk]
+    for col in range(ncols16):
+        for lane in range(8):
+            wide[8 * col + lane] = ms[lane]
+    for k in range(nk):
+        cols[k] = exp_native(cols[k] - wide[k])
+    lanes_sum16(cols, ss)
+    for lane in range(i1 - i0):
+        m = ms[lane]
+        if m == -np.inf or m == np.inf:
+            ss[lane] = np.nan if any_nan(x[i0 + lane]) else 0.0
+        elif ss[lane] >= _SUBTRACT_FROM:
+            ss[lane] = ss[lane] - 1.0
+        else:
+            j = first_index(x[i0 + lane], m)
+            if j < c:
+                cols[8 * j + lane] = 0.0
+            ss[lane] = lane_sum16(cols, lane)
 
 
 @njit(inline="always", cache=True)
