@@ -24,7 +24,6 @@ from . import _validate as v
 from ._dispatch import run
 from ._kernels import binary, categorical, serial
 from ._kernels import logsumexp as lse_kernels
-from ._kernels._common import fold_chunks
 
 __all__ = [
     "binary_cross_entropy",
@@ -357,8 +356,6 @@ _FAST_MAX = {
     np.dtype(np.float32): float(np.finfo(np.float32).max),
     np.dtype(np.float64): float(np.finfo(np.float64).max),
 }
-_NO_ACC = np.zeros((1, 2, 0), np.int64)
-_NO_WEIGHT = np.empty(0, np.float64)  # never written (length 0); writeable like the general path's
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -397,37 +394,19 @@ def _small_labels_fast_path(
         return None
     if _reduce.n_chunks(n, c) != 1:
         return None
+    if _reduce.capturing():
+        return None  # an Accumulator needs the exact state: the general path records it
     reduce = reduction != "none"
-    # One chunk: its scratch arrays directly (no Buffers, no chunk fold, no capture lookup
-    # unless an Accumulator is listening), the same kernel and the same bits.
-    acc = np.zeros((1, 2, _reduce.ACC_LEN), np.int64) if reduce else _NO_ACC
-    counts = np.zeros(1, np.int64)
-    bad = np.zeros(1, np.int64)
     result = np.empty(0 if reduce else n, dtype)
-    serial(categorical.nll_kernel)(
-        _readonly(pred),
-        _readonly(target),
-        from_logits,
-        _FAST_EPS[dtype],
-        _NO_WEIGHT,
-        0.0,
-        False,
-        0,
-        1.0,
-        _NO_WEIGHT,
-        result,
-        acc,
-        counts,
-        bad,
+    total, bad = categorical.nll_small(
+        _readonly(pred), _readonly(target), from_logits, _FAST_EPS[dtype], reduce, result
     )
-    if bad[0]:
+    if bad:
         return None  # the general path explains the offending label or probability
     if not reduce:
         return result
-    if _reduce.capturing():
-        return _reduce.finish(_reduce.Buffers(acc, counts, bad), reduction, dtype)
-    total, weight = fold_chunks(acc)
-    value = total if reduction == "sum" else total / weight  # weight >= 1: no division by 0
+    # every weight is 1: the exact sum of the weights is n (as the general path's fold finds)
+    value = total if reduction == "sum" else total / n
     if not abs(value) <= _FAST_MAX[dtype]:  # beyond the dtype (or NaN): IEEE, no warning
         with np.errstate(over="ignore", invalid="ignore"):
             return dtype.type(value)

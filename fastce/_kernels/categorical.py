@@ -33,6 +33,7 @@ An empty ``class_weight`` or ``sample_weight`` array means "no weights".
 import numpy as np
 from numba import njit, prange
 
+from . import serial
 from ._common import chunk_bounds, clip, emit, weight_at
 from ._math import (
     any_nan,
@@ -47,7 +48,7 @@ from ._math import (
     two_sum,
     unowned,
 )
-from .exactsum import acc_add
+from .exactsum import ACC_LEN, acc_add, acc_value
 from .logsumexp import (
     COL_BLOCK,
     LANE_TILE,
@@ -568,6 +569,41 @@ def nll_kernel(
     keep(scratch)
     keep(scratch64)
     keep(lane_tiles)
+
+
+nll_kernel_serial = serial(nll_kernel)
+
+
+@njit(cache=True, error_model="numpy")
+def nll_small(x, labels, from_logits, eps, reduce, out):
+    """A small ``cross_entropy`` call with every option at its default, in one compiled call:
+    the serial ``nll_kernel`` on one chunk (the same arithmetic and bits), its scratch
+    allocated here and its exact sum folded here. Returns (sum of the values, bad): bad when a
+    label or probability is invalid (the caller then takes the general path, which explains
+    it). The weights are all 1, so the divisor of a mean is the number of rows."""
+    acc = np.zeros((1, 2, ACC_LEN if reduce else 0), np.int64)
+    counts = np.zeros(1, np.int64)
+    bad = np.zeros(1, np.int64)
+    no_weight = np.empty(0, np.float64)
+    nll_kernel_serial(
+        x,
+        labels,
+        from_logits,
+        eps,
+        no_weight,
+        0.0,
+        False,
+        0,
+        1.0,
+        no_weight,
+        out,
+        acc,
+        counts,
+        bad,
+    )
+    if bad[0] != 0:
+        return 0.0, True
+    return (acc_value(acc[0, 0]) if reduce else 0.0), False
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
