@@ -5,7 +5,8 @@ position, a count) would wrap past 2**31 elements and read the wrong values, or 
 array. Two checks:
 
 * default suite: stride-0 views (``np.broadcast_to``) of more than 2**31 elements, which take
-  no memory, through the paths that size and fill outputs and count values;
+  no memory, through the paths that size and fill outputs and count values (cross_entropy's
+  rows, "none" and "mean"; logsumexp over one row of 2**31 + 16 classes, the column split);
 * ``slow``: a real float32 array of more than 2**31 elements (8.6 GB), whose last rows are
   checked against fastce.reference and whose ``"sum"`` is checked, bit for bit, against the
   exact sum of its pieces (each piece well inside 32-bit range).
@@ -51,8 +52,6 @@ def test_stride0_rows_beyond_2_31_elements():
     assert np.array_equal(got, np.broadcast_to(one, (N,)))
     mean = fastce.cross_entropy(labels, logits, from_logits=True, reduction="mean")
     assert mean == one[0]  # the exact mean of N equal values is that value
-    lse = fastce.logsumexp(logits)
-    assert lse.shape == (N,) and np.array_equal(lse, np.full(N, lse[0]))
 
 
 def test_stride0_one_row_beyond_2_31_elements():
@@ -63,10 +62,6 @@ def test_stride0_one_row_beyond_2_31_elements():
     lse = fastce.logsumexp(x)
     assert lse.shape == (1,)
     assert math.isclose(lse[0], 0.25 + math.log(n), rel_tol=1e-12)
-    p = np.broadcast_to(np.float32(1.0 / n), (1, n))
-    h = fastce.entropy(p)
-    expect = -n * float(np.float32(1.0 / n)) * math.log(float(np.float32(1.0 / n)))
-    assert math.isclose(float(h[0]), expect, rel_tol=1e-6)
 
 
 @pytest.mark.slow
