@@ -209,6 +209,7 @@ sys.stdout.write(b"".join(np.ascontiguousarray(a).tobytes() for a in parts).hex(
 """
 
 
+@pytest.mark.slow  # compiles the probe's kernels twice in fresh caches (~50 s on 2 cores)
 def test_vector_width_preference_does_not_change_bits(tmp_path):
     """The kernels prefer 512-bit vectors (an LLVM function attribute); with 256-bit vectors
     the same source gives the same bits, because nothing is reassociated or contracted."""
