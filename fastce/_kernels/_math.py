@@ -19,6 +19,8 @@ of float32 values in float32 (16 lanes per AVX-512 register instead of 8; each r
 1 ulp of float32) and accumulate in float64.
 """
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -525,24 +527,39 @@ def _block_max(buf, n):
 # ``sum8`` compute on that row's padded 16-entry buffer, so the values are the same bits.
 
 
+def _lanes_signature(cols: Any, out: Any) -> Any:
+    """void(cols, out) for two 1-D C-contiguous float64 arrays, else None (not typed)."""
+    for a in (cols, out):
+        if not (
+            isinstance(a, types.Array)
+            and a.ndim == 1
+            and a.layout == "C"
+            and a.dtype == types.float64
+        ):
+            return None
+    return types.void(cols, out)
+
+
+def _lanes_pointers(context: Any, builder: Any, signature: Any, args: Any) -> tuple[Any, Any]:
+    """The data pointers of the (cols, out) arguments."""
+    data = context.make_array(signature.args[0])(context, builder, args[0]).data
+    dest = context.make_array(signature.args[1])(context, builder, args[1]).data
+    return data, dest
+
+
 @intrinsic
 def lanes_max16(typingctx, cols, out):
     """out[l] = block_max of lane l's 16 entries (the same integer max over order-mapped bit
     patterns, which is order-independent)."""
-    ok = all(
-        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
-        for a in (cols, out)
-    )
-    if not ok:
+    sig = _lanes_signature(cols, out)
+    if sig is None:
         return None
-    sig = types.void(cols, out)
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         vd = ir.VectorType(ir.DoubleType(), 8)
         vi = ir.VectorType(i64, 8)
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        dest = context.make_array(signature.args[1])(context, builder, args[1]).data
+        data, dest = _lanes_pointers(context, builder, signature, args)
         mask = ir.Constant(vi, [0x7FFFFFFFFFFFFFFF] * 8)
         shift = ir.Constant(vi, [63] * 8)
         best = ir.Constant(vi, [(0xFFF0000000000000 ^ 0x7FFFFFFFFFFFFFFF) - 2**64] * 8)
@@ -563,19 +580,14 @@ def lanes_max16(typingctx, cols, out):
 def lanes_sum16(typingctx, cols, out):
     """out[l] = sum8 of lane l's 16 entries: a_j = (0 + e_j) + e_(j+8) for j < 8, then
     ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), then + 0.0 (sum8's empty tail)."""
-    ok = all(
-        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
-        for a in (cols, out)
-    )
-    if not ok:
+    sig = _lanes_signature(cols, out)
+    if sig is None:
         return None
-    sig = types.void(cols, out)
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         vd = ir.VectorType(ir.DoubleType(), 8)
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        dest = context.make_array(signature.args[1])(context, builder, args[1]).data
+        data, dest = _lanes_pointers(context, builder, signature, args)
         zero = ir.Constant(vd, [0.0] * 8)
 
         def column(c):
