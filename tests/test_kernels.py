@@ -246,3 +246,51 @@ def test_kernels_use_512_bit_vectors_where_the_cpu_has_them():
     f(np.zeros(100), np.empty(112))
     asm = f.inspect_asm(f.signatures[0])
     assert len(re.findall(r"zmm", asm)) > 50, "the exp loop should use 512-bit registers"
+
+
+@numba.njit
+def _copy_max_call(seg, buf):
+    from fastce._kernels._math import copy_max
+
+    return copy_max(seg, buf)
+
+
+def _copy_max_expected(seg):
+    """``row_max`` by its definition: the largest value, -inf if none; a NaN with its sign bit
+    clear counts as above +inf (the result is then NaN), one with the sign bit set as below
+    -inf."""
+    bits = seg.view(np.uint32)
+    nan = np.isnan(seg)
+    if np.any(nan & (bits >> 31 == 0)):
+        return np.nan
+    rest = seg[~nan]
+    return float(rest.max()) if rest.size else -np.inf
+
+
+def test_copy_max_float32_pads_and_finds_the_row_max():
+    """The fused one-pass copy + max of float32 rows (16 lanes and a masked tail): every
+    length 0 .. 70 and a few long ones, every alignment of the row and the buffer, NaN of
+    both signs, +-inf and +-0; entries past the padding untouched."""
+    rng = np.random.default_rng(5)
+    specials = np.array([np.inf, -np.inf, 0.0, -0.0], np.float32)
+    neg_nan = np.frombuffer(np.uint32(0xFFC00001).tobytes(), np.float32)[0]
+    lengths = [*range(71), 100, 1000, 2047, 2048]
+    for n in lengths:
+        for trial in range(3):
+            base = (rng.normal(size=n + 8) * 10).astype(np.float32)
+            if trial == 1 and n:
+                base[rng.integers(0, n + 8, 3)] = rng.choice(specials, 3)
+            if trial == 2 and n:
+                base[rng.integers(0, n + 8, 2)] = [neg_nan, np.nan][rng.integers(0, 2)]
+            off = int(rng.integers(0, 4))
+            seg = base[off : off + n]
+            n16 = (n + 15) & ~15
+            store = np.full(n16 + 24, 7.0)
+            boff = int(rng.integers(0, 3))
+            buf = store[boff : boff + n16 + 16]
+            m = _copy_max_call(seg, buf)
+            want = _copy_max_expected(seg)
+            assert (np.isnan(m) and np.isnan(want)) or m == want, (n, trial, m, want)
+            np.testing.assert_array_equal(buf[:n], seg.astype(np.float64))
+            assert np.all(buf[n:n16] == -np.inf), n
+            assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n

@@ -1018,3 +1018,108 @@ def test_fma_same_bits_without_fma_hardware(tmp_path):
         np.testing.assert_array_equal(
             here.view(np.uint8), generic[name].view(np.uint8), err_msg=name
         )
+
+
+# --------------------------------------------------------------------------------------------
+# exp64_lite: the exps of a float32 row's ``x - m`` (float64, x <= 0), whose results end in
+# float32: relative error below 2**-34, 0 below the normal range.
+# --------------------------------------------------------------------------------------------
+
+LITE = _make_map(vmath.exp64_lite)
+LITE_REL = 2.0**-34
+LITE_MIN = -708.39  # vmath._EXPL_MIN
+
+
+def _lite_inputs():
+    rng = np.random.default_rng(21)
+    ln2 = math.log(2)
+    k = np.arange(0, 1025, dtype=np.float64)
+    return np.concatenate(
+        [
+            -rng.uniform(0.0, 745.0, 400_000),
+            -rng.uniform(0.0, 2.0, 100_000),
+            -np.logspace(-320, 0, 20_000),  # tiny arguments: e**x = 1 + x
+            np.linspace(-708.5, -708.2, 3001),  # around the flush threshold
+            -k * ln2,  # reduced argument 0
+            -(k + 0.5) * ln2,  # the rounding boundaries of k: |r| = ln2 / 2
+            np.nextafter(-(k + 0.5) * ln2, 0.0),
+            np.nextafter(-(k + 0.5) * ln2, -np.inf),
+            [0.0, -0.0, -5e-324, -2.2250738585072014e-308, -1e-16, -745.2, -800.0, -1e300],
+        ]
+    )
+
+
+def test_exp64_lite_accuracy():
+    """Below 2**-34 relative to e**x (long double reference) down to -708.39, 0 below it, as
+    a kernel compiles it (prange wrapper, no fast-math)."""
+    x = _lite_inputs()
+    out = np.zeros(-(-x.size // ROW) * ROW)
+    padded = np.zeros_like(out)
+    padded[: x.size] = x
+    LITE(padded.reshape(-1, ROW), out.reshape(-1, ROW))
+    y = out[: x.size]
+    normal = x >= LITE_MIN
+    exact = np.exp(x[normal].astype(np.longdouble))
+    rel = np.abs((y[normal].astype(np.longdouble) - exact) / exact)
+    assert float(rel.max()) < LITE_REL, float(np.log2(float(rel.max())))
+    assert np.all(y[~normal] == 0.0)
+    # the polynomial alone is fitted to 2**-34.3; the reduction's rounded ln 2 adds < 2**-43
+    assert float(rel.max()) > 2.0**-36  # (the check above is not vacuous)
+
+
+@pytest.mark.parametrize(
+    "x, expected",
+    [(0.0, 1.0), (-0.0, 1.0), (-np.inf, 0.0), (-800.0, 0.0), (-1e-300, 1.0)],
+)
+def test_exp64_lite_special_values(x, expected):
+    y = _simple_loop(vmath.exp64_lite)
+    out = np.empty(64)
+    y(np.full(64, x), out)
+    assert np.all(out == expected), (x, out[0])
+
+
+def test_exp64_lite_nan_in_nan_out():
+    loop = _simple_loop(vmath.exp64_lite)
+    x = np.array([np.nan, -np.nan, 0.0] * 20 + [np.nan] * 4)
+    x[0] = np.frombuffer(np.uint64(0x7FF0000000000FFF).tobytes(), np.float64)[0]  # payload
+    x[1] = np.frombuffer(np.uint64(0xFFF8000000ABCDEF).tobytes(), np.float64)[0]
+    out = np.empty_like(x)
+    loop(x, out)
+    assert np.array_equal(np.isnan(out), np.isnan(x))
+
+
+@pytest.mark.skipif(
+    not re.match(r"x86_64|AMD64", __import__("platform").machine()), reason="x86 asm"
+)
+def test_exp64_lite_vectorises_and_is_shorter_than_exp64_fma():
+    if not _fma_hardware():
+        pytest.skip("no FMA on this CPU: llvm.fma becomes a call to libm's fma")
+    counts = {}
+    for name in ("exp64_lite", "exp64_fma"):
+        loop = _simple_loop(getattr(vmath, name))
+        x = -np.ones(64)
+        loop(x, np.empty_like(x))
+        asm = loop.inspect_asm(loop.signatures[0])
+        assert not re.search(r"\$(exp|fma)\b", asm), f"{name} calls libm"
+        counts[name] = len(re.findall(r"^\s+v\w+\s+[^\n]*%[yz]mm", asm, re.M))
+    assert counts["exp64_lite"] >= 10, counts
+    assert counts["exp64_lite"] < counts["exp64_fma"], counts
+
+
+def _exp_q(r):
+    """(e**r - 1) / r, the part of exp exp64_lite's polynomial Q approximates."""
+    if abs(r) < mp.mpf("1e-12"):
+        return 1 + r / 2 + r**2 / 6
+    return (mp.exp(r) - 1) / r
+
+
+def test_exp64_lite_coefficients_regenerate():
+    """exp64_lite's Q is what remez_weighted produces for the error of exp itself: e**r =
+    1 + r Q(r) moves by r dQ, i.e. by r dQ / e**r relative (about a second)."""
+    with mp.workdps(60):
+        tiny = mp.mpf("1e-30")
+        r_max = mp.log(2) / 2 + mp.mpf("1e-6")
+        coeffs = remez_weighted(
+            _exp_q, lambda r: (abs(r) + tiny) / mp.exp(r), -r_max, r_max, 6
+        )
+    assert [float(c) for c in coeffs] == [getattr(vmath, f"_EXPL_Q{j}") for j in range(7)]

@@ -33,10 +33,10 @@ from numba import njit, prange
 from ._common import chunk_bounds
 from ._math import (
     any_nan,
-    block_max,
     block_sum,
+    copy_max,
     exp_diff,
-    exp_native,
+    exp_lite,
     first_index,
     fma,
     is_float32,
@@ -95,21 +95,13 @@ def lse_block(seg, buf):
     """
     n = seg.shape[0]
     n16 = (n + 15) & ~15
-    if n16 > 0:
-        # The last 16 entries first (two fixed-size vector stores; a loop over n..n16 became
-        # a scatter), then the row over them.
-        tail = buf[n16 - 16 : n16]
-        for k in range(16):
-            tail[k] = -np.inf
-    for k in range(n):
-        buf[k] = seg[k]
+    m = copy_max(seg, buf)
     padded = buf[:n16]
-    m = block_max(buf, n16)
     if m == -np.inf or m == np.inf:
         return np.float64(m), (np.nan if any_nan(seg) else 0.0)
     if is_float32(seg):
         for k in range(n16):  # x - m is exact in float64
-            padded[k] = exp_native(padded[k] - m)
+            padded[k] = exp_lite(padded[k] - m)
     else:
         for k in range(n16):
             padded[k] = exp_diff(padded[k], m)
@@ -161,7 +153,7 @@ def lse_rows8(x, i0, i1, ncols16, tile):
         for lane in range(8):
             wide[8 * col + lane] = ms[lane]
     for k in range(nk):
-        cols[k] = exp_native(cols[k] - wide[k])
+        cols[k] = exp_lite(cols[k] - wide[k])
     lanes_sum16(cols, ss)
     for lane in range(i1 - i0):
         m = ms[lane]
@@ -261,7 +253,7 @@ def write_softmax(row, out_row, c0, c1, m, s):
     inv_lo = (fma(-total, inv, 1.0) - total_err * inv) / total
     if is_float32(row):
         for col in range(c0, c1):
-            e = exp_native(np.float64(row[col]) - m)  # x - m is exact in float64
+            e = exp_lite(np.float64(row[col]) - m)  # x - m is exact in float64
             out_row[col] = fma(e, inv, e * inv_lo)
     else:
         for col in range(c0, c1):
