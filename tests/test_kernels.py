@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastce
+from fastce._kernels._math import copy_max
 from fastce._kernels.logsumexp import COL_BLOCK
 
 LONG = 2 * COL_BLOCK + 123  # three column blocks, the last one partial
@@ -250,8 +251,6 @@ def test_kernels_use_512_bit_vectors_where_the_cpu_has_them():
 
 @numba.njit
 def _copy_max_call(seg, buf):
-    from fastce._kernels._math import copy_max
-
     return copy_max(seg, buf)
 
 
@@ -294,3 +293,30 @@ def test_copy_max_float32_pads_and_finds_the_row_max():
             np.testing.assert_array_equal(buf[:n], seg.astype(np.float64))
             assert np.all(buf[n:n16] == -np.inf), n
             assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_hard_and_soft_label_segments_give_the_same_bits(dtype):
+    """Segments whose labels are all 0 or 1 take one log per element instead of two; an
+    element's value must not depend on whether a soft label shares its segment (else it would
+    depend on how the data is split)."""
+    rng = np.random.default_rng(3)
+    n = 3 * 2048 + 77
+    p = rng.random(n).astype(dtype)
+    p[:50] = np.float32(2.0**-30)  # small p: the log(1 - p) correction matters
+    p[50:100] = 1 - np.float32(2.0**-20)
+    p[100:110] = [0.0, 1.0, 0.5, np.nextafter(0.5, 0), np.nextafter(0.5, 1), 1e-300, 0, 1, 0, 1]
+    y = (rng.random(n) < 0.5).astype(dtype)
+    hard = fastce.binary_cross_entropy(y, p, reduction="none", pos_weight=1.5, eps=1e-12)
+    mixed_y = y.copy()
+    soft_at = np.arange(7, n, 2048)
+    mixed_y[soft_at] = 0.25
+    mixed = fastce.binary_cross_entropy(mixed_y, p, reduction="none", pos_weight=1.5, eps=1e-12)
+    others = np.setdiff1d(np.arange(n), soft_at)
+    assert hard[others].tobytes() == mixed[others].tobytes()
+    # and against an independent float64 reference (the soft path's arithmetic is not shared)
+    pc = np.clip(p.astype(np.float64), 1e-12, 1 - 1e-12)
+    ref = -(1.5 * y * np.log(pc) + (1 - y) * np.log1p(-pc))
+    np.testing.assert_allclose(
+        hard, ref.astype(dtype), rtol=4e-16 if dtype == np.float64 else 2e-7
+    )

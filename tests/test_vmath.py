@@ -1119,7 +1119,5 @@ def test_exp64_lite_coefficients_regenerate():
     with mp.workdps(60):
         tiny = mp.mpf("1e-30")
         r_max = mp.log(2) / 2 + mp.mpf("1e-6")
-        coeffs = remez_weighted(
-            _exp_q, lambda r: (abs(r) + tiny) / mp.exp(r), -r_max, r_max, 6
-        )
+        coeffs = remez_weighted(_exp_q, lambda r: (abs(r) + tiny) / mp.exp(r), -r_max, r_max, 6)
     assert [float(c) for c in coeffs] == [getattr(vmath, f"_EXPL_Q{j}") for j in range(7)]

@@ -16,7 +16,8 @@ come from libm's ``fma``, slowly.
 
 Dtype policy: float64 rows use the float64 functions. float32 rows compute ``exp`` and ``log``
 of float32 values in float32 (16 lanes per AVX-512 register instead of 8; each result within
-1 ulp of float32) and accumulate in float64.
+1 ulp of float32) and accumulate in float64; the exps of a float32 row's ``x - m`` (exact in
+float64, not in float32) are ``exp_lite``: float64, to the 2**-34 a float32 result needs.
 """
 
 from typing import Any

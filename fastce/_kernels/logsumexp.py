@@ -14,17 +14,19 @@ block order with ``lse_merge``. The same fold runs whether the blocks of a row a
 one thread or spread over all of them (``split=True``, for a few very long rows), so a row's
 value is the same bits for every thread count.
 
-Each block is three vectorised sweeps over data in L1: its maximum (``row_max``), the exps of
-``x - m`` into a small buffer, and their sum with eight explicit lanes (``block_sum``,
-compensated for float64 rows). No fast-math flags anywhere. For float64 rows,
-``x - m`` is rounded; its rounding error is found exactly and put back into the exp
-(``exp_diff``), so that a term far below the maximum keeps its relative accuracy (the loss of a
-dominant class is such a term).
+Each block is three vectorised sweeps over data in L1: the copy into a padded buffer with its
+maximum (``copy_max``: one pass for float32 rows, 16 lanes), the exps of ``x - m`` into that
+buffer, and their sum with eight explicit lanes (``block_sum``, compensated for float64 rows).
+No fast-math flags anywhere. For float64 rows, ``x - m`` is rounded; its rounding error is found
+exactly and put back into the exp (``exp_diff``), so that a term far below the maximum keeps its
+relative accuracy (the loss of a dominant class is such a term).
 
 The buffers are float64 for float32 rows too: ``x - m`` of two float32 values is exact in
 float64 but not in float32, where its rounding error (up to |x - m| * 2**-24) becomes a relative
 error of exp(x - m), about 3e-7 (2.5 float32 ulps) for a term near e**-5, more than the 2 ulps
-promised for a float32 loss. float64 exps cost about twice the float32 ones per element.
+promised for a float32 loss. Their exps are ``exp_lite`` (``exp64_lite``: float64 arithmetic,
+relative error below 2**-34, terms below 2**-1022 flushed to 0), which is all a float32 result
+can show and costs about half the vector operations of the full float64 exp.
 """
 
 import numpy as np
@@ -86,8 +88,8 @@ def lse_block(seg, buf):
     e^(x_c - m) with j the first position of the maximum.
 
     The block is copied into ``buf`` padded with -inf to a multiple of 16 entries, so that
-    every sweep (maximum, exps, sum) is a vector loop with no scalar remainder; the exps are
-    computed in the dtype of ``buf`` (float32 buffers for speed, float64 for accuracy). On
+    every sweep (exps, sum) is a vector loop with no scalar remainder; the copy finds the
+    maximum (``copy_max``). float32 blocks take ``exp_lite``, float64 ones ``exp_diff``. On
     return ``buf[:len(seg)]`` holds e^(x_c - m) (the maximum's entry 1 or 0).
     A block of -inf (or an empty one) has m = -inf and s' = 0, or NaN if it holds a NaN; a
     block whose maximum is +inf has s' = 0 (or NaN): its logsumexp is +inf however many
