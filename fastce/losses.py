@@ -699,9 +699,10 @@ def binary_cross_entropy(
 
     Notes
     -----
-    ``log(1 - p)`` is computed as ``log1p(-p)``. Terms with a zero coefficient contribute
-    exactly 0, so a perfect prediction gives 0.0 (with ``eps=0``) and an infinite logit on the
-    right side gives 0.0 rather than NaN.
+    ``log(1 - p)`` is computed from the exact split ``1 - p = hi + lo`` as
+    ``log(hi) + lo / hi``, accurate for small ``p`` (as ``log1p(-p)``). Terms with a zero
+    coefficient contribute exactly 0, so a perfect prediction gives 0.0 (with ``eps=0``) and an
+    infinite logit on the right side gives 0.0 rather than NaN.
 
     See Also
     --------

@@ -8,7 +8,9 @@ Per element, with target y in [0, 1], positive-class weight w+ (1 without ``pos_
 
 The logits form equals PyTorch's ``(1 - y) x + (1 + (w+ - 1) y) softplus(-x)`` and is stable
 for any x. A zero coefficient drops its term (0 log 0 = 0, and 0 * inf is not evaluated), and
-``log(1 - p)`` is computed as ``log1p(-p)``, exact for small p. softplus(x) and softplus(-x) share
+``log(1 - p)`` is ``log(hi) + lo / hi`` from the exact split ``1 - p = hi + lo``, accurate for
+small p (``log_complement``); a segment whose labels are all 0 or 1 takes only the log its
+element needs, with the same operations, so the same bits. softplus(x) and softplus(-x) share
 their transcendental part ``log1p(exp(-|x|))``, computed once per element in the logits' own
 dtype in a loop of its own (float32 logits: 16 lanes per AVX-512 vector; in one loop with the
 float64 combination it ran at 8), then combined in float64.
