@@ -39,7 +39,7 @@ import fastce
 from fastce import reference
 
 from . import strategies as fs
-from .tolerances import BCE_LOGITS_RTOL32, RTOL, assert_matches, atol
+from .tolerances import RTOL, assert_matches, atol, rtol_for
 
 FAST = int(os.environ.get("FASTCE_FUZZ_FAST", "250"))
 SLOW = int(os.environ.get("FASTCE_FUZZ_SLOW", "10000"))
@@ -200,15 +200,9 @@ def _compare(case: fs.Case, got: Any) -> None:
     n_terms = n_classes
     if reduction != "none":
         n_terms *= max(1, int(np.prod(fs.batch_shape(case))))
-    rtol = None
-    if (
-        case.function == "binary_cross_entropy"
-        and ref_kwargs.get("from_logits")
-        and want_dtype == np.float32
-    ):
-        # exp and log1p in float32 (found by the campaign: 2 ulps with base=10, within the
-        # documented 8)
-        rtol = BCE_LOGITS_RTOL32
+    # BCE from float32 logits: exp and log1p in float32 (found by the campaign: 2 ulps with
+    # base=10, within the documented 8)
+    rtol = rtol_for(case.function, want_dtype, ref_kwargs.get("from_logits"))
     try:
         assert_matches(
             got, want, want_dtype, n_terms, _magnitude(case, ref_args, ref_kwargs), rtol=rtol

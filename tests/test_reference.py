@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from .registry import REGISTRY
-from .tolerances import assert_matches
+from .tolerances import assert_matches, rtol_for
 
 CASES = [(key, i) for key, entry in REGISTRY.items() for i in range(len(entry.variants))]
 
@@ -53,4 +53,7 @@ def test_matches_reference(
     else:
         assert type(got) is out_dtype.type
     n_terms = n_classes * max(int(np.prod(batch)), 1) if reduction != "none" else n_classes
-    assert_matches(got, want, out_dtype, n_terms, _magnitude(args))
+    # (BCE from float32 logits: exp and log1p in float32, held to the documented 8 ulps; this
+    # test found 1.03 ulp at seed 4294967294, the same before and after the 2026-11-23 kernels)
+    rtol = rtol_for(key, out_dtype, kwargs.get("from_logits"))
+    assert_matches(got, want, out_dtype, n_terms, _magnitude(args), rtol=rtol)

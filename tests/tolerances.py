@@ -18,6 +18,14 @@ RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2.0**-23}
 BCE_LOGITS_RTOL32 = 8 * 2.0**-23
 
 
+def rtol_for(function, dtype, from_logits):
+    """The relative tolerance for ``function``'s results in ``dtype``, or None for the dtype's
+    default (``RTOL``): the one documented exception is BCE from float32 logits."""
+    if function == "binary_cross_entropy" and from_logits and np.dtype(dtype) == np.float32:
+        return BCE_LOGITS_RTOL32
+    return None
+
+
 def atol(dtype, n_terms, magnitude):
     """Absolute slack for a sum of ``n_terms`` terms each at most ``magnitude`` in size."""
     return 1e-14 * max(n_terms, 1) * max(magnitude, 1.0)
