@@ -170,6 +170,13 @@ def row_max(row):
     """
 
 
+def _neg_inf_image(width):
+    """The order-mapped image of -inf in a ``width``-bit float (the start of every max)."""
+    if width == 32:
+        return (0xFF800000 ^ 0x7FFFFFFF) - 2**32
+    return (0xFFF0000000000000 ^ 0x7FFFFFFFFFFFFFFF) - 2**64
+
+
 def _max_impl(int_type, mask, neg_inf_image):
     sign_shift = int_type(np.iinfo(int_type).bits - 1)
 
@@ -189,13 +196,10 @@ def _max_impl(int_type, mask, neg_inf_image):
 
 @overload(row_max)
 def _row_max(row):
-    # Image of -inf: its bit pattern with the magnitude bits flipped (it is negative).
     if row.dtype == types.float32:
-        image = np.int32(np.int64(0xFF800000 ^ 0x7FFFFFFF) - 2**32)
-        return _max_impl(np.int32, np.int32(0x7FFFFFFF), image)
+        return _max_impl(np.int32, np.int32(0x7FFFFFFF), np.int32(_neg_inf_image(32)))
     if row.dtype == types.float64:
-        image = np.int64((0xFFF0000000000000 ^ 0x7FFFFFFFFFFFFFFF) - 2**64)
-        return _max_impl(np.int64, np.int64(0x7FFFFFFFFFFFFFFF), image)
+        return _max_impl(np.int64, np.int64(0x7FFFFFFFFFFFFFFF), np.int64(_neg_inf_image(64)))
     return None
 
 
@@ -469,6 +473,29 @@ def _register_alias() -> None:
 _register_alias()
 
 
+def _splat(ty, value):
+    """An LLVM constant of type ``ty`` (an integer, or a vector of them) equal to ``value``."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [value] * ty.count)
+    return ir.Constant(ty, value)
+
+
+def _order_map_ir(builder, bits):
+    """``row_max``'s order-mapped image of float bit patterns (an integer or a vector of them,
+    in the float's width): a negative float's magnitude bits flipped, so that the signed
+    integer order is the float order (a NaN with the sign bit clear above +inf, one with it set
+    below -inf). The map is its own inverse: it also turns an image back into the bits."""
+    ty = bits.type
+    width = (ty.element if isinstance(ty, ir.VectorType) else ty).width
+    sign = builder.ashr(bits, _splat(ty, width - 1))
+    return builder.xor(bits, builder.and_(sign, _splat(ty, (1 << (width - 1)) - 1)))
+
+
+def _imax_ir(builder, a, b):
+    """Signed integer max of two images (scalars or lane by lane)."""
+    return builder.select(builder.icmp_signed(">", a, b), a, b)
+
+
 @intrinsic
 def _lanes8_max_f64(typingctx, arr, n):
     """``row_max(arr[:n])`` for a float64 array and n a multiple of 8: the same integer max over
@@ -490,10 +517,7 @@ def _lanes8_max_f64(typingctx, arr, n):
         i64 = ir.IntType(64)
         vd = ir.VectorType(ir.DoubleType(), 8)
         vi = ir.VectorType(i64, 8)
-        mask = ir.Constant(vi, [0x7FFFFFFFFFFFFFFF] * 8)
-        shift = ir.Constant(vi, [63] * 8)
-        neg_inf_image = (0xFFF0000000000000 ^ 0x7FFFFFFFFFFFFFFF) - 2**64
-        start = ir.Constant(vi, [neg_inf_image] * 8)
+        start = _splat(vi, _neg_inf_image(64))
         entry = builder.block
         loop = builder.append_basic_block("max8.loop")
         done = builder.append_basic_block("max8.done")
@@ -505,8 +529,7 @@ def _lanes8_max_f64(typingctx, arr, n):
         best.add_incoming(start, entry)
         ptr = builder.bitcast(builder.gep(data, [i]), vd.as_pointer())
         bits = builder.bitcast(builder.load(ptr, align=8), vi)
-        image = builder.xor(bits, builder.and_(builder.ashr(bits, shift), mask))
-        best_next = builder.select(builder.icmp_signed(">", image, best), image, best)
+        best_next = _imax_ir(builder, _order_map_ir(builder, bits), best)
         i_next = builder.add(i, ir.Constant(i64, 8))
         i.add_incoming(i_next, loop)
         best.add_incoming(best_next, loop)
@@ -519,9 +542,7 @@ def _lanes8_max_f64(typingctx, arr, n):
         for k in range(1, 8):
             v = builder.extract_element(total, ir.Constant(ir.IntType(32), k))
             m = builder.select(builder.icmp_signed(">", v, m), v, m)
-        sign = builder.ashr(m, ir.Constant(i64, 63))
-        m = builder.xor(m, builder.and_(sign, ir.Constant(i64, 0x7FFFFFFFFFFFFFFF)))
-        return builder.bitcast(m, ir.DoubleType())
+        return builder.bitcast(_order_map_ir(builder, m), ir.DoubleType())
 
     return sig, codegen
 
@@ -552,9 +573,7 @@ def _copy_max_f32(typingctx, seg, buf):
         src = seg_ary.data
         n = builder.extract_value(seg_ary.shape, 0)
         dst = context.make_array(signature.args[1])(context, builder, args[1]).data
-        mask = ir.Constant(vi, [0x7FFFFFFF] * 16)
-        shift = ir.Constant(vi, [31] * 16)
-        start = ir.Constant(vi, [(0xFF800000 ^ 0x7FFFFFFF) - 2**32] * 16)  # image of -inf
+        start = _splat(vi, _neg_inf_image(32))
 
         def step(v, index, best):
             for h in range(2):
@@ -563,9 +582,7 @@ def _copy_max_f32(typingctx, seg, buf):
                 at = builder.add(index, ir.Constant(i64, 8 * h))
                 ptr = builder.bitcast(builder.gep(dst, [at]), vd.as_pointer())
                 builder.store(half, ptr, align=8)  # buf is only 8-byte aligned
-            bits = builder.bitcast(v, vi)
-            image = builder.xor(bits, builder.and_(builder.ashr(bits, shift), mask))
-            return builder.select(builder.icmp_signed(">", image, best), image, best)
+            return _imax_ir(builder, _order_map_ir(builder, builder.bitcast(v, vi)), best)
 
         full = builder.and_(n, ir.Constant(i64, ~15))
         entry = builder.block
@@ -619,12 +636,9 @@ def _copy_max_f32(typingctx, seg, buf):
             pick = ir.VectorType(i32, half)
             lo = builder.shuffle_vector(total, total, ir.Constant(pick, list(range(half))))
             hi = builder.shuffle_vector(total, total, ir.Constant(pick, list(range(half, width))))
-            total = builder.select(builder.icmp_signed(">", lo, hi), lo, hi)
+            total = _imax_ir(builder, lo, hi)
             width = half
-        m = builder.extract_element(total, ir.Constant(i32, 0))
-        m = builder.xor(
-            m, builder.and_(builder.ashr(m, ir.Constant(i32, 31)), ir.Constant(i32, 0x7FFFFFFF))
-        )
+        m = _order_map_ir(builder, builder.extract_element(total, ir.Constant(i32, 0)))
         return builder.fpext(builder.bitcast(m, f32), f64)
 
     return sig, codegen
@@ -713,15 +727,12 @@ def lanes_max16(typingctx, cols, out):
         vd = ir.VectorType(ir.DoubleType(), 8)
         vi = ir.VectorType(i64, 8)
         data, dest = _lanes_pointers(context, builder, signature, args)
-        mask = ir.Constant(vi, [0x7FFFFFFFFFFFFFFF] * 8)
-        shift = ir.Constant(vi, [63] * 8)
-        best = ir.Constant(vi, [(0xFFF0000000000000 ^ 0x7FFFFFFFFFFFFFFF) - 2**64] * 8)
+        best = _splat(vi, _neg_inf_image(64))
         for c in range(16):
             ptr = builder.bitcast(builder.gep(data, [ir.Constant(i64, 8 * c)]), vd.as_pointer())
             bits = builder.bitcast(builder.load(ptr, align=8), vi)
-            image = builder.xor(bits, builder.and_(builder.ashr(bits, shift), mask))
-            best = builder.select(builder.icmp_signed(">", image, best), image, best)
-        back = builder.xor(best, builder.and_(builder.ashr(best, shift), mask))
+            best = _imax_ir(builder, _order_map_ir(builder, bits), best)
+        back = _order_map_ir(builder, best)
         out_ptr = builder.bitcast(dest, vd.as_pointer())
         builder.store(builder.bitcast(back, vd), out_ptr, align=8)
         return context.get_dummy_value()
