@@ -570,3 +570,127 @@ def test_thread_count_independence_with_specials_and_zeros(restore_threads):
     values[123_456] = INF
     values[7] = -INF
     assert math.isnan(xs.sum_exact_chunked(values, 4))
+
+
+# --- adding a block at once (acc_add_block) -----------------------------------------------------
+
+
+def block_state(values, block: int = xs.BLOCK) -> np.ndarray:
+    """The state after adding ``values`` with acc_add_block, ``block`` values per call."""
+    acc = new_acc()
+    arr = np.asarray(values, dtype=np.float64)
+    for t in range(0, arr.shape[0], block):
+        xs.acc_add_block(acc, arr[t:], min(block, arr.shape[0] - t))
+    return acc
+
+
+def assert_block_matches(values, block: int = xs.BLOCK) -> None:
+    """Block adds give the reference value, keep the invariant, and leave the same canonical state
+    (value and flags) as one acc_add per value."""
+    got = block_state(values, block)
+    check_invariant(got)
+    assert_same(float(xs.acc_value(got)), reference_sum(values), f"{len(values)} values")
+    want = acc_of(values)
+    xs.acc_normalize(want)
+    xs.acc_normalize(got)
+    np.testing.assert_array_equal(got, want)
+
+
+@st.composite
+def windowed_floats(draw):
+    """Lists whose magnitudes lie within a random window of binades: narrow windows take the
+    block path with 1, 2 or 3 levels, wide ones (and tiny values) the one-at-a-time path."""
+    width = draw(st.sampled_from([0, 1, 52, 53, 54, 105, 106, 107, 158, 159, 160, 400]))
+    low = draw(st.integers(-1074, 971 - width))
+    size = draw(st.integers(1, 80))
+    values = []
+    for _ in range(size):
+        mant = draw(st.integers(0, (1 << 53) - 1))
+        exp = draw(st.integers(low, low + width))
+        sign = draw(st.sampled_from([-1.0, 1.0]))
+        values.append(sign * math.ldexp(mant, exp))
+    zeros = draw(st.lists(st.sampled_from([0.0, -0.0]), max_size=3))
+    values += zeros
+    draw(st.randoms()).shuffle(values)
+    return values
+
+
+@settings(max_examples=300, deadline=None)
+@given(windowed_floats())
+def test_block_add_matches_reference_in_every_window(values):
+    assert_block_matches(values)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(any_float, max_size=40))
+def test_block_add_matches_reference_any_floats(values):
+    assert_block_matches(values)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cancelling_lists())
+def test_block_add_matches_reference_with_cancellation(values):
+    assert_block_matches(values, block=7)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, 0.75, -0.25],  # one level
+        [3.0, 1e-10, -2.5e-14],  # two
+        [7.0, 1e-30, 3e-20],  # three
+        [1.0, 1e-60],  # four: one at a time
+        [1e-300, 3e-290],  # below the block path's range: one at a time
+        [2.0**-1074, 1e-310, 1e-300],  # subnormals
+        [-0.0, -0.0],
+        [-0.0, 0.0],
+        [-0.0, 1.5, -0.0],
+        [0.0, 0.0],
+        [1.0, math.nan, 2.0],
+        [1.0, INF, 2.0],
+        [-INF, 1.0],
+        [DBL_MAX, DBL_MAX, -DBL_MAX],
+    ],
+)
+def test_block_add_cases(values):
+    assert_block_matches(values)
+    assert_block_matches(values, block=1)
+
+
+def test_block_add_takes_the_integer_path():
+    # One acc_add per value puts 0.75 in bin 1022; the block path adds both values' integers in
+    # units of 2**-52 to bin 1023 (low 32 bits) and bin 1055 (the rest).
+    acc = block_state([1.0, 0.75])
+    assert acc[1022] == 0
+    assert acc[1023] == 0 and acc[1055] == (7 << 50) >> 32
+    assert acc_of([1.0, 0.75])[1022] != 0
+
+
+def test_block_add_full_blocks_at_the_extremes():
+    # 1024 integers just below 2**53 sum just below 2**63: the int64 sums' worst case, at the
+    # top of the range (overflowing to inf), in the middle, with both signs, and carried.
+    top = (2.0 - 2.0**-52) * 2.0**1023
+    for value in (top, -top, 2.0 - 2.0**-52, -(2.0 - 2.0**-52)):
+        assert_block_matches(np.full(xs.BLOCK, value))
+    acc = new_acc()
+    block = np.full(xs.BLOCK, 2.0 - 2.0**-52)
+    for _ in range(3000):  # bins 1024 and 1056 pass 2**62 and carry
+        xs.acc_add_block(acc, block, xs.BLOCK)
+    check_invariant(acc)
+    assert_same(
+        float(xs.acc_value(acc)), round_scaled(3000 * xs.BLOCK * to_scaled_int(2.0 - 2.0**-52))
+    )
+
+
+def test_block_add_longer_than_a_block_and_float32():
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal(3000) * 10.0 ** rng.integers(-8, 8, 3000)
+    assert_block_matches(values, block=xs.BLOCK)
+    acc = new_acc()
+    xs.acc_add_block(acc, values, values.shape[0])  # n > BLOCK: one at a time, still exact
+    assert_same(float(xs.acc_value(acc)), math.fsum(values))
+    f32 = values.astype(np.float32)
+    acc32 = new_acc()
+    for t in range(0, f32.shape[0], xs.BLOCK):
+        xs.acc_add_block(acc32, f32[t:], min(xs.BLOCK, f32.shape[0] - t))
+    assert_same(float(xs.acc_value(acc32)), math.fsum(f32.astype(np.float64)))

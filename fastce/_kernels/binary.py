@@ -18,7 +18,8 @@ float64 combination it ran at 8), then combined in float64.
 The kernel walks a 2-D (rows, L) view in ``nchunks`` contiguous chunks of the flattened element
 range, so a single long row (a 1-D input seen as (1, N)) is still split across threads. Each
 contiguous run of a row is one vectorised map into a small float64 buffer, then a pass that
-stores the values and/or adds them to the exact accumulator.
+stores the values and/or adds them to the exact accumulator, ``BLOCK`` values at a time
+(``acc_add_block``: vectorised integer sums per unit instead of one bin update per value).
 """
 
 import numpy as np
@@ -26,7 +27,7 @@ from numba import njit, prange
 
 from ._common import chunk_bounds, clip
 from ._math import exp_native, fma, keep, log, log1p_native, unowned
-from .exactsum import acc_add
+from .exactsum import BLOCK, acc_add_block
 
 SEGMENT = 2048
 """Elements per buffered segment (a 16 KiB float64 buffer)."""
@@ -142,9 +143,9 @@ def probs_segment(ys, xs, pos_weight, i, j0, eps, buf):
 
 @njit(cache=True)
 def add_segment(acc, buf, n):
-    """Add buf[:n] to the exact accumulator ``acc``."""
-    for t in range(n):
-        acc_add(acc, buf[t])
+    """Add buf[:n] to the exact accumulator ``acc``, ``BLOCK`` values at a time."""
+    for t in range(0, n, BLOCK):
+        acc_add_block(acc, buf[t:], min(BLOCK, n - t))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -204,8 +205,7 @@ def bce_kernel(
             if reduce:
                 add_segment(acc[k, 0], buf, n)
                 if sample_weight.shape[0] > 0:
-                    for t in range(n):
-                        acc_add(acc[k, 1], sample_weight[i, j0 + t])
+                    add_segment(acc[k, 1], sample_weight[i, j0:j1], n)
             counts[k] += n
             e += n
         if flags:

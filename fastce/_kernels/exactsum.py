@@ -205,6 +205,113 @@ def acc_add_array(acc, values):
         acc_add(acc, values[i])
 
 
+# --- adding a block at once ----------------------------------------------------------------------
+
+BLOCK = 1024
+"""Most values ``acc_add_block`` takes in one call: 1024 integers below 2**53 sum below 2**63."""
+
+_ABS_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
+_MAX_LEVELS = 3
+
+
+@njit(inline="always", cache=True)
+def _pow2(k):
+    """2.0**k for -1022 <= k <= 1023, from its bits."""
+    return _bits_to_f64(np.int64(1023 + k) << 52)
+
+
+@njit(inline="always", cache=True)
+def _level(x, f, g):
+    """(k, r) with k = trunc(x / u) and r = x - k u exactly, for the unit u = g = 1 / f (a power of
+    two) and |x / u| < 2**53. k converts to float64 exactly, k u is a multiple of u no larger than
+    |x|, and r (|r| < u, same sign as x) is a multiple of ulp(x) no larger than |x|: representable,
+    so the subtraction is exact. Every operation is plain IEEE arithmetic (no contraction)."""
+    k = np.int64(x * f)
+    return k, x - np.float64(k) * g
+
+
+@njit(cache=True)
+def _add_scaled(acc, e, k):
+    """acc += k * 2**(e - 1075) for |k| < 2**63: the low 32 bits into bin e, the rest into bin
+    e + 32 (both in range: e <= 2046), each carried if it passed the limit."""
+    hi = k >> _CARRY_SHIFT
+    b = acc[e] + (k - (hi << _CARRY_SHIFT))
+    acc[e] = b
+    if b > _BIN_LIMIT:
+        _carry(acc, e)
+    b = acc[e + 32] + hi
+    acc[e + 32] = b
+    if b > _BIN_LIMIT or b < -_BIN_LIMIT:
+        _carry(acc, e + 32)
+
+
+@njit(cache=True)
+def acc_add_block(acc, values, n):
+    """Add ``values[:n]`` (float64, or float32: exact in float64; n <= ``BLOCK``) to ``acc``.
+
+    The same value and flags as ``n`` calls of ``acc_add`` (so the same canonical state, see
+    ``acc_normalize``), with vectorised integer sums instead of one bin update per value.
+
+    The largest magnitude fixes a unit u1 = ulp of its binade; each value splits exactly into
+    trunc(x / u1) u1 plus a remainder below u1, whose own 53 bits are cut the same way at
+    u2 = u1 / 2**53, and so on (``_level``). The smallest nonzero magnitude says how many levels
+    leave no remainder at all (at most ``_MAX_LEVELS``, i.e. magnitudes within 2**159 of each
+    other); the integers of each level are summed in int64 (n < 2**10 values below 2**53) and added
+    to the bin of their unit. A block with an infinity, a NaN, only zeros, or a wider spread of
+    magnitudes, or values below about 2**-860, takes the one-at-a-time path, as does any block
+    when n > ``BLOCK``.
+    """
+    top = np.int64(0)
+    low = _ABS_BITS
+    negative_zero = False
+    for t in range(n):
+        b = _f64_to_bits(np.float64(values[t]))
+        a = b & _ABS_BITS
+        top = max(top, a)
+        low = min(low, a if a != 0 else _ABS_BITS)
+        negative_zero |= b == _SIGN_BIT
+    e_top = top >> 52
+    e_low = max(np.int64(1), low >> 52)  # a subnormal's unit is bin 1's
+    levels = 1 + (e_top - e_low + 52) // 53
+    if n > BLOCK or top == 0 or e_top == _EXP_MASK or levels > _MAX_LEVELS or e_top < 53 * levels:
+        for t in range(n):
+            acc_add(acc, values[t])
+        return
+    # Level l's unit is 2**s with s = e_top - 1075 - 53 (l - 1) >= -1022 (checked above), so
+    # 2**-s is a float64; |x| < 2**(e_top - 1022) keeps |x / u1| below 2**53.
+    s1 = e_top - 1075
+    k1 = np.int64(0)
+    k2 = np.int64(0)
+    k3 = np.int64(0)
+    f1, g1 = _pow2(-s1), _pow2(s1)
+    if levels == 1:
+        for t in range(n):
+            k1 += np.int64(np.float64(values[t]) * f1)
+    elif levels == 2:
+        f2 = _pow2(53 - s1)
+        for t in range(n):
+            k, r = _level(np.float64(values[t]), f1, g1)
+            k1 += k
+            k2 += np.int64(r * f2)
+    else:
+        f2, g2 = _pow2(53 - s1), _pow2(s1 - 53)
+        f3 = _pow2(106 - s1)
+        for t in range(n):
+            k, r = _level(np.float64(values[t]), f1, g1)
+            k1 += k
+            k, r = _level(r, f2, g2)
+            k2 += k
+            k3 += np.int64(r * f3)
+    acc[FLAG_OTHER] = 1  # the flags acc_add would set: a nonzero value, and any -0.0
+    if negative_zero:
+        acc[FLAG_NEG_ZERO] = 1
+    _add_scaled(acc, e_top, k1)
+    if levels >= 2:
+        _add_scaled(acc, e_top - 53, k2)
+    if levels >= 3:
+        _add_scaled(acc, e_top - 106, k3)
+
+
 @njit(cache=True)
 def acc_merge(dst, src):
     """``dst += src`` exactly; ``src`` is left unchanged.
