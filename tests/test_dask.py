@@ -556,8 +556,11 @@ def test_cluster_survives_a_worker_killed_mid_computation(client, tmp_path):
     while True:
         assert time.monotonic() < deadline, "the computation never got going"
         done = len(log.read_text().split())
-        running = client.run(_executing, workers=[victim]).get(victim, [])
-        if done >= 2 and any(name.startswith("fastce-") for name in running):
+        # Killed while it runs a fastce task or holds one's partial result (which the
+        # reduction still needs): a condition that lasts while the slow blocks go on (~3 s),
+        # not a race with a task of a few milliseconds.
+        busy = client.run(_fastce_keys, workers=[victim]).get(victim, [])
+        if done >= 2 and busy:
             break
         assert not future.done(), "finished before a worker could be killed"
         time.sleep(0.02)
@@ -576,7 +579,8 @@ def test_cluster_survives_a_worker_killed_mid_computation(client, tmp_path):
     assert len(new_pids) == 2
 
 
-def _executing(dask_worker):
-    """The key names of the tasks this worker is running now."""
-    keys = [ts.key for ts in dask_worker.state.executing]
-    return [str(k[0] if isinstance(k, tuple) else k) for k in keys]
+def _fastce_keys(dask_worker):
+    """The names of the fastce tasks this worker is running now or holds the results of."""
+    keys = [ts.key for ts in dask_worker.state.executing] + list(dask_worker.data.keys())
+    names = (str(k[0] if isinstance(k, tuple) else k) for k in keys)
+    return [name for name in names if name.startswith("fastce-")]
