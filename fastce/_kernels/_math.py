@@ -222,6 +222,38 @@ def _two_sum_ir(builder, a, b):
     return s, e
 
 
+def _vector_loop(builder, limit, step, init, body):
+    """Emit ``for i in range(0, limit, step)`` (``limit`` an i64 multiple of ``step``, maybe 0)
+    carrying the LLVM values ``init``; ``body(i, values)`` emits one iteration and returns the
+    next values. Returns the values after the loop (``init`` where it ran no iteration)."""
+    i64 = ir.IntType(64)
+    entry = builder.block
+    loop = builder.append_basic_block("vloop.body")
+    done = builder.append_basic_block("vloop.done")
+    builder.cbranch(builder.icmp_signed(">", limit, ir.Constant(i64, 0)), loop, done)
+    builder.position_at_end(loop)
+    i = builder.phi(i64)  # phi nodes come first in a block
+    carried = [builder.phi(v.type) for v in init]
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    for phi, v in zip(carried, init, strict=True):
+        phi.add_incoming(v, entry)
+    nxt = body(i, carried)
+    i_next = builder.add(i, ir.Constant(i64, step))
+    end = builder.block
+    i.add_incoming(i_next, end)
+    for phi, v in zip(carried, nxt, strict=True):
+        phi.add_incoming(v, end)
+    builder.cbranch(builder.icmp_signed("<", i_next, limit), loop, done)
+    builder.position_at_end(done)
+    out = []
+    for v0, v1 in zip(init, nxt, strict=True):
+        phi = builder.phi(v0.type)
+        phi.add_incoming(v0, entry)
+        phi.add_incoming(v1, end)
+        out.append(phi)
+    return out
+
+
 def _lanes8_sum_impl(arr, compensated):
     """(signature, codegen) of ``_lanes8_sum`` / ``_lanes8_sum_compensated``."""
     if not (
@@ -246,40 +278,20 @@ def _lanes8_sum_impl(arr, compensated):
         i64 = ir.IntType(64)
         i32 = ir.IntType(32)
         n8 = builder.and_(n, ir.Constant(i64, ~7))
-        entry = builder.block
-        loop = builder.append_basic_block("lanes8.loop")
-        done = builder.append_basic_block("lanes8.done")
         zero = ir.Constant(dvec, [0.0] * 8)
-        builder.cbranch(builder.icmp_signed(">", n8, ir.Constant(i64, 0)), loop, done)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        acc = builder.phi(dvec)
-        if compensated:
-            err = builder.phi(dvec)  # phi nodes come first in a block
-            err.add_incoming(zero, entry)
-        i.add_incoming(ir.Constant(i64, 0), entry)
-        acc.add_incoming(zero, entry)
-        ptr = builder.bitcast(builder.gep(data, [i]), vec.as_pointer())
-        v = builder.load(ptr, align=aryty.dtype.bitwidth // 8)
-        x = builder.fpext(v, dvec) if elt != ir.DoubleType() else v
-        if compensated:
-            acc_next, e = _two_sum_ir(builder, acc, x)
-            err_next = builder.fadd(err, e)
-            err.add_incoming(err_next, loop)
-        else:
-            acc_next = builder.fadd(acc, x)
-        i_next = builder.add(i, ir.Constant(i64, 8))
-        i.add_incoming(i_next, loop)
-        acc.add_incoming(acc_next, loop)
-        builder.cbranch(builder.icmp_signed("<", i_next, n8), loop, done)
-        builder.position_at_end(done)
-        total = builder.phi(dvec)
-        total.add_incoming(zero, entry)
-        total.add_incoming(acc_next, loop)
-        if compensated:
-            errors = builder.phi(dvec)
-            errors.add_incoming(zero, entry)
-            errors.add_incoming(err_next, loop)
+
+        def body(i, carried):
+            ptr = builder.bitcast(builder.gep(data, [i]), vec.as_pointer())
+            v = builder.load(ptr, align=aryty.dtype.bitwidth // 8)
+            x = builder.fpext(v, dvec) if elt != ir.DoubleType() else v
+            if compensated:
+                acc_next, e = _two_sum_ir(builder, carried[0], x)
+                return [acc_next, builder.fadd(carried[1], e)]
+            return [builder.fadd(carried[0], x)]
+
+        final = _vector_loop(builder, n8, 8, [zero, zero] if compensated else [zero], body)
+        total = final[0]
+        errors = final[1] if compensated else None
         s = [builder.extract_element(total, ir.Constant(i32, k)) for k in range(8)]
         if not compensated:
             left = builder.fadd(builder.fadd(s[0], s[1]), builder.fadd(s[2], s[3]))
@@ -518,26 +530,13 @@ def _lanes8_max_f64(typingctx, arr, n):
         vd = ir.VectorType(ir.DoubleType(), 8)
         vi = ir.VectorType(i64, 8)
         start = _splat(vi, _neg_inf_image(64))
-        entry = builder.block
-        loop = builder.append_basic_block("max8.loop")
-        done = builder.append_basic_block("max8.done")
-        builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        best = builder.phi(vi)
-        i.add_incoming(ir.Constant(i64, 0), entry)
-        best.add_incoming(start, entry)
-        ptr = builder.bitcast(builder.gep(data, [i]), vd.as_pointer())
-        bits = builder.bitcast(builder.load(ptr, align=8), vi)
-        best_next = _imax_ir(builder, _order_map_ir(builder, bits), best)
-        i_next = builder.add(i, ir.Constant(i64, 8))
-        i.add_incoming(i_next, loop)
-        best.add_incoming(best_next, loop)
-        builder.cbranch(builder.icmp_signed("<", i_next, n), loop, done)
-        builder.position_at_end(done)
-        total = builder.phi(vi)
-        total.add_incoming(start, entry)
-        total.add_incoming(best_next, loop)
+
+        def body(i, carried):
+            ptr = builder.bitcast(builder.gep(data, [i]), vd.as_pointer())
+            bits = builder.bitcast(builder.load(ptr, align=8), vi)
+            return [_imax_ir(builder, _order_map_ir(builder, bits), carried[0])]
+
+        (total,) = _vector_loop(builder, n, 8, [start], body)
         m = builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
         for k in range(1, 8):
             v = builder.extract_element(total, ir.Constant(ir.IntType(32), k))
@@ -585,25 +584,12 @@ def _copy_max_f32(typingctx, seg, buf):
             return _imax_ir(builder, _order_map_ir(builder, builder.bitcast(v, vi)), best)
 
         full = builder.and_(n, ir.Constant(i64, ~15))
-        entry = builder.block
-        loop = builder.append_basic_block("copymax.loop")
-        after = builder.append_basic_block("copymax.after")
-        builder.cbranch(builder.icmp_signed(">", full, ir.Constant(i64, 0)), loop, after)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        best = builder.phi(vi)
-        i.add_incoming(ir.Constant(i64, 0), entry)
-        best.add_incoming(start, entry)
-        v = builder.load(builder.bitcast(builder.gep(src, [i]), vf.as_pointer()), align=4)
-        best_next = step(v, i, best)
-        i_next = builder.add(i, ir.Constant(i64, 16))
-        i.add_incoming(i_next, loop)
-        best.add_incoming(best_next, loop)
-        builder.cbranch(builder.icmp_signed("<", i_next, full), loop, after)
-        builder.position_at_end(after)
-        acc = builder.phi(vi)
-        acc.add_incoming(start, entry)
-        acc.add_incoming(best_next, loop)
+
+        def body(i, carried):
+            ptr = builder.bitcast(builder.gep(src, [i]), vf.as_pointer())
+            return [step(builder.load(ptr, align=4), i, carried[0])]
+
+        (acc,) = _vector_loop(builder, full, 16, [start], body)
         rest = builder.sub(n, full)
         tail = builder.append_basic_block("copymax.tail")
         done = builder.append_basic_block("copymax.done")
