@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastce
-from fastce._kernels._math import copy_max
+from fastce._kernels._math import copy_max, copy_max_index
 from fastce._kernels.logsumexp import COL_BLOCK
 
 LONG = 2 * COL_BLOCK + 123  # three column blocks, the last one partial
@@ -291,6 +291,58 @@ def test_copy_max_float32_pads_and_finds_the_row_max():
             want = _copy_max_expected(seg)
             assert (np.isnan(m) and np.isnan(want)) or m == want, (n, trial, m, want)
             np.testing.assert_array_equal(buf[:n], seg.astype(np.float64))
+            assert np.all(buf[n:n16] == -np.inf), n
+            assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n
+
+
+@numba.njit
+def _copy_max_index_call(seg, buf):
+    return copy_max_index(seg, buf)
+
+
+def test_copy_max_index_float64_pads_and_finds_the_row_max_and_its_first_position():
+    """The one-pass copy + max + first position of float64 rows (two 8-lane chains, one
+    8-entry step, a masked tail): every length 0 .. 70 and a few long ones, every alignment,
+    ties, NaN of both signs, +-inf, rows whose maximum is a zero of either sign (the first zero
+    of either sign counts, as ``first_index``) or -inf; entries past the padding untouched."""
+    rng = np.random.default_rng(6)
+    specials = np.array([np.inf, -np.inf, 0.0, -0.0])
+    neg_nan = np.frombuffer(np.uint64(0xFFF8000000000001).tobytes(), np.float64)[0]
+    lengths = [*range(71), 100, 1000, 2047, 2048]
+    for n in lengths:
+        for trial in range(6):
+            base = rng.normal(size=n + 8) * 10
+            if trial == 1 and n:
+                base[rng.integers(0, n + 8, 3)] = rng.choice(specials, 3)
+            if trial == 2 and n:
+                base[rng.integers(0, n + 8, 2)] = [neg_nan, np.nan][rng.integers(0, 2)]
+            if trial == 3:
+                base = np.round(base / 10)  # many ties of the maximum
+            if trial == 4:
+                base = -np.abs(base)
+                base[rng.integers(0, n + 8, 4)] = rng.choice([0.0, -0.0], 4)
+            if trial == 5:
+                base[:] = -np.inf
+            off = int(rng.integers(0, 4))
+            seg = base[off : off + n]
+            n16 = (n + 15) & ~15
+            store = np.full(n16 + 24, 7.0)
+            boff = int(rng.integers(0, 3))
+            buf = store[boff : boff + n16 + 16]
+            m, j = _copy_max_index_call(seg, buf)
+            bits = seg.view(np.uint64)
+            nan = np.isnan(seg)
+            if np.any(nan & (bits >> 63 == 0)):
+                want = np.nan
+            else:
+                want = float(seg[~nan].max()) if np.any(~nan) else -np.inf
+            hits = np.flatnonzero(seg == want)
+            want_j = int(hits[0]) if hits.size else n
+            assert (np.isnan(m) and np.isnan(want)) or m == want, (n, trial, m, want)
+            if want == 0.0:  # +0.0 is above -0.0 in row_max's order
+                assert np.signbit(m) == (not np.any((seg == 0.0) & ~np.signbit(seg))), (n, trial)
+            assert j == want_j, (n, trial, j, want_j)
+            np.testing.assert_array_equal(buf[:n], seg)
             assert np.all(buf[n:n16] == -np.inf), n
             assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n
 

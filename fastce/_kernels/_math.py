@@ -556,8 +556,9 @@ def _copy_max_f32(typingctx, seg, buf):
     is ``row_max``'s integer max over the order-mapped bit patterns (int32 lanes), the lanes
     combined at the end (max is order-independent), so m is exactly ``block_max`` of the
     padded float64 copy. ``buf`` must hold at least ``(len(seg) + 15) & ~15`` entries.
-    (For float64 rows the same fusion measured slower than the copy loop plus
-    ``_lanes8_max_f64``: they keep those.)
+    (float64 rows take ``copy_max_index``, which also returns the maximum's first position:
+    the plain fusion of copy and max measured slower for them than the copy loop plus
+    ``_lanes8_max_f64``, but with the position it replaces a search of the row.)
     """
     for a, dt in ((seg, types.float32), (buf, types.float64)):
         if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == dt):
@@ -657,6 +658,180 @@ def _copy_max(seg, buf):
         for k in range(n):
             buf[k] = seg[k]
         return np.float64(block_max(buf, n16))
+
+    return impl
+
+
+@intrinsic
+def _copy_max_index_f64(typingctx, seg, buf):
+    """Copy the float64 ``seg`` into ``buf`` padded with -inf to a multiple of 16 entries, and
+    return (m, j): m its ``row_max`` and j the first position of m's bit pattern (len(seg) if
+    none). One pass, 8 lanes, two independent chains.
+
+    Each lane keeps the largest order-mapped image it has seen and the position where it first
+    saw it (updated only on a strictly larger image, positions visited in increasing order);
+    at the end m is the largest image over the lanes and j the smallest position among the
+    lanes that hold it. For m other than a zero or a NaN, bit equality is float equality, so j
+    is ``first_index(seg, m)``; ``copy_max_index`` redoes the two other cases. The last
+    n % 8 entries are one masked load whose empty lanes read -inf.
+    """
+    for a in (seg, buf):
+        if not (
+            isinstance(a, types.Array)
+            and a.ndim == 1
+            and a.layout == "C"
+            and a.dtype == types.float64
+        ):
+            return None
+    sig = types.Tuple((types.float64, types.int64))(seg, buf)
+
+    def codegen(context, builder, signature, args):
+        i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
+        f64 = ir.DoubleType()
+        vd, vi = ir.VectorType(f64, 8), ir.VectorType(i64, 8)
+        seg_ary = context.make_array(signature.args[0])(context, builder, args[0])
+        src = seg_ary.data
+        n = builder.extract_value(seg_ary.shape, 0)
+        dst = context.make_array(signature.args[1])(context, builder, args[1]).data
+        neg_inf = ir.Constant(vd, [float("-inf")] * 8)
+        lanes = ir.Constant(vi, list(range(8)))
+        none = _splat(vi, 2**63 - 1)
+
+        def store(v, at):
+            ptr = builder.bitcast(builder.gep(dst, [at]), vd.as_pointer())
+            builder.store(v, ptr, align=8)  # buf is only 8-byte aligned
+
+        def splat_i64(value):
+            v = builder.insert_element(ir.Constant(vi, ir.Undefined), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+
+        def step(v, at, best, where):
+            store(v, at)
+            image = _order_map_ir(builder, builder.bitcast(v, vi))
+            gt = builder.icmp_signed(">", image, best)
+            position = builder.add(splat_i64(at), lanes)
+            return builder.select(gt, image, best), builder.select(gt, position, where)
+
+        # -inf in the last 16 entries of the padded length first; the copy overwrites the rest.
+        n16 = builder.and_(builder.add(n, ir.Constant(i64, 15)), ir.Constant(i64, ~15))
+        pad = builder.append_basic_block("copymaxidx.pad")
+        main = builder.append_basic_block("copymaxidx.main")
+        builder.cbranch(builder.icmp_signed(">", n16, ir.Constant(i64, 0)), pad, main)
+        builder.position_at_end(pad)
+        store(neg_inf, builder.sub(n16, ir.Constant(i64, 16)))
+        store(neg_inf, builder.sub(n16, ir.Constant(i64, 8)))
+        builder.branch(main)
+        builder.position_at_end(main)
+
+        start = _splat(vi, _neg_inf_image(64))
+        full16 = builder.and_(n, ir.Constant(i64, ~15))
+
+        def body16(i, carried):
+            b0, w0, b1, w1 = carried
+            p0 = builder.bitcast(builder.gep(src, [i]), vd.as_pointer())
+            b0, w0 = step(builder.load(p0, align=8), i, b0, w0)
+            i8 = builder.add(i, ir.Constant(i64, 8))
+            p1 = builder.bitcast(builder.gep(src, [i8]), vd.as_pointer())
+            b1, w1 = step(builder.load(p1, align=8), i8, b1, w1)
+            return [b0, w0, b1, w1]
+
+        b0, w0, b1, w1 = _vector_loop(builder, full16, 16, [start, none, start, none], body16)
+        # Merge the chains: chain 1's positions follow chain 0's within each 16-entry step,
+        # so on equal images the smaller position is kept explicitly.
+        take1 = builder.or_(
+            builder.icmp_signed(">", b1, b0),
+            builder.and_(builder.icmp_signed("==", b1, b0), builder.icmp_signed("<", w1, w0)),
+        )
+        best = builder.select(take1, b1, b0)
+        where = builder.select(take1, w1, w0)
+
+        rest = builder.sub(n, full16)  # 0 .. 15
+        one8 = builder.append_basic_block("copymaxidx.eight")
+        after8 = builder.append_basic_block("copymaxidx.after8")
+        before = builder.block
+        builder.cbranch(builder.icmp_signed(">=", rest, ir.Constant(i64, 8)), one8, after8)
+        builder.position_at_end(one8)
+        p8 = builder.bitcast(builder.gep(src, [full16]), vd.as_pointer())
+        best8, where8 = step(builder.load(p8, align=8), full16, best, where)
+        end8 = builder.block
+        builder.branch(after8)
+        builder.position_at_end(after8)
+        best_a = builder.phi(vi)
+        best_a.add_incoming(best, before)
+        best_a.add_incoming(best8, end8)
+        where_a = builder.phi(vi)
+        where_a.add_incoming(where, before)
+        where_a.add_incoming(where8, end8)
+
+        full = builder.and_(n, ir.Constant(i64, ~7))
+        left = builder.sub(n, full)  # 0 .. 7
+        tail = builder.append_basic_block("copymaxidx.tail")
+        done = builder.append_basic_block("copymaxidx.done")
+        before = builder.block
+        builder.cbranch(builder.icmp_signed(">", left, ir.Constant(i64, 0)), tail, done)
+        builder.position_at_end(tail)
+        active = builder.icmp_signed("<", lanes, splat_i64(left))
+        fnty = ir.FunctionType(vd, [vd.as_pointer(), i32, ir.VectorType(i1, 8), vd])
+        mload = cgutils.get_or_insert_function(
+            builder.module, fnty, "llvm.masked.load.v8f64.p0v8f64"
+        )
+        ptr = builder.bitcast(builder.gep(src, [full]), vd.as_pointer())
+        v = builder.call(mload, [ptr, ir.Constant(i32, 8), active, neg_inf])
+        best_t, where_t = step(v, full, best_a, where_a)
+        tail_end = builder.block
+        builder.branch(done)
+        builder.position_at_end(done)
+        best_f = builder.phi(vi)
+        best_f.add_incoming(best_a, before)
+        best_f.add_incoming(best_t, tail_end)
+        where_f = builder.phi(vi)
+        where_f.add_incoming(where_a, before)
+        where_f.add_incoming(where_t, tail_end)
+
+        # The largest image over the lanes, then the smallest position holding it.
+        top = builder.extract_element(best_f, ir.Constant(i32, 0))
+        for k in range(1, 8):
+            top = _imax_ir(builder, top, builder.extract_element(best_f, ir.Constant(i32, k)))
+        found = builder.icmp_signed("==", best_f, splat_i64(top))
+        cand = builder.select(found, where_f, none)
+        j = builder.extract_element(cand, ir.Constant(i32, 0))
+        for k in range(1, 8):
+            c = builder.extract_element(cand, ir.Constant(i32, k))
+            j = builder.select(builder.icmp_signed("<", c, j), c, j)
+        j = builder.select(builder.icmp_signed("<", j, n), j, n)
+        m = builder.bitcast(_order_map_ir(builder, top), f64)
+        return context.make_tuple(builder, signature.return_type, [m, j])
+
+    return sig, codegen
+
+
+def copy_max_index(seg, buf):
+    """``(copy_max(seg, buf), first_index(seg, m))`` in one pass where it can (float64 rows
+    and buffers): the copy, the maximum and its first position together."""
+
+
+@overload(copy_max_index)
+def _copy_max_index(seg, buf):
+    if (
+        seg.dtype == types.float64
+        and seg.layout == "C"
+        and buf.dtype == types.float64
+        and buf.layout == "C"
+    ):
+
+        def fused(seg, buf):
+            m, j = _copy_max_index_f64(seg, buf)
+            if m == 0.0 or m == -np.inf:  # the first zero of either sign (-0.0 == +0.0);
+                j = first_index(seg, m)  # -inf is never a lane's update
+            elif m != m:  # a NaN equals nothing
+                j = seg.shape[0]
+            return m, j
+
+        return fused
+
+    def impl(seg, buf):
+        m = copy_max(seg, buf)
+        return m, first_index(seg, m)
 
     return impl
 
