@@ -258,12 +258,30 @@ def _copy_max_expected(seg):
     """``row_max`` by its definition: the largest value, -inf if none; a NaN with its sign bit
     clear counts as above +inf (the result is then NaN), one with the sign bit set as below
     -inf."""
-    bits = seg.view(np.uint32)
     nan = np.isnan(seg)
-    if np.any(nan & (bits >> 31 == 0)):
+    if np.any(nan & ~np.signbit(seg)):
         return np.nan
     rest = seg[~nan]
     return float(rest.max()) if rest.size else -np.inf
+
+
+def _misaligned(rng, base, n):
+    """(seg, buf, store, boff): n values of ``base`` from a random offset, and a float64
+    buffer of the padded length + 16 at a random offset into ``store`` (filled with 7.0)."""
+    off = int(rng.integers(0, 4))
+    n16 = (n + 15) & ~15
+    store = np.full(n16 + 24, 7.0)
+    boff = int(rng.integers(0, 3))
+    return base[off : off + n], store[boff : boff + n16 + 16], store, boff
+
+
+def _check_padded_copy(seg, buf, store, boff):
+    """buf holds seg (as float64), then -inf up to the padded length; nothing else written."""
+    n = seg.shape[0]
+    n16 = (n + 15) & ~15
+    np.testing.assert_array_equal(buf[:n], seg.astype(np.float64))
+    assert np.all(buf[n:n16] == -np.inf), n
+    assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n
 
 
 def test_copy_max_float32_pads_and_finds_the_row_max():
@@ -281,18 +299,11 @@ def test_copy_max_float32_pads_and_finds_the_row_max():
                 base[rng.integers(0, n + 8, 3)] = rng.choice(specials, 3)
             if trial == 2 and n:
                 base[rng.integers(0, n + 8, 2)] = [neg_nan, np.nan][rng.integers(0, 2)]
-            off = int(rng.integers(0, 4))
-            seg = base[off : off + n]
-            n16 = (n + 15) & ~15
-            store = np.full(n16 + 24, 7.0)
-            boff = int(rng.integers(0, 3))
-            buf = store[boff : boff + n16 + 16]
+            seg, buf, store, boff = _misaligned(rng, base, n)
             m = _copy_max_call(seg, buf)
             want = _copy_max_expected(seg)
             assert (np.isnan(m) and np.isnan(want)) or m == want, (n, trial, m, want)
-            np.testing.assert_array_equal(buf[:n], seg.astype(np.float64))
-            assert np.all(buf[n:n16] == -np.inf), n
-            assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n
+            _check_padded_copy(seg, buf, store, boff)
 
 
 @numba.njit
@@ -323,28 +334,16 @@ def test_copy_max_index_float64_pads_and_finds_the_row_max_and_its_first_positio
                 base[rng.integers(0, n + 8, 4)] = rng.choice([0.0, -0.0], 4)
             if trial == 5:
                 base[:] = -np.inf
-            off = int(rng.integers(0, 4))
-            seg = base[off : off + n]
-            n16 = (n + 15) & ~15
-            store = np.full(n16 + 24, 7.0)
-            boff = int(rng.integers(0, 3))
-            buf = store[boff : boff + n16 + 16]
+            seg, buf, store, boff = _misaligned(rng, base, n)
             m, j = _copy_max_index_call(seg, buf)
-            bits = seg.view(np.uint64)
-            nan = np.isnan(seg)
-            if np.any(nan & (bits >> 63 == 0)):
-                want = np.nan
-            else:
-                want = float(seg[~nan].max()) if np.any(~nan) else -np.inf
+            want = _copy_max_expected(seg)
             hits = np.flatnonzero(seg == want)
             want_j = int(hits[0]) if hits.size else n
             assert (np.isnan(m) and np.isnan(want)) or m == want, (n, trial, m, want)
             if want == 0.0:  # +0.0 is above -0.0 in row_max's order
                 assert np.signbit(m) == (not np.any((seg == 0.0) & ~np.signbit(seg))), (n, trial)
             assert j == want_j, (n, trial, j, want_j)
-            np.testing.assert_array_equal(buf[:n], seg)
-            assert np.all(buf[n:n16] == -np.inf), n
-            assert np.all(buf[n16:] == 7.0) and np.all(store[:boff] == 7.0), n
+            _check_padded_copy(seg, buf, store, boff)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

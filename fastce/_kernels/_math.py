@@ -254,6 +254,27 @@ def _vector_loop(builder, limit, step, init, body):
     return out
 
 
+def _guarded_ir(builder, cond, init, body):
+    """Emit ``if cond: values = body(values)`` on the LLVM values ``init``; returns the values
+    after it (``init`` where ``cond`` was false)."""
+    then = builder.append_basic_block("guard.then")
+    done = builder.append_basic_block("guard.done")
+    before = builder.block
+    builder.cbranch(cond, then, done)
+    builder.position_at_end(then)
+    nxt = body(init)
+    end = builder.block
+    builder.branch(done)
+    builder.position_at_end(done)
+    out = []
+    for v0, v1 in zip(init, nxt, strict=True):
+        phi = builder.phi(v0.type)
+        phi.add_incoming(v0, before)
+        phi.add_incoming(v1, end)
+        out.append(phi)
+    return out
+
+
 def _lanes8_sum_impl(arr, compensated):
     """(signature, codegen) of ``_lanes8_sum`` / ``_lanes8_sum_compensated``."""
     if not (
@@ -592,31 +613,25 @@ def _copy_max_f32(typingctx, seg, buf):
 
         (acc,) = _vector_loop(builder, full, 16, [start], body)
         rest = builder.sub(n, full)
-        tail = builder.append_basic_block("copymax.tail")
-        done = builder.append_basic_block("copymax.done")
-        before = builder.block
-        builder.cbranch(builder.icmp_signed(">", rest, ir.Constant(i64, 0)), tail, done)
-        builder.position_at_end(tail)
         v16i64 = ir.VectorType(i64, 16)
-        rest_v = builder.insert_element(
-            ir.Constant(v16i64, ir.Undefined), rest, ir.Constant(i32, 0)
-        )
-        rest_v = builder.shuffle_vector(rest_v, rest_v, ir.Constant(vi, [0] * 16))
-        active = builder.icmp_signed("<", ir.Constant(v16i64, list(range(16))), rest_v)
-        fnty = ir.FunctionType(vf, [vf.as_pointer(), i32, ir.VectorType(i1, 16), vf])
-        mload = cgutils.get_or_insert_function(
-            builder.module, fnty, "llvm.masked.load.v16f32.p0v16f32"
-        )
-        ptr = builder.bitcast(builder.gep(src, [full]), vf.as_pointer())
-        neg_inf = ir.Constant(vf, [float("-inf")] * 16)
-        v = builder.call(mload, [ptr, ir.Constant(i32, 4), active, neg_inf])
-        acc_tail = step(v, full, acc)
-        tail_end = builder.block
-        builder.branch(done)
-        builder.position_at_end(done)
-        total = builder.phi(vi)
-        total.add_incoming(acc, before)
-        total.add_incoming(acc_tail, tail_end)
+
+        def tail(values):  # the last n % 16: a masked load, -inf in the empty lanes
+            rest_v = builder.insert_element(
+                ir.Constant(v16i64, ir.Undefined), rest, ir.Constant(i32, 0)
+            )
+            rest_v = builder.shuffle_vector(rest_v, rest_v, ir.Constant(vi, [0] * 16))
+            active = builder.icmp_signed("<", ir.Constant(v16i64, list(range(16))), rest_v)
+            fnty = ir.FunctionType(vf, [vf.as_pointer(), i32, ir.VectorType(i1, 16), vf])
+            mload = cgutils.get_or_insert_function(
+                builder.module, fnty, "llvm.masked.load.v16f32.p0v16f32"
+            )
+            ptr = builder.bitcast(builder.gep(src, [full]), vf.as_pointer())
+            neg_inf = ir.Constant(vf, [float("-inf")] * 16)
+            v = builder.call(mload, [ptr, ir.Constant(i32, 4), active, neg_inf])
+            return [step(v, full, values[0])]
+
+        any_left = builder.icmp_signed(">", rest, ir.Constant(i64, 0))
+        (total,) = _guarded_ir(builder, any_left, [acc], tail)
         width = 16
         while width > 1:  # the lanes combined as a tree
             half = width // 2
@@ -745,48 +760,29 @@ def _copy_max_index_f64(typingctx, seg, buf):
         best = builder.select(take1, b1, b0)
         where = builder.select(take1, w1, w0)
 
+        def eight(values):  # one more full vector when 8 or more entries are left
+            p8 = builder.bitcast(builder.gep(src, [full16]), vd.as_pointer())
+            return step(builder.load(p8, align=8), full16, *values)
+
         rest = builder.sub(n, full16)  # 0 .. 15
-        one8 = builder.append_basic_block("copymaxidx.eight")
-        after8 = builder.append_basic_block("copymaxidx.after8")
-        before = builder.block
-        builder.cbranch(builder.icmp_signed(">=", rest, ir.Constant(i64, 8)), one8, after8)
-        builder.position_at_end(one8)
-        p8 = builder.bitcast(builder.gep(src, [full16]), vd.as_pointer())
-        best8, where8 = step(builder.load(p8, align=8), full16, best, where)
-        end8 = builder.block
-        builder.branch(after8)
-        builder.position_at_end(after8)
-        best_a = builder.phi(vi)
-        best_a.add_incoming(best, before)
-        best_a.add_incoming(best8, end8)
-        where_a = builder.phi(vi)
-        where_a.add_incoming(where, before)
-        where_a.add_incoming(where8, end8)
+        more = builder.icmp_signed(">=", rest, ir.Constant(i64, 8))
+        best, where = _guarded_ir(builder, more, [best, where], eight)
 
         full = builder.and_(n, ir.Constant(i64, ~7))
         left = builder.sub(n, full)  # 0 .. 7
-        tail = builder.append_basic_block("copymaxidx.tail")
-        done = builder.append_basic_block("copymaxidx.done")
-        before = builder.block
-        builder.cbranch(builder.icmp_signed(">", left, ir.Constant(i64, 0)), tail, done)
-        builder.position_at_end(tail)
-        active = builder.icmp_signed("<", lanes, splat_i64(left))
-        fnty = ir.FunctionType(vd, [vd.as_pointer(), i32, ir.VectorType(i1, 8), vd])
-        mload = cgutils.get_or_insert_function(
-            builder.module, fnty, "llvm.masked.load.v8f64.p0v8f64"
-        )
-        ptr = builder.bitcast(builder.gep(src, [full]), vd.as_pointer())
-        v = builder.call(mload, [ptr, ir.Constant(i32, 8), active, neg_inf])
-        best_t, where_t = step(v, full, best_a, where_a)
-        tail_end = builder.block
-        builder.branch(done)
-        builder.position_at_end(done)
-        best_f = builder.phi(vi)
-        best_f.add_incoming(best_a, before)
-        best_f.add_incoming(best_t, tail_end)
-        where_f = builder.phi(vi)
-        where_f.add_incoming(where_a, before)
-        where_f.add_incoming(where_t, tail_end)
+
+        def tail(values):  # the last n % 8 entries: a masked load, -inf in the empty lanes
+            active = builder.icmp_signed("<", lanes, splat_i64(left))
+            fnty = ir.FunctionType(vd, [vd.as_pointer(), i32, ir.VectorType(i1, 8), vd])
+            mload = cgutils.get_or_insert_function(
+                builder.module, fnty, "llvm.masked.load.v8f64.p0v8f64"
+            )
+            ptr = builder.bitcast(builder.gep(src, [full]), vd.as_pointer())
+            v = builder.call(mload, [ptr, ir.Constant(i32, 8), active, neg_inf])
+            return step(v, full, *values)
+
+        any_left = builder.icmp_signed(">", left, ir.Constant(i64, 0))
+        best_f, where_f = _guarded_ir(builder, any_left, [best, where], tail)
 
         # The largest image over the lanes, then the smallest position holding it.
         top = builder.extract_element(best_f, ir.Constant(i32, 0))
