@@ -16,7 +16,10 @@ def _load(path):
 
 def test_w7_writes_the_json_structure(tmp_path):
     out = tmp_path / "bench.json"
-    assert benchmark.main(["--workloads", "W7", "--repeat", "2", "--json", str(out)]) == 0
+    assert (
+        benchmark.main(["--workloads", "W7", "--repeat", "2", "--settle", "0", "--json", str(out)])
+        == 0
+    )
     results = _load(out)
     assert set(results) >= {"settings", "machine", "bandwidth", "workloads"}
     machine = results["machine"]
@@ -45,7 +48,18 @@ def test_w7_writes_the_json_structure(tmp_path):
 
 def test_every_workload_at_small_scale(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["--scale", "0.01", "--repeat", "2", "--warmup", "1", "--json", str(out)]
+    argv = [
+        "--scale",
+        "0.01",
+        "--repeat",
+        "2",
+        "--warmup",
+        "1",
+        "--settle",
+        "0",
+        "--json",
+        str(out),
+    ]
     assert benchmark.main(argv) == 0
     text = capsys.readouterr().out
     results = _load(out)
@@ -92,7 +106,12 @@ def test_memory_is_measured_in_a_subprocess(tmp_path, capsys):
 
 
 def test_fastce_bench_subcommand(capsys):
-    assert cli.main(["bench", "--workloads", "W7", "--repeat", "1", "--peers", "numpy"]) == 0
+    assert (
+        cli.main(
+            ["bench", "--workloads", "W7", "--repeat", "1", "--peers", "numpy", "--settle", "0"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "W7" in text and "numpy shifted logsumexp" in text
     rows = [line for line in text.splitlines() if line.startswith("W7 ")]
@@ -106,9 +125,28 @@ def test_bad_workload_name_is_an_argument_error(capsys):
     assert "unknown workload(s) W9" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_settle_must_be_a_finite_number_of_seconds(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        benchmark.main(["--workloads", "W7", "--settle", value])
+    assert info.value.code == 2
+    assert "--settle: must be a number >= 0" in capsys.readouterr().err
+
+
 def test_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
-    argv = ["--workloads", "W7", "--repeat", "1", "--peers", "numpy", "--plot", str(png)]
+    argv = [
+        "--workloads",
+        "W7",
+        "--repeat",
+        "1",
+        "--peers",
+        "numpy",
+        "--settle",
+        "0",
+        "--plot",
+        str(png),
+    ]
     assert benchmark.main(argv) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
