@@ -4,7 +4,9 @@ Run as ``python bench/bench_exactsum.py [n_values]`` from the repository root. P
 5 timed runs (after one warm-up run) in nanoseconds per value, for 1 and 2 Numba threads, on
 uniform values in [0, 1) and on values spanning about 1e-300 .. 1e300 with mixed signs. np.sum and
 math.fsum do not use Numba's threads; they are timed once per input. Also prints the fixed costs
-that matter for small inputs: ``acc_value`` alone and ``sum_exact`` on 100 values.
+that matter for small inputs: ``acc_value`` alone and ``sum_exact`` on 100 values. And one
+thread adding every value with ``acc_add`` against ``acc_add_block`` (1,024 values per call,
+what binary cross-entropy does): the wide-range input takes its one-at-a-time path.
 """
 
 import math
@@ -43,6 +45,22 @@ def per_call_microseconds(fn, *args, calls=20_000):
     return (time.perf_counter() - start) / calls * 1e6
 
 
+@numba.njit
+def _serial_one_at_a_time(values):
+    acc = np.zeros(exactsum.ACC_LEN, np.int64)
+    exactsum.acc_add_array(acc, values)
+    return exactsum.acc_value(acc)
+
+
+@numba.njit
+def _serial_blocks(values):
+    acc = np.zeros(exactsum.ACC_LEN, np.int64)
+    n = values.shape[0]
+    for t in range(0, n, exactsum.BLOCK):
+        exactsum.acc_add_block(acc, values[t:], min(exactsum.BLOCK, n - t))
+    return exactsum.acc_value(acc)
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000_000
     rng = np.random.default_rng(0)
@@ -69,6 +87,12 @@ def main() -> None:
             assert exact is None or result == exact, "thread count changed the result"
             exact = result
             print(f"  sum_exact  {threads} thread(s): {seconds / n * 1e9:7.2f} ns")
+        one = _serial_one_at_a_time(values)
+        blocks = _serial_blocks(values)
+        assert one == blocks == exact, "acc_add_block changed the result"
+        for label, fn in (("acc_add", _serial_one_at_a_time), ("acc_add_block", _serial_blocks)):
+            seconds = median_seconds(fn, values)
+            print(f"  {label:<13} serial      : {seconds / n * 1e9:7.2f} ns")
         numba.set_num_threads(max_threads)
         seconds = median_seconds(np.sum, values)
         print(f"  np.sum                   : {seconds / n * 1e9:7.2f} ns")
