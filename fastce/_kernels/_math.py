@@ -222,38 +222,6 @@ def _two_sum_ir(builder, a, b):
     return s, e
 
 
-def _vector_loop(builder, limit, step, init, body):
-    """Emit ``for i in range(0, limit, step)`` (``limit`` an i64 multiple of ``step``, maybe 0)
-    carrying the LLVM values ``init``; ``body(i, values)`` emits one iteration and returns the
-    next values. Returns the values after the loop (``init`` where it ran no iteration)."""
-    i64 = ir.IntType(64)
-    entry = builder.block
-    loop = builder.append_basic_block("vloop.body")
-    done = builder.append_basic_block("vloop.done")
-    builder.cbranch(builder.icmp_signed(">", limit, ir.Constant(i64, 0)), loop, done)
-    builder.position_at_end(loop)
-    i = builder.phi(i64)  # phi nodes come first in a block
-    carried = [builder.phi(v.type) for v in init]
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    for phi, v in zip(carried, init, strict=True):
-        phi.add_incoming(v, entry)
-    nxt = body(i, carried)
-    i_next = builder.add(i, ir.Constant(i64, step))
-    end = builder.block
-    i.add_incoming(i_next, end)
-    for phi, v in zip(carried, nxt, strict=True):
-        phi.add_incoming(v, end)
-    builder.cbranch(builder.icmp_signed("<", i_next, limit), loop, done)
-    builder.position_at_end(done)
-    out = []
-    for v0, v1 in zip(init, nxt, strict=True):
-        phi = builder.phi(v0.type)
-        phi.add_incoming(v0, entry)
-        phi.add_incoming(v1, end)
-        out.append(phi)
-    return out
-
-
 def _guarded_ir(builder, cond, init, body):
     """Emit ``if cond: values = body(values)`` on the LLVM values ``init``; returns the values
     after it (``init`` where ``cond`` was false)."""
@@ -273,6 +241,36 @@ def _guarded_ir(builder, cond, init, body):
         phi.add_incoming(v1, end)
         out.append(phi)
     return out
+
+
+def _vector_loop(builder, limit, step, init, body):
+    """Emit ``for i in range(0, limit, step)`` (``limit`` an i64 multiple of ``step``, maybe 0)
+    carrying the LLVM values ``init``; ``body(i, values)`` emits one iteration and returns the
+    next values. Returns the values after the loop (``init`` where it ran no iteration)."""
+    i64 = ir.IntType(64)
+
+    def loop(values):
+        entry = builder.block
+        head = builder.append_basic_block("vloop.body")
+        builder.branch(head)
+        builder.position_at_end(head)
+        i = builder.phi(i64)  # phi nodes come first in a block
+        carried = [builder.phi(v.type) for v in values]
+        i.add_incoming(ir.Constant(i64, 0), entry)
+        for phi, v in zip(carried, values, strict=True):
+            phi.add_incoming(v, entry)
+        nxt = body(i, carried)
+        i_next = builder.add(i, ir.Constant(i64, step))
+        end = builder.block
+        i.add_incoming(i_next, end)
+        for phi, v in zip(carried, nxt, strict=True):
+            phi.add_incoming(v, end)
+        leave = builder.append_basic_block("vloop.exit")
+        builder.cbranch(builder.icmp_signed("<", i_next, limit), head, leave)
+        builder.position_at_end(leave)
+        return nxt
+
+    return _guarded_ir(builder, builder.icmp_signed(">", limit, ir.Constant(i64, 0)), init, loop)
 
 
 def _lanes8_sum_impl(arr, compensated):
