@@ -273,14 +273,15 @@ def _vector_loop(builder, limit, step, init, body):
     return _guarded_ir(builder, builder.icmp_signed(">", limit, ir.Constant(i64, 0)), init, loop)
 
 
+def _c_vector(a, *dtypes):
+    """Whether the Numba type ``a`` is a 1-D C-contiguous array of one of ``dtypes`` (what the
+    explicit-lane intrinsics below read as plain pointers)."""
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype in dtypes
+
+
 def _lanes8_sum_impl(arr, compensated):
     """(signature, codegen) of ``_lanes8_sum`` / ``_lanes8_sum_compensated``."""
-    if not (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.layout == "C"
-        and arr.dtype in (types.float32, types.float64)
-    ):
+    if not _c_vector(arr, types.float32, types.float64):
         return None
     if compensated:
         sig = types.UniTuple(types.float64, 2)(arr, types.int64)
@@ -532,12 +533,7 @@ def _lanes8_max_f64(typingctx, arr, n):
     """``row_max(arr[:n])`` for a float64 array and n a multiple of 8: the same integer max over
     the order-mapped bit patterns, on eight explicit int64 lanes. The loop vectoriser leaves a
     16-entry block to its scalar remainder (its vector body takes 32 at a time)."""
-    if not (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.layout == "C"
-        and arr.dtype == types.float64
-    ):
+    if not _c_vector(arr, types.float64):
         return None
     sig = types.float64(arr, types.int64)
 
@@ -579,9 +575,8 @@ def _copy_max_f32(typingctx, seg, buf):
     the plain fusion of copy and max measured slower for them than the copy loop plus
     ``_lanes8_max_f64``, but with the position it replaces a search of the row.)
     """
-    for a, dt in ((seg, types.float32), (buf, types.float64)):
-        if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == dt):
-            return None
+    if not (_c_vector(seg, types.float32) and _c_vector(buf, types.float64)):
+        return None
     sig = types.float64(seg, buf)
 
     def codegen(context, builder, signature, args):
@@ -688,14 +683,8 @@ def _copy_max_index_f64(typingctx, seg, buf):
     is ``first_index(seg, m)``; ``copy_max_index`` redoes the two other cases. The last
     n % 8 entries are one masked load whose empty lanes read -inf.
     """
-    for a in (seg, buf):
-        if not (
-            isinstance(a, types.Array)
-            and a.ndim == 1
-            and a.layout == "C"
-            and a.dtype == types.float64
-        ):
-            return None
+    if not (_c_vector(seg, types.float64) and _c_vector(buf, types.float64)):
+        return None
     sig = types.Tuple((types.float64, types.int64))(seg, buf)
 
     def codegen(context, builder, signature, args):
@@ -851,14 +840,8 @@ def _block_max(buf, n):
 
 def _lanes_signature(cols: Any, out: Any) -> Any:
     """void(cols, out) for two 1-D C-contiguous float64 arrays, else None (not typed)."""
-    for a in (cols, out):
-        if not (
-            isinstance(a, types.Array)
-            and a.ndim == 1
-            and a.layout == "C"
-            and a.dtype == types.float64
-        ):
-            return None
+    if not (_c_vector(cols, types.float64) and _c_vector(out, types.float64)):
+        return None
     return types.void(cols, out)
 
 
