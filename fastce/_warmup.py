@@ -4,9 +4,9 @@ Numba compiles a kernel the first time it meets a combination of dtypes and memo
 and caches the machine code on disk. A container image or a read-only install can run this
 once at build time (with ``NUMBA_CACHE_DIR`` pointing at a directory that ships with it), so
 that no process ever compiles. Covered: float32 and float64 C-contiguous inputs, probabilities
-and logits, class indices (int64 and float64), with and without weights, every reduction, the
-serial kernels of small calls, the parallel ones of large calls, the column-split variants for
-very long rows, and ``log_loss``. Strided or Fortran-ordered inputs
+and logits, class indices (int64 and float64), with and without weights, every reduction, small
+calls and large ones (the same kernels, run in the calling thread or over the thread pool), the
+tile and fold kernels of a few very long rows, and ``log_loss``. Strided or Fortran-ordered inputs
 compile their own variants on first use.
 """
 
@@ -26,8 +26,8 @@ def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], d
 
     rng = np.random.default_rng(0)
     calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-    # A small input (the serial kernels), a large one (the parallel kernels), a long row (the
-    # column-split kernels).
+    # A small input (the calling thread), a large one (the thread pool: the same kernels, and
+    # small calls' own path), a long row (the tile and fold kernels).
     for rows, cols in [(4, 3), (2048, 64), (1, 4100)]:
         x = rng.normal(size=(rows, cols)).astype(dtype)
         p = fastce.softmax(x)

@@ -2,7 +2,7 @@
 perplexity, and the log-sum-exp building blocks.
 
 Each function validates its arguments (``_validate``), calls one Numba kernel (``_kernels``)
-through ``_dispatch``, and lets ``_reduce`` turn per-sample values into ``"sum"``/``"mean"``.
+through ``_launch``, and lets ``_reduce`` turn per-sample values into ``"sum"``/``"mean"``.
 Nothing here loops over data.
 
 Conventions shared by every function are in docs/api.md; in short: ``axis=-1`` is the class
@@ -14,16 +14,22 @@ contribute exactly 0; NaN in a sample's inputs gives NaN for that sample.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 
-from . import _reduce
+from . import _launch, _reduce
 from . import _validate as v
-from ._dispatch import run
-from ._kernels import binary, categorical, serial
+from ._kernels import binary, categorical
 from ._kernels import logsumexp as lse_kernels
+from ._launch import Split, Transform, run
+
+_ENTROPY = (categorical.entropy_kernel, Split(categorical.entropy_tiles, categorical.entropy_fold))
+_NLL = (categorical.nll_kernel, Split(categorical.nll_tiles, categorical.nll_fold))
+_PAIR = (categorical.pair_kernel, Split(categorical.pair_tiles, categorical.pair_fold))
+_LOGSUMEXP = Transform(lse_kernels.logsumexp_rows, lse_kernels.logsumexp_from_parts, False)
+_LOG_SOFTMAX = Transform(lse_kernels.log_softmax_rows, lse_kernels.log_softmax_from_parts, True)
+_SOFTMAX = Transform(lse_kernels.softmax_rows, lse_kernels.softmax_from_parts, True)
 
 __all__ = [
     "binary_cross_entropy",
@@ -126,7 +132,7 @@ def entropy(
         v.explain_probabilities(arr, "p", logits_hint=True)
 
     return run(
-        (categorical.entropy_kernel, categorical.entropy_kernel_split),
+        _ENTROPY,
         batch_shape,
         [rows],
         [from_logits, ln_base],
@@ -176,7 +182,7 @@ def _cross_entropy(
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
         return run(
-            (categorical.nll_kernel, categorical.nll_kernel_split),
+            _NLL,
             batch_shape,
             [rows, labels],
             [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
@@ -205,7 +211,7 @@ def _cross_entropy(
                 v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
         return run(
-            (categorical.pair_kernel, categorical.pair_kernel_split),
+            _PAIR,
             batch_shape,
             [soft_rows, rows],
             [0, from_logits, eps_value, cw, smoothing, ln_base],
@@ -392,7 +398,7 @@ def _small_labels_fast_path(
     n, c = pred.shape
     if n == 0 or not 0 < c <= lse_kernels.COL_BLOCK or target.shape[0] != n:
         return None
-    if _reduce.n_chunks(n, c) != 1:
+    if _launch.n_chunks(n, c) != 1:
         return None
     if _reduce.capturing():
         return None  # an Accumulator needs the exact state: the general path records it
@@ -558,7 +564,7 @@ def kl_divergence(
             v.explain_probabilities(q_arr, "q", logits_hint=True)
 
     return run(
-        (categorical.pair_kernel, categorical.pair_kernel_split),
+        _PAIR,
         batch_shape,
         [p_rows, q_rows],
         [1, from_logits, eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
@@ -633,7 +639,7 @@ def js_divergence(
         v.explain_probabilities(q_arr, "q")
 
     return run(
-        (categorical.pair_kernel, categorical.pair_kernel_split),
+        _PAIR,
         batch_shape,
         [p_rows, q_rows],
         [2, False, 0.0, _NO_CLASS_WEIGHT, 0.0, ln_base],
@@ -765,7 +771,7 @@ def binary_cross_entropy(
     )
 
 
-def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
+def _transform(kernel: Transform, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
     arr, rows = _rows(x, "x", axis)
     batch_shape = rows.shape[:-1]
     result_shape = arr.shape if keep_class_axis else batch_shape
@@ -786,17 +792,8 @@ def _transform(kernel: Any, x: Any, axis: Any, keep_class_axis: bool, out: Any) 
         # uninitialised memory otherwise).
         result[...] = -np.inf
     if rows.size:
-        nchunks, split = _reduce.work_plan(math.prod(plan.merged[-1:]), rows.shape[-1])
-        run_kernel = kernel[1] if split else kernel[0]
-        parallel = nchunks > 1 or split
-        if not parallel:
-            run_kernel = serial(run_kernel)  # same bits; no thread-pool start for a small input
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            if parallel:
-                # Every parallel launch goes through _reduce.launch (threading layers, fork).
-                _reduce.launch(run_kernel, x_piece, out_piece, nchunks)
-            else:
-                run_kernel(x_piece, out_piece, nchunks)
+            _launch.transform(kernel, x_piece, out_piece)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:
@@ -842,7 +839,7 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     array([  0., -inf])
     """
     return _transform(
-        (lse_kernels.logsumexp_rows, lse_kernels.logsumexp_rows_split),
+        _LOGSUMEXP,
         x,
         axis,
         keep_class_axis=False,
@@ -878,7 +875,7 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     array([-0.69314718, -0.69314718])
     """
     return _transform(
-        (lse_kernels.log_softmax_rows, lse_kernels.log_softmax_rows_split),
+        _LOG_SOFTMAX,
         x,
         axis,
         keep_class_axis=True,
@@ -914,7 +911,7 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     array([0.25, 0.25, 0.25, 0.25])
     """
     return _transform(
-        (lse_kernels.softmax_rows, lse_kernels.softmax_rows_split),
+        _SOFTMAX,
         x,
         axis,
         keep_class_axis=True,

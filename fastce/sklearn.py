@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _reduce
+from . import _launch, _reduce
 from ._kernels.categorical import log_loss_kernel, pair_kernel
 from ._validate import reject_missing as _reject_missing
 
@@ -237,25 +237,28 @@ def log_loss(
     # warns is held back: scikit-learn checks y_proba (NaN, inf, range) before any of it.
     encoding = _Encoding(y_true, labels, sample_weight, n, dtype)
 
-    nchunks = _reduce.n_chunks(n, rows.shape[1])
-    buffers = _reduce.Buffers.new(nchunks, reduce=True)
+    nchunks = _launch.n_chunks(n, rows.shape[1])
+    buffers = _launch.Buffers.new(nchunks, reduce=True)
     stats = np.zeros((nchunks, 5), np.float64)
     weights = encoding.weights if encoding.weights is not None else np.empty(0, np.float64)
     index = encoding.index if encoding.index is not None else np.zeros(n, np.int64)
     # One pass: the loss, and every statistic scikit-learn checks. With an indicator target
     # (or labels that failed to encode) the loss part is thrown away and redone below.
-    _reduce.call(
+    _launch.call_rows(
         log_loss_kernel,
+        n,
         nchunks,
-        rows,
-        index,
-        binary,
-        dtype != np.float64,
-        eps,
-        weights,
-        buffers.acc,
-        buffers.counts,
-        stats,
+        lambda r, k: (
+            rows[r],
+            index[r],
+            binary,
+            dtype != np.float64,
+            eps,
+            _launch.rows_of(weights, r),
+            buffers.acc[k],
+            buffers.counts[k],
+            stats[k],
+        ),
     )
     if stats[:, 2].any():
         raise ValueError("Input contains NaN.")
@@ -292,23 +295,27 @@ def log_loss(
             f"found in labels: {classes}"
         )
     if encoding.indicator is not None:
-        buffers = _reduce.Buffers.new(nchunks, reduce=True)
-        _reduce.call(
+        buffers = _launch.Buffers.new(nchunks, reduce=True)
+        indicator = encoding.indicator
+        _launch.call_rows(
             pair_kernel,
+            n,
             nchunks,
-            encoding.indicator,
-            rows,
-            0,
-            False,
-            eps,
-            np.empty(0, np.float64),
-            0.0,
-            1.0,
-            weights,
-            np.empty(0, rows.dtype),
-            buffers.acc,
-            buffers.counts,
-            buffers.bad,
+            lambda r, k: (
+                indicator[r],
+                rows[r],
+                0,
+                False,
+                eps,
+                np.empty(0, np.float64),
+                0.0,
+                1.0,
+                _launch.rows_of(weights, r),
+                np.empty(0, rows.dtype),
+                buffers.acc[k],
+                buffers.counts[k],
+                buffers.bad[k],
+            ),
         )
     total, weight = _reduce.fold(buffers, True, np.dtype(np.float64))
     if not normalize:

@@ -1,10 +1,10 @@
 """Concurrency, processes and memory: every public function from many threads at once, in
-forked children, on every Numba threading layer, and without leaks. The results are the same
-bits on every path: parallel kernel or serial twin, with or without the launch lock, in the
-parent or in a forked child, under omp, workqueue or tbb.
+forked children, whatever Numba threading layer is configured, and without leaks. The results
+are the same bits on every path: in the calling thread or spread over fastce's thread pool, with
+one thread or several, in the parent or in a forked child.
 
 Some tests run this module as a script in a subprocess (``python -m tests.test_concurrency``),
-to choose the threading layer (``NUMBA_THREADING_LAYER``) before Numba starts its pool.
+to set the environment (``NUMBA_THREADING_LAYER``) before Numba starts.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ import numpy as np
 import pytest
 
 import fastce
-from fastce import _threading
+from fastce import _launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_THREADS = 8
 # A forked child or a subprocess that takes longer than this is hung or dead.
 TIMEOUT_S = 300
 
-# Forking a process that runs threads (Numba's pool) is what these tests are about.
+# Forking a process that runs threads (fastce's pool) is what these tests are about.
 pytestmark = pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
 
 
@@ -58,8 +58,8 @@ def _inputs(n: int, c: int, dtype: type, seed: int) -> dict[str, Any]:
     }
 
 
-# Over 65,536 values a call takes the parallel kernels (2048 x 64 = 131,072); the small inputs
-# take the serial twins; a few long rows take the column-split kernels.
+# Over 65,536 values a call is cut into chunks for the pool (2048 x 64 = 131,072); the small
+# inputs run in the calling thread; a few long rows have their column blocks spread instead.
 SIZES = {
     "large64": (2048, 64, np.float64),
     "large32": (2048, 64, np.float32),
@@ -163,7 +163,7 @@ def _hammer(rounds: int, threads: int = N_THREADS) -> dict[str, Any]:
 
 
 def _child_digests(conn: Any) -> None:
-    conn.send({"digests": _digests(), "status": _threading.status()})
+    conn.send({"digests": _digests(), "status": _launch.status()})
     conn.close()
 
 
@@ -211,23 +211,13 @@ def _subprocess(
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _tbb_installed() -> bool:
-    return _threading._tbb_library_path() is not None
-
-
-needs_tbb = pytest.mark.skipif(
-    not _tbb_installed(), reason="the tbb wheel is not installed (pip install fastce[tbb])"
-)
-
-
 # --- threads ------------------------------------------------------------------------------------
 
 
-def test_cases_take_the_parallel_and_the_serial_paths():
-    from fastce import _reduce
-
-    assert _reduce.n_chunks(*SIZES["large64"][:2]) > 1 or numba.get_num_threads() == 1
-    assert _reduce.n_chunks(*SIZES["small"][:2]) == 1
+def test_cases_take_the_pool_and_the_calling_thread():
+    assert _launch.n_chunks(*SIZES["large64"][:2]) > 1 or numba.get_num_threads() == 1
+    assert _launch.n_chunks(*SIZES["small"][:2]) == 1
+    assert _launch.work_plan(*SIZES["long"][:2])[1] or numba.get_num_threads() == 1
 
 
 def test_threads_call_every_function_at_once():
@@ -263,42 +253,41 @@ def test_threads_share_one_accumulator():
     assert shared.to_bytes() == serial.to_bytes()
 
 
-def test_serial_twins_lock_and_thread_count_give_the_same_bits(monkeypatch):
+def test_thread_count_follows_numba_and_gives_the_same_bits(monkeypatch):
     expected = _digests()
-    # The serial twins of the parallel kernels, on the same chunks (a forked child's path).
-    with monkeypatch.context() as m:
-        m.setattr(_threading, "_serial_only", True)
-        assert _digests() == expected
-    # Every launch under the lock (the workqueue path).
-    with monkeypatch.context() as m:
-        m.setattr(_threading, "_layer", "workqueue")
-        assert _threading.status()["lock"]
-        assert _digests() == expected
-    # One Numba thread: fewer chunks.
     threads = numba.get_num_threads()
+    used = []
+    real = _launch._executor
+    monkeypatch.setattr(_launch, "_executor", lambda n: used.append(n) or real(n))
     numba.set_num_threads(1)
     try:
         assert _digests() == expected
+        assert used == [], "one Numba thread: no pool thread is used"
     finally:
         numba.set_num_threads(threads)
+    if threads > 1:
+        _digests()
+        assert used and max(used) == threads - 1, "the caller works beside threads - 1"
 
 
-def test_workqueue_layer_is_locked_instead_of_aborting():
-    """Under workqueue, two parallel kernels at once abort the process; fastce takes turns."""
+def test_threading_layer_does_not_matter():
+    """No parallel region of Numba's ever runs, so every layer gives the same bits, and
+    workqueue (which aborts when two parallel kernels run at once) needs no lock."""
     here = _digests()
-    there = _subprocess("threads", "2", layer="workqueue")
-    assert there["layer"] == "workqueue"
-    assert there["status"]["lock"] is True
-    assert there["wrong"] == []
-    assert there["expected"] == here
+    for layer in ("workqueue", "omp"):
+        there = _subprocess("threads", "1", layer=layer)
+        assert there["wrong"] == []
+        assert there["expected"] == here
 
 
-def test_omp_layer_runs_threads_without_a_lock():
-    there = _subprocess("threads", "1", layer="omp")
-    assert there["layer"] == "omp"
-    assert there["status"]["lock"] is False
-    assert there["wrong"] == []
-    assert there["expected"] == _digests()
+def test_many_callers_share_the_pool_without_waiting_on_each_other():
+    """Many callers at once share the pool; each also works on its own chunks, so none waits
+    for another's to make progress."""
+    d = INPUTS["large64"]
+    want = _bits(fastce.log_softmax(d["logits"]))
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        got = list(pool.map(lambda _: _bits(fastce.log_softmax(d["logits"])), range(64)))
+    assert all(g == want for g in got)
 
 
 def _dask_threads() -> dict[str, Any]:
@@ -325,58 +314,34 @@ def _dask_threads() -> dict[str, Any]:
     return {"same": [_bits(g) == _bits(w) for g, w in zip(got, want, strict=True)]}
 
 
-def test_dask_threaded_scheduler_under_workqueue():
+def test_dask_threaded_scheduler():
     pytest.importorskip("dask.array")
-    there = _subprocess("dask", layer="workqueue")
-    assert there["layer"] == "workqueue"
+    there = _subprocess("dask")
     assert there["same"] == [True, True]
-
-
-@needs_tbb
-def test_tbb_wheel_is_loaded_and_selected():
-    there = _subprocess("threads", "1")
-    assert there["layer"] == "tbb"
-    assert there["status"]["tbb_preloaded"]
-    assert there["wrong"] == []
-    assert there["expected"] == _digests()
-    # A layer the user names is left alone.
-    omp = _subprocess("threads", "1", layer="omp")
-    assert omp["layer"] == "omp"
-    assert omp["status"]["tbb_preloaded"] is None
 
 
 # --- processes ----------------------------------------------------------------------------------
 
 
 def test_forked_child_computes_the_same_bits():
-    """After parallel calls here (the pool has started), a forked child gets every result."""
+    """After calls here (the pool has started), a forked child gets every result, with a pool
+    of its own (the parent's threads do not exist in the child)."""
     expected = _digests()
+    assert _launch.status()["pool_threads"] > 0 or numba.get_num_threads() == 1
     answer = _in_forked_child()
     assert answer["digests"] == expected
-    layer = _threading.active_layer()
-    assert answer["status"]["serial_only"] is (not _threading.fork_safe(layer))
+    if numba.get_num_threads() > 1:
+        assert answer["status"]["pool_threads"] > 0
 
 
 @pytest.mark.parametrize("layer", ["omp", "workqueue"])
 def test_forked_child_under_each_layer(layer):
     there = _subprocess("fork", layer=layer)
-    assert there["layer"] == layer
     assert there["child"]["digests"] == there["expected"] == _digests()
-    # GNU OpenMP kills a forked child that enters a parallel kernel: serial twins there.
-    assert there["child"]["status"]["serial_only"] is (layer == "omp")
 
 
-@needs_tbb
-def test_forked_child_under_tbb_stays_parallel():
-    there = _subprocess("fork")
-    assert there["layer"] == "tbb"
-    assert there["child"]["digests"] == there["expected"] == _digests()
-    assert there["child"]["status"]["serial_only"] is False
-
-
-def test_fork_before_the_pool_starts_leaves_the_child_parallel():
-    there = _subprocess("fork-first", layer="omp")
-    assert there["child"]["status"]["serial_only"] is False
+def test_fork_before_the_pool_starts():
+    there = _subprocess("fork-first")
     assert there["child"]["digests"] == _digests()
 
 
@@ -454,8 +419,7 @@ def _main(argv: list[str]) -> dict[str, Any]:
         outcome = _memory(int(argv[1]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
-    outcome["layer"] = _threading.active_layer()
-    outcome["status"] = _threading.status()
+    outcome["status"] = _launch.status()
     return outcome
 
 

@@ -138,32 +138,50 @@ SMALL_CASES = {
 
 @pytest.mark.parametrize("name", list(SMALL_CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_small_inputs_take_the_serial_kernel_with_the_same_bits(name, dtype):
-    """A small call runs the kernel compiled without ``parallel`` (no thread-pool start); the
-    same rows inside a large, multi-chunk parallel call give the same bits."""
-    from fastce import _reduce
-    from fastce._kernels import _SERIAL
+def test_small_inputs_run_in_the_calling_thread_with_the_same_bits(name, dtype, monkeypatch):
+    """A small call runs its kernel in the calling thread (one chunk, no pool); the same rows
+    inside a large call, cut into chunks that the pool's threads take, give the same bits."""
+    from fastce import _launch
 
     fn = SMALL_CASES[name]
     x = _logits(3000, 100, dtype, seed=3)
     p = fastce.softmax(x.astype(np.float64)).astype(dtype)
     y = np.random.default_rng(4).integers(0, 100, 3000)
-    assert _reduce.n_chunks(3000, 100) > 1 and _reduce.n_chunks(7, 100) == 1
+    assert _launch.n_chunks(3000, 100) > 1 and _launch.n_chunks(7, 100) == 1
+    handed = []
+    real = _launch.run_tasks
+
+    def spy(fn, tasks):
+        handed.append(len(tasks))
+        real(fn, tasks)
+
+    monkeypatch.setattr(_launch, "run_tasks", spy)
     big = np.asarray(fn(x, y, p))
-    twins = len(_SERIAL)
+    assert handed and max(handed) > 1, "a large call is cut into chunks"
+    handed.clear()
     small = np.asarray(fn(x[100:107], y[100:107], p[100:107]))
-    assert len(_SERIAL) >= twins and len(_SERIAL) > 0
+    assert handed == [], "a small call runs in the calling thread"
     np.testing.assert_array_equal(small, big[100:107])
 
 
-def test_serial_twin_is_the_same_function_without_parallel():
-    from fastce._kernels import categorical, serial
+def test_kernels_are_serial_and_release_the_gil():
+    """Parallelism is the launcher's thread pool: every kernel is a serial function compiled
+    with ``nogil`` (no parfor, no threading layer), so pool threads run them at once."""
+    from numba.core.registry import CPUDispatcher
 
-    twin = serial(categorical.nll_kernel)
-    assert serial(categorical.nll_kernel) is twin
-    assert twin.py_func.__code__ is categorical.nll_kernel.py_func.__code__
-    assert "parallel" not in twin.targetoptions
-    assert twin.py_func.__qualname__ != categorical.nll_kernel.py_func.__qualname__
+    from fastce._kernels import binary, categorical, logsumexp
+
+    entries = [
+        getattr(m, name)
+        for m in (binary, categorical, logsumexp)
+        for name in dir(m)
+        if name.endswith(("_kernel", "_tiles", "_fold", "_rows", "_from_parts"))
+        and isinstance(getattr(m, name), CPUDispatcher)
+    ]
+    assert len(entries) >= 15
+    for kernel in entries:
+        assert kernel.targetoptions.get("nogil") is True, kernel.py_func.__name__
+        assert not kernel.targetoptions.get("parallel"), kernel.py_func.__name__
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

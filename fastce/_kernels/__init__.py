@@ -114,33 +114,3 @@ def _install_package_stamp() -> None:
 
 _install_package_stamp()
 _install_vector_width()
-
-
-_SERIAL: dict[int, Any] = {}
-
-
-def serial(kernel: Any) -> Any:
-    """``kernel`` (a ``parallel=True`` dispatcher) compiled without ``parallel``.
-
-    The same Python function, so the same per-sample arithmetic and the same bits: ``prange``
-    runs as ``range``. Used when a call has a single chunk of work, where starting the thread
-    pool (tens of microseconds, more on a busy machine) would cost more than the work. The twin
-    gets its own qualified name, hence its own entries in the on-disk cache (Numba keys cache
-    files on the qualified name; its index does not record the ``parallel`` flag).
-    """
-    twin = _SERIAL.get(id(kernel))
-    if twin is not None:
-        return twin
-    import types
-
-    from numba import njit
-
-    f = kernel.py_func
-    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__)
-    g.__qualname__ = f.__qualname__ + "_serial"
-    g.__module__ = f.__module__
-    g.__doc__ = f.__doc__
-    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
-    twin = njit(cache=True, **options)(g)
-    _SERIAL[id(kernel)] = twin
-    return twin

@@ -23,7 +23,7 @@ stores the values and/or adds them to the exact accumulator, ``BLOCK`` values at
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._common import chunk_bounds, clip
 from ._math import exp_native, fma, keep, log, log1p_native, unowned
@@ -148,7 +148,7 @@ def add_segment(acc, buf, n):
         acc_add_block(acc, buf[t:], min(BLOCK, n - t))
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def bce_kernel(
     target,
     pred,
@@ -174,7 +174,7 @@ def bce_kernel(
     target, pred, pos_weight = unowned(target), unowned(pred), unowned(pos_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc = unowned(counts), unowned(bad), unowned(scratch)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(total, nchunks, k)
         buf = sc[k]
         flags = 0

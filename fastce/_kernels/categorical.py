@@ -31,9 +31,8 @@ An empty ``class_weight`` or ``sample_weight`` array means "no weights".
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import serial
 from ._common import chunk_bounds, clip, emit, weight_at
 from ._math import (
     any_nan,
@@ -52,7 +51,6 @@ from .exactsum import ACC_LEN, acc_add, acc_value
 from .logsumexp import (
     COL_BLOCK,
     LANE_TILE,
-    ROWS_PER_BATCH,
     block_bounds,
     buffer_len,
     lse_block,
@@ -309,7 +307,7 @@ def entropy_row(row, from_logits, buf, buf64, wbuf):
     return st
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad):
     n, c = p.shape
     nchunks = counts.shape[0]
@@ -317,7 +315,7 @@ def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad
     scratch, empty = np.empty((nchunks, 2, blen)), np.empty(0)
     p, sample_weight, out, acc = unowned(p), unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc, wbuf = unowned(counts), unowned(bad), unowned(scratch), unowned(empty)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf, buf64 = sc[k, 0], sc[k, 1]
         for i in range(lo, hi):
@@ -334,40 +332,35 @@ def entropy_kernel(p, from_logits, ln_base, sample_weight, out, acc, counts, bad
     keep(empty)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def entropy_kernel_split(p, from_logits, ln_base, sample_weight, out, acc, counts, bad):
-    """``entropy_kernel`` for a few long rows: blocks spread over threads, then folded in order."""
-    n, c = p.shape
-    nchunks = counts.shape[0]
+@njit(nogil=True, cache=True, error_model="numpy")
+def entropy_tiles(p, from_logits, ln_base, sample_weight, lo, t0, t1, part):
+    """Partials of tiles [t0, t1) of the rows from ``lo`` on (tile t: row lo + t // nb, column
+    block t % nb), for a few long rows whose blocks are spread over threads."""
+    c = p.shape[1]
     nb = n_blocks(c)
-    blen = buffer_len(c)
-    part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
-    scratch, empty = np.empty((nchunks, 2, blen)), np.empty(0)
-    p, sample_weight, out, acc = unowned(p), unowned(sample_weight), unowned(out), unowned(acc)
-    counts, bad, sc, wbuf = unowned(counts), unowned(bad), unowned(scratch), unowned(empty)
-    part = unowned(part_owned)
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        for kk in prange(nchunks):
-            t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
-            buf, buf64 = sc[kk, 0], sc[kk, 1]
-            for t in range(t0, t1):
-                c0, c1 = block_bounds(c, t % nb)
-                put(part, t, entropy_block(p[lo + t // nb], c0, c1, from_logits, buf, buf64, wbuf))
-        for k in prange(nchunks):
-            r0, r1 = chunk_bounds(hi - lo, nchunks, k)
-            for r in range(r0, r1):
-                st = get(part, r * nb)
-                for b in range(1, nb):
-                    st = entropy_merge(st, get(part, r * nb + b), from_logits)
-                h, ok = entropy_finish(st, from_logits)
-                if not ok:
-                    bad[k] = 1
-                sw = weight_at(sample_weight, lo + r)
-                emit(lo + r, k, h / ln_base * sw, sw, out, acc, counts)
-    keep(part_owned)
-    keep(scratch)
-    keep(empty)
+    scratch, wbuf = np.empty((2, buffer_len(c))), np.empty(0)
+    for t in range(t0, t1):
+        c0, c1 = block_bounds(c, t % nb)
+        put(
+            part,
+            t,
+            entropy_block(p[lo + t // nb], c0, c1, from_logits, scratch[0], scratch[1], wbuf),
+        )
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def entropy_fold(p, from_logits, ln_base, sample_weight, lo, hi, part, out, acc, counts, bad):
+    """Rows [lo, hi) from their tiles' partials, folded in block order as ``entropy_row``."""
+    nb = n_blocks(p.shape[1])
+    for r in range(hi - lo):
+        st = get(part, r * nb)
+        for b in range(1, nb):
+            st = entropy_merge(st, get(part, r * nb + b), from_logits)
+        h, ok = entropy_finish(st, from_logits)
+        if not ok:
+            bad[0] = 1
+        sw = weight_at(sample_weight, lo + r)
+        emit(lo + r, 0, h / ln_base * sw, sw, out, acc, counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,7 +484,7 @@ def log1p_group(v):
         v[j] = log1p(v[j])
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def nll_kernel(
     x,
     labels,
@@ -520,7 +513,7 @@ def nll_kernel(
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
     lt = unowned(lane_tiles)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf, buf64, wbuf = sc[k], sc64[k, 0], sc64[k, 1]
         tile, tile2 = lt[k, 0], lt[k, 1]
@@ -583,9 +576,6 @@ def nll_kernel(
     keep(lane_tiles)
 
 
-nll_kernel_serial = serial(nll_kernel)
-
-
 @njit(cache=True, error_model="numpy")
 def nll_small(x, labels, from_logits, eps, reduce, out):
     """A small ``cross_entropy`` call with every option at its default, in one compiled call:
@@ -597,7 +587,7 @@ def nll_small(x, labels, from_logits, eps, reduce, out):
     counts = np.zeros(1, np.int64)
     bad = np.zeros(1, np.int64)
     no_weight = np.empty(0, np.float64)
-    nll_kernel_serial(
+    nll_kernel(
         x,
         labels,
         from_logits,
@@ -618,8 +608,8 @@ def nll_small(x, labels, from_logits, eps, reduce, out):
     return (acc_value(acc[0, 0]) if reduce else 0.0), False
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def nll_kernel_split(
+@njit(nogil=True, cache=True, error_model="numpy")
+def nll_tiles(
     x,
     labels,
     from_logits,
@@ -630,69 +620,68 @@ def nll_kernel_split(
     ignore_index,
     ln_base,
     sample_weight,
+    lo,
+    t0,
+    t1,
+    part,
+):
+    """Partials of tiles [t0, t1) (see ``entropy_tiles``); rows with a label that is ignored
+    or invalid are skipped (``nll_fold`` reports them)."""
+    c = x.shape[1]
+    nb = n_blocks(c)
+    blen = buffer_len(c)
+    buf, scratch64 = np.empty(blen), np.empty((2, blen))
+    for t in range(t0, t1):
+        i = lo + t // nb
+        if label_status(labels[i], c, has_ignore, ignore_index) != 0:
+            continue
+        c0, c1 = block_bounds(c, t % nb)
+        y = np.int64(labels[i])
+        v = nll_block(
+            x[i], c0, c1, y, from_logits, eps, class_weight, smoothing, buf, scratch64[0],
+            scratch64[1],
+        )  # fmt: skip
+        put(part, t, v)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def nll_fold(
+    x,
+    labels,
+    from_logits,
+    eps,
+    class_weight,
+    smoothing,
+    has_ignore,
+    ignore_index,
+    ln_base,
+    sample_weight,
+    lo,
+    hi,
+    part,
     out,
     acc,
     counts,
     bad,
 ):
-    """``nll_kernel`` for a few long rows: blocks spread over threads, then folded in order."""
-    n, c = x.shape
-    nchunks = counts.shape[0]
+    """Rows [lo, hi) from their tiles' partials, folded in block order as ``nll_row``."""
+    c = x.shape[1]
     nb = n_blocks(c)
-    blen = buffer_len(c)
-    part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
-    scratch, scratch64 = np.empty((nchunks, blen)), np.empty((nchunks, 2, blen))
-    x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
-    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
-    counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
-    part = unowned(part_owned)
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        for kk in prange(nchunks):
-            t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
-            buf, buf64, wbuf = sc[kk], sc64[kk, 0], sc64[kk, 1]
-            for t in range(t0, t1):
-                i = lo + t // nb
-                if label_status(labels[i], c, has_ignore, ignore_index) != 0:
-                    continue
-                c0, c1 = block_bounds(c, t % nb)
-                put(
-                    part,
-                    t,
-                    nll_block(
-                        x[i],
-                        c0,
-                        c1,
-                        np.int64(labels[i]),
-                        from_logits,
-                        eps,
-                        class_weight,
-                        smoothing,
-                        buf,
-                        buf64,
-                        wbuf,
-                    ),
-                )
-        for k in prange(nchunks):
-            r0, r1 = chunk_bounds(hi - lo, nchunks, k)
-            for r in range(r0, r1):
-                i = lo + r
-                status = label_status(labels[i], c, has_ignore, ignore_index)
-                if status != 0:
-                    skip_row(status, i, k, out, bad)
-                    continue
-                y = np.int64(labels[i])
-                st = get(part, r * nb)
-                for b in range(1, nb):
-                    st = nll_merge(st, get(part, r * nb + b), from_logits)
-                loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
-                if not ok:
-                    bad[k] = 1
-                sw = weight_at(sample_weight, i)
-                emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
-    keep(part_owned)
-    keep(scratch)
-    keep(scratch64)
+    for r in range(hi - lo):
+        i = lo + r
+        status = label_status(labels[i], c, has_ignore, ignore_index)
+        if status != 0:
+            skip_row(status, i, 0, out, bad)
+            continue
+        y = np.int64(labels[i])
+        st = get(part, r * nb)
+        for b in range(1, nb):
+            st = nll_merge(st, get(part, r * nb + b), from_logits)
+        loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
+        if not ok:
+            bad[0] = 1
+        sw = weight_at(sample_weight, i)
+        emit(i, 0, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -823,7 +812,7 @@ def pair_row(kind, p, x, from_logits, eps, class_weight, smoothing, buf, buf64, 
     return st
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def pair_kernel(
     p,
     x,
@@ -856,7 +845,7 @@ def pair_kernel(
         unowned(bad),
         unowned(scratch),
     )
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf, buf64, wbuf = sc[k, 0], sc[k, 1], sc[k, 2]
         for i in range(lo, hi):
@@ -888,8 +877,26 @@ def pair_kernel(
     keep(scratch)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def pair_kernel_split(
+@njit(nogil=True, cache=True, error_model="numpy")
+def pair_tiles(
+    p, x, kind, from_logits, eps, class_weight, smoothing, ln_base, sample_weight, lo, t0, t1, part
+):
+    """Partials of tiles [t0, t1) (see ``entropy_tiles``)."""
+    c = x.shape[1]
+    nb = n_blocks(c)
+    scratch = np.empty((3, buffer_len(c)))
+    for t in range(t0, t1):
+        i = lo + t // nb
+        c0, c1 = block_bounds(c, t % nb)
+        v = pair_block(
+            kind, p[i], x[i], c0, c1, from_logits, eps, class_weight, smoothing, c, scratch[0],
+            scratch[1], scratch[2],
+        )  # fmt: skip
+        put(part, t, v)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def pair_fold(
     p,
     x,
     kind,
@@ -899,79 +906,32 @@ def pair_kernel_split(
     smoothing,
     ln_base,
     sample_weight,
+    lo,
+    hi,
+    part,
     out,
     acc,
     counts,
     bad,
 ):
-    """``pair_kernel`` for a few long rows: blocks spread over threads, then folded in order."""
-    n, c = x.shape
-    nchunks = counts.shape[0]
-    nb = n_blocks(c)
-    blen = buffer_len(c)
-    part_owned = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
-    scratch = np.empty((nchunks, 3, blen))
-    p, x, class_weight, sample_weight = (
-        unowned(p),
-        unowned(x),
-        unowned(class_weight),
-        unowned(sample_weight),
-    )
-    out, acc, counts, bad, sc = (
-        unowned(out),
-        unowned(acc),
-        unowned(counts),
-        unowned(bad),
-        unowned(scratch),
-    )
-    part = unowned(part_owned)
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        for kk in prange(nchunks):
-            t0, t1 = chunk_bounds((hi - lo) * nb, nchunks, kk)
-            buf, buf64, wbuf = sc[kk, 0], sc[kk, 1], sc[kk, 2]
-            for t in range(t0, t1):
-                i = lo + t // nb
-                c0, c1 = block_bounds(c, t % nb)
-                put(
-                    part,
-                    t,
-                    pair_block(
-                        kind,
-                        p[i],
-                        x[i],
-                        c0,
-                        c1,
-                        from_logits,
-                        eps,
-                        class_weight,
-                        smoothing,
-                        c,
-                        buf,
-                        buf64,
-                        wbuf,
-                    ),
-                )
-        for k in prange(nchunks):
-            r0, r1 = chunk_bounds(hi - lo, nchunks, k)
-            for r in range(r0, r1):
-                st = get(part, r * nb)
-                for b in range(1, nb):
-                    st = pair_merge(st, get(part, r * nb + b), from_logits)
-                value, ok = pair_finish(st, from_logits)
-                if not ok:
-                    bad[k] = 1
-                sw = weight_at(sample_weight, lo + r)
-                emit(lo + r, k, value / ln_base * sw, sw, out, acc, counts)
-    keep(part_owned)
-    keep(scratch)
+    """Rows [lo, hi) from their tiles' partials, folded in block order as ``pair_row``."""
+    nb = n_blocks(x.shape[1])
+    for r in range(hi - lo):
+        st = get(part, r * nb)
+        for b in range(1, nb):
+            st = pair_merge(st, get(part, r * nb + b), from_logits)
+        value, ok = pair_finish(st, from_logits)
+        if not ok:
+            bad[0] = 1
+        sw = weight_at(sample_weight, lo + r)
+        emit(lo + r, 0, value / ln_base * sw, sw, out, acc, counts)
 
 
 # ---------------------------------------------------------------------------------------------
 # scikit-learn's log_loss, with its input checks fused into the one pass over the data.
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, counts, stats):
     """Sum of ``-log(clip(q_y)) * s_i`` and of ``s_i`` as scikit-learn computes them.
 
@@ -985,7 +945,7 @@ def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, co
     tol = 1e-8 + np.sqrt(eps)
     proba, index, sample_weight = unowned(proba), unowned(index), unowned(sample_weight)
     acc, counts, stats = unowned(acc), unowned(counts), unowned(stats)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         lowest = np.inf
         highest = -np.inf

@@ -7,7 +7,7 @@ keeps that integer exactly, spread over one int64 *bin* per binary exponent; add
 integer addition into the bin of its exponent. Integer addition is associative, so the state (and
 the correctly rounded value read from it) does not depend on the order of the additions, on how the
 input was split into chunks, or on how the partial states were merged. That is what lets a
-``prange`` reduction give the same bits for every thread count.
+reduction split over threads give the same bits for every thread count.
 
 State layout (one 1-D ``int64`` array of length ``ACC_LEN``, zero-initialised)::
 
@@ -57,10 +57,9 @@ another module that calls (and so inlines) these helpers keeps its stale cached 
 this file changes; clear ``__pycache__`` (or touch the caller's file) after editing this module.
 """
 
-import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange
+from numba import njit
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -97,11 +96,6 @@ _NAN_BITS = np.int64(0x7FF8000000000000)
 _N_LIMBS = 72
 # Highest limb that canonical form can store back (bin 32 * 67 + 1 = 2145 < N_BINS).
 _MAX_CANONICAL_LIMB = (N_BINS - 2) // 32
-
-# Below this many values sum_exact uses one chunk: starting the thread pool and merging costs
-# more than the additions themselves. The result is the same either way (the sum is exact).
-_MIN_CHUNK = 1 << 15
-
 
 # --- bit casts ----------------------------------------------------------------------------------
 
@@ -169,7 +163,7 @@ def acc_add(acc, x):
 
     The hot path: a bit cast, a few integer operations and one read-modify-write of the bin; the
     rare cases (specials, zeros, carries) branch off. Inlined into the caller by Numba, so a
-    kernel's ``prange`` body can call it once per value at no call cost. Integers are converted
+    kernel's row loop can call it once per value at no call cost. Integers are converted
     with ``np.float64`` first (rounded if beyond 2**53).
     """
     bits = _f64_to_bits(np.float64(x))
@@ -486,44 +480,13 @@ def acc_normalize(acc):
         acc[f] = 0
 
 
-# --- the parallel pattern -----------------------------------------------------------------------
-
-
-@njit(parallel=True, cache=True)
-def sum_exact_chunked(values, nchunks):
-    """Correctly rounded sum of a 1-D float array split into ``nchunks`` contiguous chunks.
-
-    The pattern for kernels: fixed contiguous chunks, one accumulator row per chunk filled by a
-    serial loop inside the ``prange``, then the rows merged exactly. Chunk count and merge order
-    only change the work split, never the result, because every step is exact integer addition.
-    ``nchunks`` comes from the caller because ``numba.get_num_threads()`` called inside a jitted
-    function makes Numba refuse to cache it ("uses dynamic globals").
-    """
-    n = values.shape[0]
-    nchunks = max(1, min(nchunks, n))
-    accs = np.zeros((nchunks, ACC_LEN), np.int64)
-    size = (n + nchunks - 1) // nchunks
-    for k in prange(nchunks):
-        row = accs[k]
-        stop = min(n, (k + 1) * size)
-        for i in range(k * size, stop):
-            acc_add(row, values[i])
-    for k in range(1, nchunks):
-        acc_merge(accs[0], accs[k])
-    return acc_value(accs[0])
+# --- a whole array ------------------------------------------------------------------------------
 
 
 def sum_exact(values: np.ndarray) -> float:
-    """Correctly rounded sum of a 1-D float array; the same bits for every thread count.
-
-    One chunk per Numba thread, or a serial loop for short inputs, where starting the thread pool
-    and merging would cost more than the additions. The choice only changes the work split.
-    """
-    n = values.shape[0]
-    nchunks = min(numba.get_num_threads(), n // _MIN_CHUNK)
-    if nchunks <= 1:
-        return _sum_exact_serial(values)
-    return sum_exact_chunked(values, nchunks)
+    """Correctly rounded sum of a 1-D float array: exact, so the same bits for any order or
+    split of the values (kernels sum per chunk of rows and merge the chunks' states)."""
+    return _sum_exact_serial(values)
 
 
 @njit(cache=True)

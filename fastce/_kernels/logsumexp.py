@@ -32,7 +32,7 @@ can show and costs about half the vector operations of the full float64 exp.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._common import chunk_bounds
 from ._math import (
@@ -223,32 +223,27 @@ def lse_row(row, buf):
     return m_acc, s_acc
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def lse_split(x, lo, hi, m_out, s_out, nchunks):
-    """(M, S') of rows [lo, hi) with their column blocks spread over the threads, then folded
-    in block order exactly as ``lse_row`` folds them."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def lse_tiles(x, lo, t0, t1, part_m, part_s):
+    """(m, s') of tiles [t0, t1) of the rows from ``lo`` on (tile t: row lo + t // nb, column
+    block t % nb): the column blocks of a few long rows, spread over threads."""
     c = x.shape[1]
     nb = n_blocks(c)
-    tiles = (hi - lo) * nb
-    owned = np.empty((2, tiles))
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, m_out, s_out = unowned(x), unowned(m_out), unowned(s_out)
-    part, sc = unowned(owned), unowned(scratch)
-    part_m, part_s = part[0], part[1]
-    for k in prange(nchunks):
-        t0, t1 = chunk_bounds(tiles, nchunks, k)
-        buf = sc[k]
-        for t in range(t0, t1):
-            c0, c1 = block_bounds(c, t % nb)
-            part_m[t], part_s[t] = lse_block(x[lo + t // nb, c0:c1], buf)
-    for i in prange(hi - lo):
+    buf = np.empty(buffer_len(c))
+    for t in range(t0, t1):
+        c0, c1 = block_bounds(c, t % nb)
+        part_m[t], part_s[t] = lse_block(x[lo + t // nb, c0:c1], buf)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def lse_fold(nb, rows, part_m, part_s, m_out, s_out):
+    """(M, S') of each of ``rows`` rows from its tiles, folded in block order as ``lse_row``."""
+    for i in range(rows):
         m_acc, s_acc = part_m[i * nb], part_s[i * nb]
         for b in range(1, nb):
             m_acc, s_acc, _, _ = lse_merge(m_acc, s_acc, part_m[i * nb + b], part_s[i * nb + b])
         m_out[i] = m_acc
         s_out[i] = s_acc
-    keep(owned)
-    keep(scratch)
 
 
 @njit(inline="always", cache=True)
@@ -281,12 +276,12 @@ def write_softmax(row, out_row, c0, c1, m, s):
             out_row[col] = fma(e, inv, e * inv_lo)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def logsumexp_rows(x, out, nchunks):
     n, c = x.shape
     scratch = np.empty((nchunks, buffer_len(c)))
     x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf = sc[k]
         for i in range(lo, hi):
@@ -295,24 +290,19 @@ def logsumexp_rows(x, out, nchunks):
     keep(scratch)
 
 
-@njit(cache=True, error_model="numpy")
-def logsumexp_rows_split(x, out, nchunks):
-    n = x.shape[0]
-    m_part = np.empty(min(n, ROWS_PER_BATCH))
-    s_part = np.empty(min(n, ROWS_PER_BATCH))
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        lse_split(x, lo, hi, m_part, s_part, nchunks)
-        for i in range(hi - lo):
-            out[lo + i] = m_part[i] + log1p(s_part[i])
+@njit(nogil=True, cache=True, error_model="numpy")
+def logsumexp_from_parts(x, out, lo, t0, t1, m_row, s_row):
+    """out[lo + i] = M + log1p(S') for rows i in [t0, t1) of a batch (one tile per row)."""
+    for i in range(t0, t1):
+        out[lo + i] = m_row[i] + log1p(s_row[i])
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def log_softmax_rows(x, out, nchunks):
     n, c = x.shape
     scratch = np.empty((nchunks, buffer_len(c)))
     x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf = sc[k]
         for i in range(lo, hi):
@@ -321,28 +311,23 @@ def log_softmax_rows(x, out, nchunks):
     keep(scratch)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def log_softmax_rows_split(x, out, nchunks):
-    n, c = x.shape
+@njit(nogil=True, cache=True, error_model="numpy")
+def log_softmax_from_parts(x, out, lo, t0, t1, m_row, s_row):
+    """The log-softmax of tiles [t0, t1) of a batch from its rows' folded (M, S')."""
+    c = x.shape[1]
     nb = n_blocks(c)
-    m_part = np.empty(min(n, ROWS_PER_BATCH))
-    s_part = np.empty(min(n, ROWS_PER_BATCH))
-    xu, ou = unowned(x), unowned(out)
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        lse_split(x, lo, hi, m_part, s_part, nchunks)
-        for t in prange((hi - lo) * nb):
-            i = t // nb
-            c0, c1 = block_bounds(c, t % nb)
-            write_log_softmax(xu[lo + i], ou[lo + i], c0, c1, m_part[i], s_part[i])
+    for t in range(t0, t1):
+        i = t // nb
+        c0, c1 = block_bounds(c, t % nb)
+        write_log_softmax(x[lo + i], out[lo + i], c0, c1, m_row[i], s_row[i])
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def softmax_rows(x, out, nchunks):
     n, c = x.shape
     scratch = np.empty((nchunks, buffer_len(c)))
     x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in prange(nchunks):
+    for k in range(nchunks):
         lo, hi = chunk_bounds(n, nchunks, k)
         buf = sc[k]
         for i in range(lo, hi):
@@ -351,17 +336,12 @@ def softmax_rows(x, out, nchunks):
     keep(scratch)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def softmax_rows_split(x, out, nchunks):
-    n, c = x.shape
+@njit(nogil=True, cache=True, error_model="numpy")
+def softmax_from_parts(x, out, lo, t0, t1, m_row, s_row):
+    """The softmax of tiles [t0, t1) of a batch from its rows' folded (M, S')."""
+    c = x.shape[1]
     nb = n_blocks(c)
-    m_part = np.empty(min(n, ROWS_PER_BATCH))
-    s_part = np.empty(min(n, ROWS_PER_BATCH))
-    xu, ou = unowned(x), unowned(out)
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        lse_split(x, lo, hi, m_part, s_part, nchunks)
-        for t in prange((hi - lo) * nb):
-            i = t // nb
-            c0, c1 = block_bounds(c, t % nb)
-            write_softmax(xu[lo + i], ou[lo + i], c0, c1, m_part[i], s_part[i])
+    for t in range(t0, t1):
+        i = t // nb
+        c0, c1 = block_bounds(c, t % nb)
+        write_softmax(x[lo + i], out[lo + i], c0, c1, m_row[i], s_row[i])
