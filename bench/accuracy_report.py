@@ -120,7 +120,7 @@ NAMED = [
 ]
 
 NO_JS = """Jensen-Shannon has no named case: each class contributes a non-negative term computed
-without cancellation (`js_term` in `fastce/_kernels/categorical.py`), so it is held to its ulp
+without cancellation (`js_term` in `fastce/_kernels/pair.py`), so it is held to its ulp
 goal even for nearly equal rows."""
 
 CHANGES = [

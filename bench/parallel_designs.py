@@ -69,7 +69,7 @@ def _fold(b: Any) -> float:
 
 def nll(x: np.ndarray, y: np.ndarray, nchunks: int, prange: Any = None) -> float:
     from fastce import _launch
-    from fastce._kernels.categorical import nll_kernel
+    from fastce._kernels.nll import nll_kernel
 
     b = _buffers(nchunks)
     empty, no_out = np.empty(0), np.empty(0, x.dtype)
@@ -134,7 +134,7 @@ def _alternate(pool: Any, prange: Any, rounds: int) -> list[dict[str, float]]:
 
 
 def _time_w1a(scale: float, nchunks: int, rounds: int) -> list[dict[str, float]]:
-    from fastce._kernels.categorical import nll_kernel
+    from fastce._kernels.nll import nll_kernel
 
     x, y = w1a(scale)
     par = prange_variant(nll_kernel)
@@ -166,7 +166,7 @@ def speed(scale: float, rounds: int) -> dict[str, Any]:
 def _child(which: str, design: str) -> float:
     """Seconds to the first result of a 2-chunk call (compiling everything it needs)."""
     from fastce._kernels.binary import bce_kernel
-    from fastce._kernels.categorical import nll_kernel
+    from fastce._kernels.nll import nll_kernel
 
     t0 = time.perf_counter()
     if which == "nll":

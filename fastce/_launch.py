@@ -94,8 +94,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def status() -> dict[str, Any]:
-    """How fastce runs its kernels in this process (for diagnostics and tests)."""
-    return {"threads": threads(), "pool_threads": _pool_size}
+    """How fastce runs its kernels in this process (for diagnostics and tests): the threads a
+    call from this thread uses, and the pool's threads that are alive."""
+    pool = _pool
+    alive = sum(t.is_alive() for t in getattr(pool, "_threads", ())) if pool is not None else 0
+    return {"threads": threads(), "pool_threads": alive}
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> None:

@@ -20,13 +20,17 @@ import numpy as np
 
 from . import _launch, _reduce
 from . import _validate as v
-from ._kernels import binary, categorical
+from ._kernels import binary, nll, pair
+from ._kernels import entropy as entropy_kernels
 from ._kernels import logsumexp as lse_kernels
 from ._launch import Split, Transform, run
 
-_ENTROPY = (categorical.entropy_kernel, Split(categorical.entropy_tiles, categorical.entropy_fold))
-_NLL = (categorical.nll_kernel, Split(categorical.nll_tiles, categorical.nll_fold))
-_PAIR = (categorical.pair_kernel, Split(categorical.pair_tiles, categorical.pair_fold))
+_ENTROPY = (
+    entropy_kernels.entropy_kernel,
+    Split(entropy_kernels.entropy_tiles, entropy_kernels.entropy_fold),
+)
+_NLL = (nll.nll_kernel, Split(nll.nll_tiles, nll.nll_fold))
+_PAIR = (pair.pair_kernel, Split(pair.pair_tiles, pair.pair_fold))
 _LOGSUMEXP = Transform(lse_kernels.logsumexp_rows, lse_kernels.logsumexp_from_parts, False)
 _LOG_SOFTMAX = Transform(lse_kernels.log_softmax_rows, lse_kernels.log_softmax_from_parts, True)
 _SOFTMAX = Transform(lse_kernels.softmax_rows, lse_kernels.softmax_from_parts, True)
@@ -404,7 +408,7 @@ def _small_labels_fast_path(
         return None  # an Accumulator needs the exact state: the general path records it
     reduce = reduction != "none"
     result = np.empty(0 if reduce else n, dtype)
-    total, bad = categorical.nll_small(
+    total, bad = nll.nll_small(
         _readonly(pred), _readonly(target), from_logits, _FAST_EPS[dtype], reduce, result
     )
     if bad:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import _launch, _reduce
-from ._kernels.categorical import log_loss_kernel, pair_kernel
+from ._kernels.nll import log_loss_kernel
+from ._kernels.pair import pair_kernel
 from ._validate import reject_missing as _reject_missing
 
 __all__ = ["InvalidParameterError", "log_loss"]

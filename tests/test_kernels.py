@@ -169,11 +169,11 @@ def test_kernels_are_serial_and_release_the_gil():
     with ``nogil`` (no parfor, no threading layer), so pool threads run them at once."""
     from numba.core.registry import CPUDispatcher
 
-    from fastce._kernels import binary, categorical, logsumexp
+    from fastce._kernels import binary, entropy, logsumexp, nll, pair
 
     entries = [
         getattr(m, name)
-        for m in (binary, categorical, logsumexp)
+        for m in (binary, entropy, logsumexp, nll, pair)
         for name in dir(m)
         if name.endswith(("_kernel", "_tiles", "_fold", "_rows", "_from_parts"))
         and isinstance(getattr(m, name), CPUDispatcher)

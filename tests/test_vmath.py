@@ -1,7 +1,7 @@
 """Accuracy, special values and vectorisation of fastce._kernels.vmath.
 
 Every function is exercised the way the kernels compile it: inlined into a module-level
-``@njit(parallel=True)`` wrapper with a ``prange`` over rows and a serial inner loop, compiled
+``@njit(nogil=True)`` wrapper with a loop over rows and an inner loop over columns, compiled
 with no fast-math flag (Numba inlines a helper with its caller's flags, so calling the helper
 directly would test something else).  The wrappers deliberately do not use ``cache=True``:
 Numba's cache would not notice an edit to vmath.py.
@@ -55,9 +55,9 @@ ROW = 1024  # wrapper row length: long enough for the vectorised loop body to ru
 
 
 def _make_map(fn, fastmath=False):
-    @njit(parallel=True, fastmath=fastmath)
+    @njit(nogil=True, fastmath=fastmath)
     def apply_rows(x, out):
-        for i in prange(x.shape[0]):
+        for i in range(x.shape[0]):
             for j in range(x.shape[1]):
                 out[i, j] = fn(x[i, j])
 
@@ -1051,7 +1051,7 @@ def _lite_inputs():
 
 def test_exp64_lite_accuracy():
     """Below 2**-34 relative to e**x (long double reference) down to -708.39, 0 below it, as
-    a kernel compiles it (prange wrapper, no fast-math)."""
+    a kernel compiles it (kernel-shaped wrapper, no fast-math)."""
     x = _lite_inputs()
     out = np.zeros(-(-x.size // ROW) * ROW)
     padded = np.zeros_like(out)
