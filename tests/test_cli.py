@@ -1,6 +1,8 @@
 """The ``fastce`` command: --version, ``python -m fastce``, and the demo."""
 
+import contextlib
 import io
+import re
 import subprocess
 import sys
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastce
-from fastce import cli, reference
+from fastce import _warmup, cli, reference
 
 
 def test_version_flag(capsys):
@@ -36,6 +38,124 @@ def test_demo_data_is_realistic():
     again = cli.make_demo_data(1000, 10, seed=0)[2]
     np.testing.assert_array_equal(again, cli.make_demo_data(1000, 10, seed=0)[2])
     assert not np.array_equal(again, cli.make_demo_data(1000, 10, seed=1)[2])
+
+
+def _one_shot_demo_data(rows, classes, seed):
+    """The demo data set as fastce 0.1.0 generated it, whole arrays at once: the chunked
+    generator must give these numbers, so that a seed prints the same table as before."""
+    rng = np.random.default_rng(seed)
+    favoured = rng.integers(0, classes, size=rows)
+    true_logits = rng.normal(0.0, 1.0, size=(rows, classes))
+    true_logits[np.arange(rows), favoured] += 4.5
+    true_probs = np.exp(true_logits - true_logits.max(axis=1, keepdims=True))
+    true_probs /= true_probs.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(true_probs, axis=1)
+    u = rng.random(rows)[:, None] * cdf[:, -1:]
+    labels = np.minimum((cdf < u).sum(axis=1), classes - 1).astype(np.int64)
+    noise = rng.normal(0.0, 0.7, size=(rows, classes))
+    sharpen = np.where(rng.random(rows) < 0.2, 3.0, 1.0)[:, None]
+    model_logits = ((true_logits + noise) * sharpen).astype(np.float32)
+    return labels, true_probs, model_logits
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1000, 5000])
+def test_demo_chunks_are_the_one_shot_data_set(chunk_rows):
+    expected = _one_shot_demo_data(2500, 6, 11)
+    chunks = list(cli.demo_chunks(2500, 6, 11, chunk_rows))
+    assert len(chunks) == -(-2500 // chunk_rows)
+    assert max(len(c[0]) for c in chunks) == min(chunk_rows, 2500)
+    for got, want in zip(zip(*chunks, strict=True), expected, strict=True):
+        np.testing.assert_array_equal(np.concatenate(got), want)
+        assert np.concatenate(got).dtype == want.dtype
+    for got, want in zip(cli.make_demo_data(2500, 6, 11), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_chunked_demo_prints_the_in_memory_figures():
+    """Scored a chunk at a time with exact accumulators, the figures are the bits of the
+    in-memory functions over the whole data set, whatever the chunk size."""
+    labels, true_probs, logits = _one_shot_demo_data(3000, 4, 5)
+    ce = fastce.cross_entropy
+    rest = fastce.logsumexp(logits[:, 1:])
+    expected = {
+        "cross-entropy [nats]": ce(labels, logits, from_logits=True, reduction="mean"),
+        "cross-entropy [bits]": ce(labels, logits, from_logits=True, base=2, reduction="mean"),
+        "perplexity [classes]": fastce.perplexity(labels, logits, from_logits=True),
+        "KL(true || model) [nats]": fastce.kl_divergence(
+            true_probs, logits, from_logits=True, reduction="mean"
+        ),
+        "entropy of predictions [nats]": fastce.entropy(
+            logits, from_logits=True, reduction="mean"
+        ),
+        "entropy of true dist. [nats]": fastce.entropy(true_probs, reduction="mean"),
+        "binary log loss (class 0 vs rest) [nats]": fastce.binary_cross_entropy(
+            (labels == 0).astype(np.float32),
+            (logits[:, 0] - rest).astype(np.float32),
+            from_logits=True,
+            reduction="mean",
+        ),
+    }
+    for chunk_rows in (None, 1000, 999):
+        out = io.StringIO()
+        results = cli.run_demo(3000, 4, 5, out=out, chunk_rows=chunk_rows)
+        assert results == {key: float(value) for key, value in expected.items()}
+        accuracy = np.mean(np.argmax(logits, axis=1) == labels)
+        assert f"right {accuracy:.1%} of the time" in out.getvalue()
+
+
+def test_demo_says_how_long_the_kernels_took_to_compile_or_load(monkeypatch):
+    run = [sys.executable, "-m", "fastce", "demo", "--rows", "3000", "--classes", "4"]
+    subprocess.run(run, capture_output=True, text=True, check=True)
+    # The cache is warm now: the next process loads every kernel.
+    again = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert re.search(r"\(kernels loaded from Numba's cache in \d+\.\d\d s\)", again.stdout)
+
+    # A cold cache (as a fresh install has): what Numba compiled is counted.
+    @contextlib.contextmanager
+    def compiling():
+        yield ["cross_entropy_kernel"]
+
+    monkeypatch.setattr(_warmup, "count_compiles", compiling)
+    out = io.StringIO()
+    cli.run_demo(3000, 4, 0, out=out)
+    assert re.search(
+        r"\(kernels compiled in \d+\.\d s: first use; later runs load them from Numba's "
+        r"cache\)",
+        out.getvalue(),
+    )
+
+
+def test_count_compiles_counts_compiles_not_cache_loads():
+    numba = pytest.importorskip("numba")
+
+    @numba.njit(cache=False)
+    def twice(x):
+        return 2 * x
+
+    with _warmup.count_compiles() as compiled:
+        twice(1.0)
+        twice(2.0)  # compiled once per signature
+    assert len(compiled) == 1 and "twice" in compiled[0]
+    with _warmup.count_compiles() as compiled:
+        twice(3.0)
+    assert compiled == []
+
+
+@pytest.mark.slow
+def test_demo_memory_does_not_grow_with_the_rows():
+    """5,000,000 x 50 float32 logits are 1 GB: the demo stays under 3 times that (it peaked at
+    12 GB when it built the whole data set and its float64 temporaries)."""
+    pytest.importorskip("resource")  # the child reads its peak RSS with it
+    script = (
+        "import resource, io, fastce.cli as c; "
+        "c.run_demo(5_000_000, 50, 1, out=io.StringIO()); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    peak_kib = int(out.stdout.split()[-1])
+    assert peak_kib * 1024 < 3 * 5_000_000 * 50 * 4, peak_kib
 
 
 def test_demo_table_figures_agree_with_the_functions():
