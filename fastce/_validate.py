@@ -14,9 +14,10 @@ Error messages name the argument, what was expected and what was received.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,15 @@ def check_reduction(reduction: Any) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'none', 'sum', 'mean'; got {show(reduction)}")
     return reduction
+
+
+def did_you_mean(name: Any, choices: Iterable[str]) -> str:
+    """``"; did you mean 'cross_entropy'?"`` for the choice closest to a misspelt ``name``, or
+    ``""`` when none is close (difflib's ratio of at least 0.6)."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def show(value: Any) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import math
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._validate import did_you_mean
 from ._version import __version__
 
 # The generated data set is handed out in chunks of about this many values per array, so that
@@ -287,6 +291,8 @@ def _add_score_command(sub: Any) -> None:
         default=None,
         help="progress bar on stderr (default: on when stderr is a terminal)",
     )
+    # What run_score calls for a usage error that only the data shows (a wrong column name).
+    score.set_defaults(usage_error=score.error)
 
 
 def _parse_labels(text: str) -> list[Any]:
@@ -308,15 +314,116 @@ def _unit(measure: str, base: float | None) -> str:
     return f"log{base:g}"
 
 
+# The command's flags for the options of the Python API that it has.
+_FLAGS = {
+    "from_logits": "--from-logits",
+    "base": "--base",
+    "ignore_index": "--ignore-index",
+    "labels": "--labels",
+}
+
+
+def _flag_list(found: re.Match[str]) -> str:
+    """``labels=[1, 2, 3]`` (a Python list) as ``--labels 1,2,3``."""
+    try:
+        values = ast.literal_eval(found.group(1))
+    except (ValueError, SyntaxError):
+        return found.group(0)
+    return "--labels " + ",".join(str(value) for value in values)
+
+
+def _flag_option(found: re.Match[str]) -> str:
+    """``from_logits=True`` as ``--from-logits``, ``base=2.0`` as ``--base 2.0``."""
+    name, value = found.group(1), found.group(2)
+    if name not in _FLAGS:
+        return found.group(0)
+    return _FLAGS[name] if value == "True" else f"{_FLAGS[name]} {value}"
+
+
+def _flag_names(found: re.Match[str]) -> str:
+    """``(its options: axis, base, eps)`` as the flags the command has for them."""
+    names = [name.strip() for name in found.group(1).split(",")]
+    flags = [_FLAGS[name] for name in names if name in _FLAGS and name != "labels"]
+    if not flags:
+        return "(it takes none of --from-logits, --base, --ignore-index)"
+    return f"(its options here: {', '.join(flags)})"
+
+
+# The Python API's spelling of its options, and the command's, in the order they are applied.
+_CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
+    (
+        re.compile(r"with path=None and target=/pred= naming the \.npy files \(CLI: ([^)]*)\)"),
+        r"with \1",
+    ),
+    (re.compile(r" \(CLI: --[a-z-]+\)"), ""),
+    (
+        re.compile(r"^Labels passed were (\[[^\]]*\])\. But this function"),
+        lambda found: f"The {_flag_list(found)} passed are not sorted. But fastce score",
+    ),
+    (re.compile(r"\blabels=(\[[^\]]*\])"), _flag_list),
+    (re.compile(r"\b(from_logits|base|ignore_index)=(\S+?)(?=[\s),;:]|$)"), _flag_option),
+    (re.compile(r"\blabels=(?!\w)"), "--labels"),
+    (re.compile(r"\(its options: ([^)]*)\)"), _flag_names),
+    (re.compile(r"\bbase must be None or a positive number"), "--base must be a positive number"),
+]
+
+
+# Errors of the Python API that, on the command line, are about the command, not the data.
+_USAGE = re.compile(
+    r"^(target is required for|log_loss needs --labels|option --[a-z-]+( \S+)? does not apply|"
+    r"[^:]*: a \.npy file holds one array)"
+)
+
+
+def _in_cli_terms(message: str) -> str:
+    """An error or warning of the Python API, as the command's: its options as flags."""
+    for pattern, replacement in _CLI_TERMS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _usage_error(args: argparse.Namespace, err: Any, message: str) -> int:
+    """argparse's usage error (usage line, message, exit status 2) for ``fastce score``."""
+    usage_error = getattr(args, "usage_error", None)
+    if usage_error is not None and err is sys.stderr:
+        usage_error(message)  # exits with status 2
+    print(f"fastce score: error: {message}", file=err)
+    return 2
+
+
+def _measure_names(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    """The measures named by --measure, or the usage error that names a wrong one."""
+    from .accumulator import MEASURES
+
+    measures = [m.strip() for text in args.measure for m in text.split(",") if m.strip()]
+    if not measures:
+        return measures, "argument --measure: expected at least one measure name"
+    for name in measures:
+        if name not in MEASURES:
+            if name == "perplexity":
+                hint = "; perplexity is exp(mean) of 'cross_entropy'"
+            else:
+                hint = did_you_mean(name, MEASURES)
+            choices = ", ".join(repr(m) for m in MEASURES)
+            return measures, (
+                f"argument --measure: invalid choice: {name!r} (choose from {choices}){hint}"
+            )
+    return measures, None
+
+
 def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
-    """``fastce score``: print the table (or JSON); exit status 1 with one line on bad input."""
+    """``fastce score``: print the table (or JSON); exit status 1 with one line on bad input,
+    2 on a usage error (a measure, column or member that does not exist)."""
     import json
 
+    from ._io import UnknownName
     from .scoring import _score
 
     out = out or sys.stdout
     err = err or sys.stderr
-    measures = [m.strip() for text in args.measure for m in text.split(",") if m.strip()]
+    measures, wrong = _measure_names(args)
+    if wrong is not None:
+        return _usage_error(args, err, wrong)
     options: dict[str, Any] = {}
     if args.from_logits:
         options["from_logits"] = True
@@ -326,24 +433,36 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
         options["ignore_index"] = args.ignore_index
     progress = err.isatty() if args.progress is None else args.progress
     try:
-        scored = _score(
-            args.path,
-            measures,
-            target=args.target,
-            pred=args.pred,
-            weight=args.weight,
-            labels=None if args.labels is None else _parse_labels(args.labels),
-            chunk_bytes=args.memory,
-            progress=progress,
-            **options,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scored = _score(
+                args.path,
+                measures,
+                target=args.target,
+                pred=args.pred,
+                weight=args.weight,
+                labels=None if args.labels is None else _parse_labels(args.labels),
+                chunk_bytes=args.memory,
+                progress=progress,
+                **options,
+            )
+    except UnknownName as exc:
+        return _usage_error(args, err, _in_cli_terms(" ".join(str(exc).split())))
     except (ValueError, TypeError, ImportError, OSError) as exc:
-        message = " ".join(str(exc).split())
+        message = _in_cli_terms(" ".join(str(exc).split()))
+        if _USAGE.match(message):
+            if message.startswith("target"):
+                message = "--" + message
+            return _usage_error(args, err, message)
         print(f"fastce score: error: {message}", file=err)
         return 1
     except KeyboardInterrupt:
         print("fastce score: interrupted; no result", file=err)
         return 130
+    # Warnings are shown once the result is in: a failed run gives its one line of error.
+    for warning in caught:
+        message = _in_cli_terms(" ".join(str(warning.message).split()))
+        print(f"fastce score: warning: {message}", file=err)
     if args.json:
         # json writes floats with repr (shortest round-trip); NaN and inf as NaN/Infinity.
         print(json.dumps({m: r.as_dict() for m, r in scored.results.items()}), file=out)

@@ -212,3 +212,136 @@ def test_demo_command_line_options():
         [sys.executable, "-m", "fastce", "demo", "--classes", "1"], capture_output=True, text=True
     )
     assert bad.returncode != 0 and "--classes" in bad.stderr
+
+
+# -- fastce score: errors in the file's and the command's terms ---------------------------------
+
+
+def fastce_score(*argv, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "fastce", "score", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """3000 rows of 4 classes: more rows than one chunk of a 16 KiB budget holds."""
+    folder = tmp_path_factory.mktemp("score")
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, 3000)
+    logits = rng.normal(size=(3000, 4)).astype(np.float32)
+    np.save(folder / "y.npy", labels)
+    np.save(folder / "y_column.npy", labels[:, None])
+    bad = labels.copy()
+    bad[2500] = 9
+    np.save(folder / "y_bad.npy", bad)
+    np.save(folder / "logits.npy", logits)
+    np.save(folder / "proba.npy", fastce.softmax(logits.astype(np.float64)))
+    columns = ",".join(f"p{c}" for c in range(4))
+    with open(folder / "s.csv", "w") as fp:
+        fp.write(f"label,t0,t1,{columns}\n")
+        for row, label in enumerate(labels):
+            values = ",".join(repr(float(v)) for v in fastce.softmax(logits[row].astype(float)))
+            fp.write(f"{label},0.5,0.5,{values}\n")
+    return folder
+
+
+def test_score_errors_give_the_files_shapes_not_a_chunks(files):
+    run = fastce_score(
+        "--target", "y_column.npy", "--pred", "proba.npy", "--measure", "cross_entropy",
+        "--memory", "16K", cwd=files,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "target has shape (3000, 1) but pred has shape (3000, 4)" in run.stderr, run.stderr
+    assert "of shape (3000,)" in run.stderr
+    assert re.findall(r"\((\d+),", run.stderr) == ["3000"] * 4, run.stderr
+    assert "in the rows" not in run.stderr
+    # A CSV's row count is known only at its end: n stands for it.
+    run = fastce_score(
+        "s.csv", "--target", "t0,t1", "--pred", "p*", "--measure", "kl_divergence",
+        "--memory", "16K", cwd=files,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "has shape (n, 2)" in run.stderr and "(n, 4)" in run.stderr, run.stderr
+    # A bad value: its row in the file, whatever chunk it was in.
+    run = fastce_score(
+        "--target", "y_bad.npy", "--pred", "proba.npy", "--measure", "cross_entropy",
+        "--memory", "16K", cwd=files,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert re.search(r"y_bad\.npy: the target array, row 2500: .*label 9", run.stderr)
+
+
+def test_score_speaks_of_its_flags_not_of_python_arguments(files):
+    run = fastce_score(
+        "--target", "y.npy", "--pred", "logits.npy", "--measure", "cross_entropy", cwd=files
+    )
+    assert run.returncode == 1
+    assert "(pass --from-logits if it holds logits)" in run.stderr, run.stderr
+    assert "from_logits" not in run.stderr
+    run = fastce_score(
+        "--target", "y.npy", "--pred", "proba.npy", "--measure", "log_loss", cwd=files
+    )
+    assert run.returncode == 2 and "log_loss needs --labels:" in run.stderr, run.stderr
+    assert "labels=" not in run.stderr
+    run = fastce_score(
+        "--target", "y.npy", "--pred", "proba.npy", "--measure", "log_loss", "--labels",
+        "0,1,2,3", "--base", "2", cwd=files,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "option --base 2.0 does not apply to 'log_loss'" in run.stderr, run.stderr
+
+
+def test_score_usage_errors_exit_2_and_suggest_the_name_meant(files):
+    run = fastce_score(
+        "--target", "y.npy", "--pred", "logits.npy", "--measure", "crossentropy", cwd=files
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("usage: fastce score")
+    assert "fastce score: error: argument --measure: invalid choice: 'crossentropy'" in run.stderr
+    assert run.stderr.rstrip().endswith("did you mean 'cross_entropy'?"), run.stderr
+    run = fastce_score(
+        "s.csv", "--target", "lable", "--pred", "p*", "--measure", "cross_entropy", cwd=files
+    )
+    assert run.returncode == 2 and "usage: fastce score" in run.stderr
+    assert "column 'lable': no such column (target)" in run.stderr
+    assert run.stderr.rstrip().endswith("did you mean 'label'?"), run.stderr
+    run = fastce_score("s.csv", "--pred", "p*", "--measure", "cross_entropy", cwd=files)
+    assert run.returncode == 2 and "--target is required for cross_entropy" in run.stderr
+    # The same names from Python: a ValueError with the suggestion.
+    with pytest.raises(ValueError, match=r"got 'crossentropy'; did you mean 'cross_entropy'\?"):
+        fastce.score_file(None, "crossentropy", target=files / "y.npy", pred=files / "proba.npy")
+    with pytest.raises(ValueError, match=r"no such column \(target\).*did you mean 'label'\?"):
+        fastce.score_file(files / "s.csv", "cross_entropy", target="lable", pred="p*")
+    # Bad data is not a usage error.
+    run = fastce_score("--pred", "y_column.npy", "--measure", "entropy", cwd=files)
+    assert run.returncode == 1 and "usage:" not in run.stderr
+
+
+def test_score_warns_of_unsorted_labels_as_log_loss_does(files):
+    proba = np.load(files / "proba.npy")
+    labels = np.load(files / "y.npy")
+    with pytest.warns(UserWarning, match="ordered lexicographically") as expected:
+        fastce.log_loss(labels, proba, labels=[3, 1, 2, 0])
+    assert "labels=[0, 1, 2, 3]" in str(expected[0].message)
+    with pytest.warns(UserWarning, match=re.escape("Pass the ordered labels=[0, 1, 2, 3]")):
+        res = fastce.score_file(
+            None, "log_loss", target=files / "y.npy", pred=files / "proba.npy", labels=[3, 1, 2, 0]
+        )
+    assert res.mean == fastce.log_loss(labels, proba)
+    run = fastce_score(
+        "--target", "y.npy", "--pred", "proba.npy", "--measure", "log_loss", "--labels",
+        "3,1,2,0", "--json", cwd=files,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.startswith("fastce score: warning: The --labels 3,1,2,0 passed are not")
+    assert "Pass the ordered --labels 0,1,2,3 and ensure" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+    sorted_run = fastce_score(
+        "--target", "y.npy", "--pred", "proba.npy", "--measure", "log_loss", "--labels",
+        "0,1,2,3", "--json", cwd=files,
+    )  # fmt: skip
+    assert sorted_run.stderr == "" and sorted_run.stdout == run.stdout
