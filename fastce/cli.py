@@ -518,9 +518,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(fastce bench --help)",
     )
     _add_score_command(sub)
-    sub.add_parser(
+    warm = sub.add_parser(
         "warmup",
         help="compile and cache every kernel common calls use (for container images)",
+    )
+    warm.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr instead of one line per step (default: on when stderr "
+        "is a terminal and tqdm is installed)",
     )
     return parser
 
@@ -544,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "warmup":
         from ._warmup import warmup
 
-        warmup()
+        warmup(progress=args.progress)
         return 0
     parser.print_help()
     return 0

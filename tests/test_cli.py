@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import pytest
 
 import fastce
 from fastce import _warmup, cli, reference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_version_flag(capsys):
@@ -345,3 +348,64 @@ def test_score_warns_of_unsorted_labels_as_log_loss_does(files):
         "0,1,2,3", "--json", cwd=files,
     )  # fmt: skip
     assert sorted_run.stderr == "" and sorted_run.stdout == run.stdout
+
+
+# -- fastce warmup ------------------------------------------------------------------------------
+
+
+def _two_calls(dtype):
+    x = np.full((4, 3), 1 / 3, dtype)
+    return [
+        ("entropy 4x3", fastce.entropy, (x,), {}),
+        ("logsumexp 4x3", fastce.logsumexp, (x,), {}),
+    ]
+
+
+def test_warmup_reports_each_step_and_the_total_time():
+    script = (
+        "import numpy as np, fastce, fastce._warmup as w, fastce.cli as c\n"
+        "from tests.test_cli import _two_calls\n"
+        "w._calls = _two_calls\n"
+        "raise SystemExit(c.main(['warmup']))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    lines = run.stdout.splitlines()
+    assert len(lines) == 5, run.stdout
+    for k, (line, dtype, name) in enumerate(
+        zip(lines, ["float64"] * 2 + ["float32"] * 2, ["entropy", "logsumexp"] * 2, strict=False),
+        1,
+    ):
+        assert re.fullmatch(rf"\[{k}/4\] +{dtype}  {name} 4x3 +\d+\.\d\d s", line), line
+    assert re.fullmatch(
+        r"fastce warmup: 4 steps done in \d+\.\d s \((\d+ kernels compiled, the rest loaded "
+        r"from Numba's cache|every kernel loaded from Numba's cache)\)",
+        lines[-1],
+    )
+    assert run.stderr == ""  # not a terminal: no bar
+
+
+def test_warmup_shows_a_bar_on_a_terminal(monkeypatch):
+    pytest.importorskip("tqdm")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(_warmup, "_calls", _two_calls)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    _warmup.warmup()
+    assert "fastce warmup:" in terminal.getvalue() and "/4 [" in terminal.getvalue()
+    assert out.getvalue().startswith("fastce warmup: 4 steps done in ")
+    # Told where to write (fastce.dask's workers), or --no-progress: lines, no bar.
+    terminal.seek(0)
+    terminal.truncate()
+    lines = io.StringIO()
+    _warmup.warmup(out=lines)
+    assert terminal.getvalue() == "" and lines.getvalue().startswith("[1/4]")
+    assert cli.main(["warmup", "--no-progress"]) == 0
+    assert terminal.getvalue() == "" and "[4/4]" in out.getvalue()
