@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -55,3 +57,55 @@ class NumbaThreads(WorkerPlugin):
 
         host = get_address_host(worker.address)
         fastce_dask._numba_threads = self.per_host.get(host, self.default)
+        quiet_input_errors()
+
+
+# -- The worker's log ------------------------------------------------------------------------
+
+# What fastce.dask appends to the message of a block's input error (fastce's own ValueError or
+# TypeError, restated with its position in the whole array), as repr() writes it.
+_INPUT_ERROR = re.compile(
+    r"^(ValueError|TypeError|InvalidParameterError)\(.*\(fastce\.dask: \w+ in [^()]*"
+)
+
+
+class InputErrorsInOneLine(logging.Filter):
+    """Shortens the worker's "Compute Failed" record of a fastce.dask block that refused its
+    input to one line.
+
+    The client raises that error with the same message, and its worker traceback (Dask's task
+    wrapper and fastce's block function) says nothing about the data; the record kept the full
+    key, task and traceback over several lines before the clean error. Other failures (a bug,
+    a worker fault) keep their full record, and so does every record while the logger is
+    enabled for DEBUG (``logging.getLogger("distributed.worker").setLevel("DEBUG")``, or
+    Dask's ``logging: {distributed.worker: debug}`` configuration).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.msg.__class__ is not str
+            or not record.msg.startswith("Compute Failed")
+            or not isinstance(args, tuple)
+            or len(args) != 5
+        ):
+            return True
+        key, _, _, exception_text, _ = args
+        if "fastce-" not in str(key) or not _INPUT_ERROR.match(str(exception_text)):
+            return True
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        record.msg = "Compute Failed: %s (task %s; raised on the client)"
+        record.args = (" ".join(str(exception_text).split()), key)
+        return True
+
+
+_ONE_LINE = InputErrorsInOneLine()
+
+
+def quiet_input_errors() -> None:
+    """Install :class:`InputErrorsInOneLine` on this process's ``distributed.worker`` logger
+    (once; a worker's set-up and the first failing block both call it)."""
+    logger = logging.getLogger("distributed.worker")
+    if _ONE_LINE not in logger.filters:
+        logger.addFilter(_ONE_LINE)

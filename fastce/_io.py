@@ -43,6 +43,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib import format as npy_format
 
+from ._validate import did_you_mean
+
 DEFAULT_CHUNK_BYTES = 64 << 20
 """The default chunk budget: 64 MiB of arrays per chunk."""
 
@@ -57,6 +59,14 @@ _READ_PIECE = 1 << 20
 _MIN_CSV_BLOCK = 64 << 10
 
 PARQUET_HINT = "pip install 'fastce[parquet]'"
+
+
+class UnknownName(ValueError):
+    """A column or ``.npz`` member that the file does not have (the CLI: a usage error)."""
+
+    def __init__(self, message: str, role: str) -> None:
+        super().__init__(message)
+        self.role = role
 
 
 class Chunk(NamedTuple):
@@ -108,7 +118,8 @@ def reading(path: Any) -> Iterator[None]:
     try:
         yield
     except _read_errors() as exc:
-        if isinstance(exc, ValueError) and type(exc) is ValueError and str(path) in str(exc):
+        ours = type(exc) in (ValueError, UnknownName)
+        if isinstance(exc, ValueError) and ours and str(path) in str(exc):
             raise
         raise ValueError(
             f"{path}: cannot read the file (corrupt or truncated?): {type(exc).__name__}: {exc}"
@@ -552,11 +563,10 @@ class NpzMembers(Source):
                 entry = name if name in names else f"{name}.npy"
                 if entry not in names:
                     available = sorted(n[:-4] if n.endswith(".npy") else n for n in names)
-                    raise _at(
-                        path,
-                        f"member {name!r}",
-                        None,
-                        f"no such member ({role}); the file holds: {', '.join(available)}",
+                    raise UnknownName(
+                        f"{path}: member {name!r}: no such member ({role}); the file holds: "
+                        f"{', '.join(available)}{did_you_mean(name, available)}",
+                        role,
                     )
                 try:
                     stream = self.zip.open(entry)
@@ -666,19 +676,17 @@ def resolve_columns(spec: ColumnSpec, names: Sequence[str], role: str, path: Any
         elif any(ch in part for ch in "*?["):
             matched = [n for n in names if fnmatch.fnmatchcase(n, part)]
             if not matched:
-                raise _at(
-                    path,
-                    f"column {part!r}",
-                    None,
-                    f"no column matches the pattern ({role}); the columns are: {', '.join(names)}",
+                raise UnknownName(
+                    f"{path}: column {part!r}: no column matches the pattern ({role}); the "
+                    f"columns are: {', '.join(names)}",
+                    role,
                 )
             chosen.extend(matched)
         else:
-            raise _at(
-                path,
-                f"column {part!r}",
-                None,
-                f"no such column ({role}); the columns are: {', '.join(names)}",
+            raise UnknownName(
+                f"{path}: column {part!r}: no such column ({role}); the columns are: "
+                f"{', '.join(names)}{did_you_mean(part, names)}",
+                role,
             )
     if len(set(chosen)) != len(chosen):
         raise _at(path, "", None, f"the {role} columns repeat a column: {chosen}")
@@ -943,7 +951,7 @@ class ParquetSource(Source):
                     f"column {missing[0]!r}",
                     None,
                     f"no such column ({role}) in this file of the dataset {self.path}; its "
-                    f"columns are: {', '.join(names)}",
+                    f"columns are: {', '.join(names)}{did_you_mean(missing[0], names)}",
                 )
         row_bytes = _arrow_row_bytes(parquet.schema_arrow, self.roles, self.metadata[index])
         batch_rows = rows_per_chunk(self.chunk_bytes, row_bytes)
@@ -1219,6 +1227,7 @@ __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "Chunk",
     "Source",
+    "UnknownName",
     "check_classes",
     "encode_labels",
     "iter_chunks",

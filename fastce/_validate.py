@@ -14,9 +14,10 @@ Error messages name the argument, what was expected and what was received.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,11 +91,58 @@ def _native(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _dtype_error(name: str, a: np.ndarray, expected: str) -> TypeError:
-    hint = ""
-    if a.dtype.kind == "O":
-        hint = " (an object array: mixed types, None, or a pandas column holding pd.NA?)"
-    return TypeError(f"{name} must be {expected}; got an array of dtype {a.dtype}{hint}")
+def _holds(a: np.ndarray) -> str | None:
+    """What a non-numeric array holds, in words ("strings", "None at position 3"), found by
+    looking at its elements (an error path only); None when there is nothing to add to its
+    dtype (datetimes, complex numbers, ...)."""
+    if a.dtype.kind == "U":
+        return "strings"
+    if a.dtype.kind == "S":
+        return "byte strings"
+    if a.dtype.kind != "O" or a.size == 0:
+        return None
+    flat = a.reshape(-1)
+    kinds = set()
+    for index, value in enumerate(flat[:_SCAN_OBJECTS].tolist()):
+        if isinstance(value, (str, bytes)):
+            kinds.add("strings")
+        elif isinstance(value, numbers.Number) and not isinstance(value, (bool, np.bool_)):
+            kinds.add("numbers")
+        else:
+            pos = _position(np.unravel_index(index, a.shape))
+            return f"{_show_object(value)} at position {pos}"
+    if kinds == {"strings"}:
+        return "strings"
+    if kinds == {"strings", "numbers"}:
+        return "both strings and numbers"
+    return None
+
+
+# Object arrays are scanned up to this many elements to say what they hold (error path only).
+_SCAN_OBJECTS = 1 << 20
+
+
+def _show_object(value: Any) -> str:
+    if value is None:
+        return "None"
+    if type(value).__name__ == "NAType":
+        return "pd.NA"
+    text = show(value)
+    return f"a {type(value).__name__} ({text})" if text != type(value).__name__ else text
+
+
+def _dtype_error(name: str, a: np.ndarray, expected: str, labels: bool = False) -> TypeError:
+    holds = _holds(a)
+    if holds is None:
+        return TypeError(f"{name} must be {expected}; got an array of dtype {a.dtype}")
+    message = f"{name} must be {expected}; {name} holds {holds} (dtype {a.dtype})"
+    if labels and holds in ("strings", "byte strings"):
+        message += (
+            ": score class labels with fastce.log_loss(y_true, y_proba, labels=...) (the "
+            "columns of y_proba follow the sorted labels), or map them to class indices first "
+            f"with classes, {name} = np.unique({name}, return_inverse=True)"
+        )
+    return TypeError(message)
 
 
 def as_float_array(x: Any, name: str) -> np.ndarray:
@@ -142,7 +190,9 @@ def as_label_array(x: Any, name: str) -> np.ndarray:
                     f"{name} holds label {show(value)} at position {pos}, which does not fit "
                     "in int64"
                 )
-    raise _dtype_error(name, a, "class indices (integers, or floats holding integral values)")
+    raise _dtype_error(
+        name, a, "class indices (integers, or floats holding integral values)", labels=True
+    )
 
 
 # Object arrays of labels up to this size are scanned for an integer beyond int64, to say so
@@ -175,6 +225,15 @@ def check_reduction(reduction: Any) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'none', 'sum', 'mean'; got {show(reduction)}")
     return reduction
+
+
+def did_you_mean(name: Any, choices: Iterable[str]) -> str:
+    """``"; did you mean 'cross_entropy'?"`` for the choice closest to a misspelt ``name``, or
+    ``""`` when none is close (difflib's ratio of at least 0.6)."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def show(value: Any) -> str:

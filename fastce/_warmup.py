@@ -12,12 +12,37 @@ compile their own variants on first use.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def count_compiles() -> Iterator[list[str]]:
+    """A list that fills with the name of every function Numba compiles in the block (loads
+    from Numba's on-disk cache are not compiles), from Numba's event API; stays empty where
+    that API is missing."""
+    names: list[str] = []
+    try:
+        from numba.core import event
+    except ImportError:  # pragma: no cover - an older or newer Numba without the event API
+        yield names
+        return
+
+    class Listener(event.Listener):
+        def on_start(self, ev: Any) -> None:
+            dispatcher = (ev.data or {}).get("dispatcher")
+            names.append(getattr(getattr(dispatcher, "py_func", None), "__qualname__", "?"))
+
+        def on_end(self, ev: Any) -> None:
+            pass
+
+    with event.install_listener("numba:compile", Listener()):
+        yield names
 
 
 def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]:
@@ -89,18 +114,58 @@ def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], d
     return calls
 
 
-def warmup(out: TextIO | None = None) -> float:
-    """Compile (or load from the cache) every kernel common calls use; return the seconds."""
+def _bar(total: int) -> Any:
+    """A tqdm bar on stderr when tqdm is installed and stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="fastce warmup", unit=" steps", file=sys.stderr, leave=False)
+
+
+def warmup(out: TextIO | None = None, progress: bool | None = None) -> float:
+    """Compile (or load from the cache) every kernel common calls use; return the seconds.
+
+    Reports each step as it ends, one line each on ``out`` (stdout by default), numbered
+    ``[k/n]``, or, with ``progress`` (default: when ``out`` is not given and stderr is a
+    terminal), a tqdm bar on stderr where tqdm is installed; then the total time, and how many
+    kernels Numba compiled (the rest were loaded from its cache).
+    """
     stream = out or sys.stdout
+    steps = [
+        (np.dtype(dtype).name, name, function, args, kwargs)
+        for dtype in (np.float64, np.float32)
+        for name, function, args, kwargs in _calls(dtype)
+    ]
+    wants_bar = out is None if progress is None else progress
+    bar = _bar(len(steps)) if wants_bar else None
     start = time.perf_counter()
-    for dtype in (np.float64, np.float32):
-        for name, function, args, kwargs in _calls(dtype):
-            t = time.perf_counter()
-            function(*args, **kwargs)
-            print(
-                f"{np.dtype(dtype).name:>8}  {name:<45} {time.perf_counter() - t:7.2f} s",
-                file=stream,
-            )
+    with count_compiles() as compiled:
+        try:
+            for k, (dtype_name, name, function, args, kwargs) in enumerate(steps, 1):
+                t = time.perf_counter()
+                function(*args, **kwargs)
+                if bar is not None:
+                    bar.set_postfix_str(f"{dtype_name} {name}", refresh=False)
+                    bar.update(1)
+                    continue
+                # Flushed at once: a build log shows each step when it ends, not all at the end.
+                print(
+                    f"[{k:>{len(str(len(steps)))}}/{len(steps)}] {dtype_name:>8}  {name:<45} "
+                    f"{time.perf_counter() - t:7.2f} s",
+                    file=stream,
+                    flush=True,
+                )
+        finally:
+            if bar is not None:
+                bar.close()
     total = time.perf_counter() - start
-    print(f"done in {total:.1f} s", file=stream)
+    how = (
+        f"{len(compiled)} kernels compiled, the rest loaded from Numba's cache"
+        if compiled
+        else "every kernel loaded from Numba's cache"
+    )
+    print(f"fastce warmup: {len(steps)} steps done in {total:.1f} s ({how})", file=stream)
     return total

@@ -3,15 +3,80 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import math
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._validate import did_you_mean
 from ._version import __version__
+
+# The generated data set is handed out in chunks of about this many values per array, so that
+# the demo's memory does not grow with --rows (a chunk's float64 temporaries: a few tens of MiB).
+_DEMO_CHUNK_VALUES = 1 << 21
+
+
+def _check_demo_size(rows: int, classes: int) -> None:
+    if rows < 1 or classes < 2:
+        raise ValueError(f"need rows >= 1 and classes >= 2; got rows={rows}, classes={classes}")
+
+
+def demo_chunks(
+    rows: int, classes: int, seed: int, chunk_rows: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`make_demo_data`'s arrays, ``chunk_rows`` rows at a time (the same numbers).
+
+    The generator draws each array whole before the next (all the favoured classes, then all
+    the true logits, then the uniforms of the labels, then all the noise, then the
+    overconfidence uniforms), and a normal draw consumes a varying number of random bits, so a
+    chunk's draws cannot be reached by skipping. The per-row draws (8 bytes a row) are kept
+    whole; the two (rows, classes) normal draws are made once ahead, chunk by chunk, only to
+    note the generator's state where each chunk starts, and again when the chunk is made.
+    """
+    _check_demo_size(rows, classes)
+    if chunk_rows is None:
+        chunk_rows = max(1, _DEMO_CHUNK_VALUES // classes)
+    starts = range(0, rows, chunk_rows)
+    rng = np.random.default_rng(seed)
+
+    def states_of_normal_chunks() -> list[Any]:
+        states = []
+        for lo in starts:
+            states.append(rng.bit_generator.state)
+            rng.normal(0.0, 1.0, size=(min(chunk_rows, rows - lo), classes))
+        return states
+
+    favoured_all = rng.integers(0, classes, size=rows)
+    true_logit_states = states_of_normal_chunks()
+    label_uniforms = rng.random(rows)
+    noise_states = states_of_normal_chunks()
+    sharpen_all = np.where(rng.random(rows) < 0.2, 3.0, 1.0)
+    chunk_rng = np.random.default_rng()
+    for k, lo in enumerate(starts):
+        hi = min(rows, lo + chunk_rows)
+        n = hi - lo
+        chunk_rng.bit_generator.state = true_logit_states[k]
+        true_logits = chunk_rng.normal(0.0, 1.0, size=(n, classes))
+        true_logits[np.arange(n), favoured_all[lo:hi]] += 4.5
+        true_probs = np.exp(true_logits - true_logits.max(axis=1, keepdims=True))
+        true_probs /= true_probs.sum(axis=1, keepdims=True)
+        # Labels drawn from the true distribution by inverting its CDF.
+        cdf = np.cumsum(true_probs, axis=1)
+        u = label_uniforms[lo:hi, None] * cdf[:, -1:]
+        labels = np.minimum((cdf < u).sum(axis=1), classes - 1).astype(np.int64)
+        del cdf, u
+        chunk_rng.bit_generator.state = noise_states[k]
+        noise = chunk_rng.normal(0.0, 0.7, size=(n, classes))
+        true_logits += noise
+        del noise
+        true_logits *= sharpen_all[lo:hi, None]
+        yield labels, true_probs, true_logits.astype(np.float32)
 
 
 def make_demo_data(
@@ -24,95 +89,115 @@ def make_demo_data(
     sharpened by a factor of 3 for one sample in five (an overconfident model). The model is
     right most of the time.
 
-    Returns ``(labels, true_probabilities, model_logits)``.
+    Returns ``(labels, true_probabilities, model_logits)``; :func:`demo_chunks` gives the same
+    arrays a chunk of rows at a time.
     """
-    if rows < 1 or classes < 2:
-        raise ValueError(f"need rows >= 1 and classes >= 2; got rows={rows}, classes={classes}")
-    rng = np.random.default_rng(seed)
-    favoured = rng.integers(0, classes, size=rows)
-    true_logits = rng.normal(0.0, 1.0, size=(rows, classes))
-    true_logits[np.arange(rows), favoured] += 4.5
-    true_probs = np.exp(true_logits - true_logits.max(axis=1, keepdims=True))
-    true_probs /= true_probs.sum(axis=1, keepdims=True)
-    # Labels drawn from the true distribution by inverting its CDF.
-    cdf = np.cumsum(true_probs, axis=1)
-    u = rng.random(rows)[:, None] * cdf[:, -1:]
-    labels = np.minimum((cdf < u).sum(axis=1), classes - 1).astype(np.int64)
-    noise = rng.normal(0.0, 0.7, size=(rows, classes))
-    sharpen = np.where(rng.random(rows) < 0.2, 3.0, 1.0)[:, None]
-    model_logits = ((true_logits + noise) * sharpen).astype(np.float32)
-    return labels, true_probs, model_logits
+    parts = list(demo_chunks(rows, classes, seed))
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
+def _demo_measures(classes: int) -> list[tuple[str, str, Any, Callable[..., tuple[Any, ...]]]]:
+    """(name, unit, accumulator, the arrays it takes from a chunk) for each line of the table."""
+    from .accumulator import Accumulator
 
+    def binary(labels: np.ndarray, _: np.ndarray, logits: np.ndarray) -> tuple[Any, ...]:
+        # One-vs-rest: "is it class 0?" scored with the model's logit for class 0 against the
+        # log-sum-exp of the others, i.e. the binary logit log(p0 / (1 - p0)).
+        import fastce
 
-def run_demo(rows: int, classes: int, seed: int, out: Any = None) -> dict[str, float]:
-    """Score the demo data set and print the table; returns the figures."""
-    import fastce
+        rest = fastce.logsumexp(logits[:, 1:])
+        return (labels == 0).astype(np.float32), (logits[:, 0] - rest).astype(np.float32)
 
-    out = out or sys.stdout
-    labels, true_probs, logits = make_demo_data(rows, classes, seed)
-    # First calls compile (or load from the cache) every kernel used; time the second run.
-    first_start = time.perf_counter()
-    measures: list[tuple[str, str, Callable[[], Any]]] = [
-        (
-            "cross-entropy",
-            "nats",
-            lambda: fastce.cross_entropy(labels, logits, from_logits=True, reduction="mean"),
-        ),
-        (
-            "cross-entropy",
-            "bits",
-            lambda: fastce.cross_entropy(
-                labels, logits, from_logits=True, base=2, reduction="mean"
-            ),
-        ),
-        ("perplexity", "classes", lambda: fastce.perplexity(labels, logits, from_logits=True)),
+    def hard(labels: np.ndarray, _: np.ndarray, logits: np.ndarray) -> tuple[Any, ...]:
+        return labels, logits
+
+    return [
+        ("cross-entropy", "nats", Accumulator("cross_entropy", from_logits=True), hard),
+        ("cross-entropy", "bits", Accumulator("cross_entropy", from_logits=True, base=2), hard),
+        # exp of the float64 mean in nats, as fastce.perplexity
+        ("perplexity", "classes", Accumulator("cross_entropy", from_logits=True), hard),
         (
             "KL(true || model)",
             "nats",
-            lambda: fastce.kl_divergence(true_probs, logits, from_logits=True, reduction="mean"),
+            Accumulator("kl_divergence", from_logits=True),
+            lambda labels, true_probs, logits: (true_probs, logits),
         ),
         (
             "entropy of predictions",
             "nats",
-            lambda: fastce.entropy(logits, from_logits=True, reduction="mean"),
+            Accumulator("entropy", from_logits=True),
+            lambda labels, true_probs, logits: (logits,),
         ),
         (
             "entropy of true dist.",
             "nats",
-            lambda: fastce.entropy(true_probs, reduction="mean"),
+            Accumulator("entropy"),
+            lambda labels, true_probs, logits: (true_probs,),
         ),
-    ]
-    # One-vs-rest: "is it class 0?" scored with the model's logit for class 0 against the
-    # log-sum-exp of the others, i.e. the binary logit log(p0 / (1 - p0)).
-    rest = fastce.logsumexp(logits[:, 1:])
-    binary_logit = (logits[:, 0] - rest).astype(np.float32)
-    is_class0 = (labels == 0).astype(np.float32)
-    measures.append(
         (
             "binary log loss (class 0 vs rest)",
             "nats",
-            lambda: fastce.binary_cross_entropy(
-                is_class0, binary_logit, from_logits=True, reduction="mean"
-            ),
-        )
-    )
-    for _, _, fn in measures:
-        fn()
-    warmup = time.perf_counter() - first_start
+            Accumulator("binary_cross_entropy", from_logits=True),
+            binary,
+        ),
+    ]
 
-    accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
+
+def run_demo(
+    rows: int, classes: int, seed: int, out: Any = None, chunk_rows: int | None = None
+) -> dict[str, float]:
+    """Score the demo data set and print the table; returns the figures.
+
+    The data set is generated and scored a chunk of rows at a time with exact accumulators
+    (memory does not grow with ``rows``; the figures are the bits of the in-memory
+    ``reduction="mean"`` over the whole data set). Each line's time is the sum of its calls
+    over the chunks.
+    """
+    from ._warmup import count_compiles
+
+    out = out or sys.stdout
+    _check_demo_size(rows, classes)
+    measures = _demo_measures(classes)
+    seconds = [0.0] * len(measures)
+    correct = 0
+    first_use = 0.0
+    compiles = 0
+    for k, (labels, true_probs, logits) in enumerate(demo_chunks(rows, classes, seed, chunk_rows)):
+        if k == 0:
+            # The first calls compile every kernel used (or load it from Numba's cache): timed
+            # on their own, on a throwaway copy of each accumulator, and left out of the table.
+            with count_compiles() as compiled:
+                start = time.perf_counter()
+                inputs = [arrays(labels, true_probs, logits) for _, _, _, arrays in measures]
+                for (_, _, acc, _), arrays in zip(measures, inputs, strict=True):
+                    type(acc).from_bytes(acc.to_bytes()).update(*arrays)
+                first_use = time.perf_counter() - start
+            compiles = len(compiled)
+        else:
+            inputs = [arrays(labels, true_probs, logits) for _, _, _, arrays in measures]
+        for i, ((_, _, acc, _), arrays) in enumerate(zip(measures, inputs, strict=True)):
+            start = time.perf_counter()
+            acc.update(*arrays)
+            seconds[i] += time.perf_counter() - start
+        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == labels))
+        del inputs
+
+    accuracy = correct / rows
     results: dict[str, float] = {}
     table = []
-    for name, unit, fn in measures:
-        value, seconds = _timed(fn)
-        results[f"{name} [{unit}]"] = float(value)
-        table.append((name, f"{float(value):.6f}", unit, seconds))
+    for (name, unit, acc, _), spent in zip(measures, seconds, strict=True):
+        result = acc.result()
+        if name == "perplexity":
+            with np.errstate(over="ignore"):
+                value = float(np.float32(np.exp(result.mean64)))
+        else:
+            value = float(result.mean)
+        results[f"{name} [{unit}]"] = value
+        table.append((name, f"{value:.6f}", unit, spent))
 
     print(f"fastce {__version__} demo: {rows:,} predictions over {classes} classes", file=out)
     print(
@@ -124,14 +209,21 @@ def run_demo(rows: int, classes: int, seed: int, out: Any = None) -> dict[str, f
     header = f"{'measure':<36}{'value':>14}  {'unit':<8}{'time':>10}{'throughput':>16}"
     print(header, file=out)
     print("-" * len(header), file=out)
-    for name, value_text, unit, seconds in table:
-        rate = rows / seconds / 1e6 if seconds > 0 else math.inf
+    for name, value_text, unit, spent in table:
+        rate = rows / spent / 1e6 if spent > 0 else math.inf
         print(
-            f"{name:<36}{value_text:>14}  {unit:<8}{seconds * 1e3:>8.1f}ms{rate:>10.1f} M rows/s",
+            f"{name:<36}{value_text:>14}  {unit:<8}{spent * 1e3:>8.1f}ms{rate:>10.1f} M rows/s",
             file=out,
         )
     print(file=out)
-    print(f"(first calls, including compiling or loading the kernels: {warmup:.2f} s)", file=out)
+    if compiles:
+        print(
+            f"(kernels compiled in {first_use:.1f} s: first use; later runs load them from "
+            "Numba's cache)",
+            file=out,
+        )
+    else:
+        print(f"(kernels loaded from Numba's cache in {first_use:.2f} s)", file=out)
     ce = results["cross-entropy [nats]"]
     print(
         f"""
@@ -199,6 +291,8 @@ def _add_score_command(sub: Any) -> None:
         default=None,
         help="progress bar on stderr (default: on when stderr is a terminal)",
     )
+    # What run_score calls for a usage error that only the data shows (a wrong column name).
+    score.set_defaults(usage_error=score.error)
 
 
 def _parse_labels(text: str) -> list[Any]:
@@ -220,15 +314,116 @@ def _unit(measure: str, base: float | None) -> str:
     return f"log{base:g}"
 
 
+# The command's flags for the options of the Python API that it has.
+_FLAGS = {
+    "from_logits": "--from-logits",
+    "base": "--base",
+    "ignore_index": "--ignore-index",
+    "labels": "--labels",
+}
+
+
+def _flag_list(found: re.Match[str]) -> str:
+    """``labels=[1, 2, 3]`` (a Python list) as ``--labels 1,2,3``."""
+    try:
+        values = ast.literal_eval(found.group(1))
+    except (ValueError, SyntaxError):
+        return found.group(0)
+    return "--labels " + ",".join(str(value) for value in values)
+
+
+def _flag_option(found: re.Match[str]) -> str:
+    """``from_logits=True`` as ``--from-logits``, ``base=2.0`` as ``--base 2.0``."""
+    name, value = found.group(1), found.group(2)
+    if name not in _FLAGS:
+        return found.group(0)
+    return _FLAGS[name] if value == "True" else f"{_FLAGS[name]} {value}"
+
+
+def _flag_names(found: re.Match[str]) -> str:
+    """``(its options: axis, base, eps)`` as the flags the command has for them."""
+    names = [name.strip() for name in found.group(1).split(",")]
+    flags = [_FLAGS[name] for name in names if name in _FLAGS and name != "labels"]
+    if not flags:
+        return "(it takes none of --from-logits, --base, --ignore-index)"
+    return f"(its options here: {', '.join(flags)})"
+
+
+# The Python API's spelling of its options, and the command's, in the order they are applied.
+_CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
+    (
+        re.compile(r"with path=None and target=/pred= naming the \.npy files \(CLI: ([^)]*)\)"),
+        r"with \1",
+    ),
+    (re.compile(r" \(CLI: --[a-z-]+\)"), ""),
+    (
+        re.compile(r"^Labels passed were (\[[^\]]*\])\. But this function"),
+        lambda found: f"The {_flag_list(found)} passed are not sorted. But fastce score",
+    ),
+    (re.compile(r"\blabels=(\[[^\]]*\])"), _flag_list),
+    (re.compile(r"\b(from_logits|base|ignore_index)=(\S+?)(?=[\s),;:]|$)"), _flag_option),
+    (re.compile(r"\blabels=(?!\w)"), "--labels"),
+    (re.compile(r"\(its options: ([^)]*)\)"), _flag_names),
+    (re.compile(r"\bbase must be None or a positive number"), "--base must be a positive number"),
+]
+
+
+# Errors of the Python API that, on the command line, are about the command, not the data.
+_USAGE = re.compile(
+    r"^(target is required for|log_loss needs --labels|option --[a-z-]+( \S+)? does not apply|"
+    r"[^:]*: a \.npy file holds one array)"
+)
+
+
+def _in_cli_terms(message: str) -> str:
+    """An error or warning of the Python API, as the command's: its options as flags."""
+    for pattern, replacement in _CLI_TERMS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _usage_error(args: argparse.Namespace, err: Any, message: str) -> int:
+    """argparse's usage error (usage line, message, exit status 2) for ``fastce score``."""
+    usage_error = getattr(args, "usage_error", None)
+    if usage_error is not None and err is sys.stderr:
+        usage_error(message)  # exits with status 2
+    print(f"fastce score: error: {message}", file=err)
+    return 2
+
+
+def _measure_names(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    """The measures named by --measure, or the usage error that names a wrong one."""
+    from .accumulator import MEASURES
+
+    measures = [m.strip() for text in args.measure for m in text.split(",") if m.strip()]
+    if not measures:
+        return measures, "argument --measure: expected at least one measure name"
+    for name in measures:
+        if name not in MEASURES:
+            if name == "perplexity":
+                hint = "; perplexity is exp(mean) of 'cross_entropy'"
+            else:
+                hint = did_you_mean(name, MEASURES)
+            choices = ", ".join(repr(m) for m in MEASURES)
+            return measures, (
+                f"argument --measure: invalid choice: {name!r} (choose from {choices}){hint}"
+            )
+    return measures, None
+
+
 def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
-    """``fastce score``: print the table (or JSON); exit status 1 with one line on bad input."""
+    """``fastce score``: print the table (or JSON); exit status 1 with one line on bad input,
+    2 on a usage error (a measure, column or member that does not exist)."""
     import json
 
+    from ._io import UnknownName
     from .scoring import _score
 
     out = out or sys.stdout
     err = err or sys.stderr
-    measures = [m.strip() for text in args.measure for m in text.split(",") if m.strip()]
+    measures, wrong = _measure_names(args)
+    if wrong is not None:
+        return _usage_error(args, err, wrong)
     options: dict[str, Any] = {}
     if args.from_logits:
         options["from_logits"] = True
@@ -238,24 +433,36 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
         options["ignore_index"] = args.ignore_index
     progress = err.isatty() if args.progress is None else args.progress
     try:
-        scored = _score(
-            args.path,
-            measures,
-            target=args.target,
-            pred=args.pred,
-            weight=args.weight,
-            labels=None if args.labels is None else _parse_labels(args.labels),
-            chunk_bytes=args.memory,
-            progress=progress,
-            **options,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scored = _score(
+                args.path,
+                measures,
+                target=args.target,
+                pred=args.pred,
+                weight=args.weight,
+                labels=None if args.labels is None else _parse_labels(args.labels),
+                chunk_bytes=args.memory,
+                progress=progress,
+                **options,
+            )
+    except UnknownName as exc:
+        return _usage_error(args, err, _in_cli_terms(" ".join(str(exc).split())))
     except (ValueError, TypeError, ImportError, OSError) as exc:
-        message = " ".join(str(exc).split())
+        message = _in_cli_terms(" ".join(str(exc).split()))
+        if _USAGE.match(message):
+            if message.startswith("target"):
+                message = "--" + message
+            return _usage_error(args, err, message)
         print(f"fastce score: error: {message}", file=err)
         return 1
     except KeyboardInterrupt:
         print("fastce score: interrupted; no result", file=err)
         return 130
+    # Warnings are shown once the result is in: a failed run gives its one line of error.
+    for warning in caught:
+        message = _in_cli_terms(" ".join(str(warning.message).split()))
+        print(f"fastce score: warning: {message}", file=err)
     if args.json:
         # json writes floats with repr (shortest round-trip); NaN and inf as NaN/Infinity.
         print(json.dumps({m: r.as_dict() for m, r in scored.results.items()}), file=out)
@@ -311,9 +518,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(fastce bench --help)",
     )
     _add_score_command(sub)
-    sub.add_parser(
+    warm = sub.add_parser(
         "warmup",
         help="compile and cache every kernel common calls use (for container images)",
+    )
+    warm.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr instead of one line per step (default: on when stderr "
+        "is a terminal and tqdm is installed)",
     )
     return parser
 
@@ -337,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "warmup":
         from ._warmup import warmup
 
-        warmup()
+        warmup(progress=args.progress)
         return 0
     parser.print_help()
     return 0

@@ -353,7 +353,12 @@ def _block(*blocks: Any, call: _BlockCall, block_info: dict[Any, Any] | None = N
         restated = _in_block(exc, call, block_info)
         if restated is exc:
             raise
-        raise restated from exc
+        if "distributed" in sys.modules:  # one line in the worker's log, not a traceback
+            from ._dask_worker import quiet_input_errors
+
+            quiet_input_errors()
+        # The restated error is the whole story (the block's own position would mislead).
+        raise restated from None
     state = np.empty((1,) * call.out_ndim, object)
     state.flat[0] = acc.to_bytes()
     return state

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
-from ._validate import show
+from ._validate import did_you_mean, show
 from .accumulator import MEASURES, Accumulator, Result, _options_of
 
 __all__ = ["parse_size", "score_file"]
@@ -75,9 +76,10 @@ def _measures(measure: Any) -> list[str]:
         raise ValueError("measure: give at least one measure name")
     for name in names:
         if not isinstance(name, str) or name not in MEASURES:
-            hint = ""
             if name == "perplexity":
                 hint = "; perplexity is exp(mean) of 'cross_entropy'"
+            else:
+                hint = did_you_mean(name, MEASURES)
             raise ValueError(
                 f"measure must be one of {', '.join(repr(m) for m in MEASURES)} (or a list of "
                 f"them); got {name!r}{hint}"
@@ -159,6 +161,22 @@ def _scan(message: str, chunk: _io.Chunk) -> tuple[str, int] | None:
     return None
 
 
+_SHAPE = re.compile(r"\((\d+)(,[\d, ]*)\)")
+
+
+def _file_shapes(message: str, chunk_rows: int, file_rows: int | None) -> str:
+    """``message`` with each shape whose first axis is the chunk's rows given the file's rows
+    (``n`` where the file's row count is not known before the end, as in a CSV file)."""
+    rows = "n" if file_rows is None else str(file_rows)
+
+    def whole(found: re.Match[str]) -> str:
+        if int(found.group(1)) != chunk_rows:
+            return found.group(0)
+        return f"({rows}{found.group(2)})"
+
+    return _SHAPE.sub(whole, message)
+
+
 def _relocate(exc: Exception, measure: str, chunk: _io.Chunk, source: _io.Source) -> Exception:
     """An in-memory function's error about a chunk, restated with the file, column and row."""
     message = str(exc)
@@ -182,6 +200,11 @@ def _relocate(exc: Exception, measure: str, chunk: _io.Chunk, source: _io.Source
         if found:
             role, row = found
     n_rows = len(chunk.pred)
+    if row is None and "shape (" in message:
+        # A shape is the file's, not the chunk's: every chunk has the same shape but its rows.
+        path, what, _ = source.where(role, None)
+        whole = _file_shapes(message, n_rows, source.n_rows)
+        return type(exc)(f"{path}: {what}: {measure}: {whole}")
     if row is None:
         path, what, local = source.where(role, chunk.offset)
         last = chunk.offset + n_rows - 1
@@ -244,6 +267,8 @@ def _score(
         raise TypeError(f"progress must be True or False; got {progress!r}")
     budget = _io.DEFAULT_CHUNK_BYTES if chunk_bytes is None else parse_size(chunk_bytes)
     classes = None if labels is None else _io.check_classes(labels)
+    if classes is not None:
+        _warn_unsorted(labels, classes)
     accumulators = _accumulators(names, options, classes)
     needs_target = any(MEASURES[name].arity == 2 for name in names)
     if needs_target and target is None:
@@ -282,6 +307,22 @@ def _score(
             bar.close()
     results = {name: accumulator.result() for name, accumulator in accumulators.items()}
     return Scored(results, rows, time.perf_counter() - start, str(source.path))
+
+
+def _warn_unsorted(labels: Any, classes: np.ndarray) -> None:
+    """Labels in another order than sorted: column ``i`` of pred is the ``i``-th label in sorted
+    order all the same; say so, as ``log_loss`` (and scikit-learn's) does."""
+    given = np.asarray(labels)
+    if given.dtype.kind in "OS":
+        given = given.astype(str)
+    if not np.array_equal(given, classes):
+        warnings.warn(
+            f"Labels passed were {show(labels)}. But this function assumes labels are ordered "
+            f"lexicographically. Pass the ordered labels={classes.tolist()} and ensure that the "
+            "columns of pred correspond to this ordering.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _check_width(

@@ -584,3 +584,90 @@ def _fastce_keys(dask_worker):
     keys = [ts.key for ts in dask_worker.state.executing] + list(dask_worker.data.keys())
     names = (str(k[0] if isinstance(k, tuple) else k) for k in keys)
     return [name for name in names if name.startswith("fastce-")]
+
+
+def _compute_failed(client, needle):
+    """The workers' log records of failed tasks whose text holds ``needle``."""
+    return [
+        text
+        for records in client.get_worker_logs().values()
+        for _, text in records
+        if "Compute Failed" in text and needle in text
+    ]
+
+
+def _set_worker_log_level(level, dask_worker=None):
+    import logging
+
+    logger = logging.getLogger("distributed.worker")
+    before = logger.level
+    logger.setLevel(level)
+    return before
+
+
+def test_cluster_input_error_is_one_line_in_the_worker_log(client):
+    """A bad label on worker processes: the client gets the clean ValueError alone (no chained
+    error with the block's own position), and the worker's log one line, not the key, task
+    and traceback over several lines; unless the worker's logging asks for DEBUG."""
+    x = np.zeros((1000, 3), np.float32)
+    y = np.zeros(1000, np.int64)
+    y[777] = 9
+    dx, dy = da.from_array(x, chunks=(250, 3)), da.from_array(y, chunks=250)
+    with dask.config.set(scheduler=client), pytest.raises(ValueError) as info:
+        fd.cross_entropy(dy, dx, from_logits=True, reduction="mean")
+    message = (
+        "target holds label 9 at position 777; expected an integer class index 0 <= label < 3 "
+        "(fastce.dask: cross_entropy in block (3,) of (4,), samples [750:1000])"
+    )
+    assert str(info.value) == message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    deadline = time.monotonic() + 10
+    while not (logged := _compute_failed(client, "at position 777")):
+        assert time.monotonic() < deadline, client.get_worker_logs()
+        time.sleep(0.05)
+    assert len(logged) == 1 and len(logged[0].splitlines()) == 1, logged
+    assert message in logged[0] and "Traceback" not in logged[0]
+
+    # Asked for: the whole record, traceback included.
+    before = client.run(_set_worker_log_level, "DEBUG")
+    try:
+        y[777], y[555] = 0, 7
+        with dask.config.set(scheduler=client), pytest.raises(ValueError, match="label 7"):
+            fd.cross_entropy(da.from_array(y, chunks=250), dx, from_logits=True, reduction="sum")
+        deadline = time.monotonic() + 10
+        while not (logged := _compute_failed(client, "at position 555")):
+            assert time.monotonic() < deadline, client.get_worker_logs()
+            time.sleep(0.05)
+        assert "Traceback" in logged[0] and len(logged[0].splitlines()) > 3, logged
+    finally:
+        for address, level in before.items():
+            client.run(_set_worker_log_level, level, workers=[address])
+
+
+def test_worker_log_filter_keeps_other_failures_whole():
+    import logging
+
+    worker_side = pytest.importorskip("fastce._dask_worker")
+    text = (
+        "Compute Failed\nKey:       %s\nState:     %s\nTask:  %s\nException: %r\nTraceback: %r\n"
+    )
+
+    def record(key, exception_text):
+        args = (key, "executing", "<Task ...>", exception_text, '  File "x.py", line 1\n')
+        return logging.LogRecord("distributed.worker", logging.ERROR, "", 0, text, args, None)
+
+    ours = "ValueError('target holds label 9 at position 7; ... (fastce.dask: cross_entropy in block (0,) of (1,), samples [0:10])')"  # noqa: E501
+    one_line = record(("fastce-cross_entropy-state-abc", 0), ours)
+    assert worker_side.InputErrorsInOneLine().filter(one_line)
+    assert (
+        one_line.getMessage().count("\n") == 0 and "label 9 at position 7" in one_line.getMessage()
+    )
+    for key, exception_text in [
+        (("fastce-entropy-state-abc", 3), "RuntimeError('injected fault')"),  # a fault
+        (("fastce-entropy-state-abc", 3), "MemoryError()"),
+        (("user-task-abc", 0), ours),  # not fastce's task
+    ]:
+        kept = record(key, exception_text)
+        assert worker_side.InputErrorsInOneLine().filter(kept)
+        assert kept.getMessage().startswith("Compute Failed\nKey:")
+        assert exception_text in kept.getMessage()

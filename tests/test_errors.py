@@ -254,3 +254,62 @@ def test_zero_dim_and_axis_errors():
 def test_labels_beyond_int64():
     raises(ValueError, "does not fit in int64", CE, np.array([2**63, 0, 0], np.uint64), P)
     raises(ValueError, "at position 0", CE, np.array([1e30, 0, 0]), P)
+
+
+STRING_HINT = (
+    r"score class labels with fastce\.log_loss\(y_true, y_proba, labels=\.\.\.\) .*or map "
+    r"them to class indices first with classes, target = np\.unique\(target, "
+    r"return_inverse=True\)"
+)
+
+
+def _string_columns():
+    pd = pytest.importorskip("pandas")
+    return [
+        ("<U1", np.array(["a", "b", "a"])),
+        ("object", np.array(["a", "b", "a"], dtype=object)),
+        ("object", pd.Series(["a", "b", "a"])),  # pandas' default string column (object or str)
+        ("object", pd.Series(["a", "b", "a"], dtype="string")),
+        ("object", pd.Series(["a", "b", "a"], dtype="category")),
+    ]
+
+
+def test_string_labels_say_so_and_point_at_log_loss():
+    """A column of class names: what was received, and the two ways to score it, rather than a
+    guess at causes that do not apply (mixed types, None, pd.NA)."""
+    for dtype, target in _string_columns():
+        for function in (CE, fastce.perplexity):
+            with pytest.raises(TypeError) as info:
+                function(target, np.full((3, 2), 0.5))
+            message = str(info.value)
+            assert message.startswith("target must be class indices"), message
+            assert f"target holds strings (dtype {dtype}): " in message, message
+            assert re.search(STRING_HINT, message), message
+            assert "mixed types" not in message and "pd.NA" not in message
+    # The way it points at works.
+    y = np.array(["b", "a", "b"])
+    proba = np.array([[0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
+    classes, target = np.unique(y, return_inverse=True)
+    assert classes.tolist() == ["a", "b"]  # column i of proba is the probability of classes[i]
+    assert CE(target, proba, reduction="mean") == pytest.approx(
+        fastce.log_loss(y, proba, labels=["a", "b"])
+    )
+    with pytest.raises(TypeError, match=r"target holds byte strings \(dtype \|S1\)"):
+        CE(np.array([b"a", b"b", b"a"]), np.full((3, 2), 0.5))
+
+
+def test_object_arrays_say_what_they_hold():
+    p = np.full((3, 2), 0.5)
+    raises(TypeError, r"target holds None at position 1 \(dtype object\)$", CE,
+           np.array([0, None, 1], dtype=object), p)  # fmt: skip
+    raises(TypeError, r"target holds both strings and numbers \(dtype object\)$", CE,
+           np.array(["a", 1, 0], dtype=object), p)  # fmt: skip
+    raises(TypeError, r"target holds a dict \(\{\}\) at position 2 \(dtype object\)$", CE,
+           np.array([0, 1, {}], dtype=object), p)  # fmt: skip
+    pd = pytest.importorskip("pandas")
+    raises(TypeError, r"target holds pd\.NA at position 1 \(dtype object\)$", CE,
+           np.array([0, pd.NA, 1], dtype=object), p)  # fmt: skip
+    # Predictions as text: what they hold, no pointer at labels.
+    with pytest.raises(TypeError, match=r"^pred must be a real numeric array .*; pred holds "
+                       r"strings \(dtype object\)$"):  # fmt: skip
+        CE([0, 1, 0], pd.DataFrame({"a": ["x", "y", "z"], "b": ["x", "y", "z"]}))

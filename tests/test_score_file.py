@@ -181,14 +181,15 @@ def test_log_loss_and_string_labels(tmp_path, data):
     np.save(tmp_path / "y.npy", names[data["labels"]])  # fixed-width strings, not pickled
     np.save(tmp_path / "p.npy", data["proba"])
     labels = ["eel", "dog", "cat", "bee", "ant"]  # any order: columns follow the sorted labels
-    results = fastce.score_file(
-        None,
-        ["log_loss", "cross_entropy"],
-        target=tmp_path / "y.npy",
-        pred=tmp_path / "p.npy",
-        labels=labels,
-        chunk_bytes=BUDGET,
-    )
+    with pytest.warns(UserWarning, match="ordered lexicographically"):  # as log_loss's
+        results = fastce.score_file(
+            None,
+            ["log_loss", "cross_entropy"],
+            target=tmp_path / "y.npy",
+            pred=tmp_path / "p.npy",
+            labels=labels,
+            chunk_bytes=BUDGET,
+        )
     with pytest.warns(UserWarning, match="ordered lexicographically"):
         mean = fastce.log_loss(names[data["labels"]], data["proba"], labels=labels)
     total = fastce.log_loss(
