@@ -16,11 +16,12 @@ fastce makes every layer safe for its own calls, without changing a result:
   lock: a single-threaded caller keeps every thread, concurrent callers take turns;
 * in a child forked from a process whose pool had started on a layer that is not fork-safe, the
   kernels' serial twins run instead (``os.register_at_fork``);
-* if the ``tbb`` wheel is installed (``pip install fastce[tbb]``) and ``NUMBA_THREADING_LAYER``
-  does not name another layer, its ``libtbb.so.12`` is loaded when fastce is imported, before
-  Numba starts its pool: the wheel puts the library in ``<prefix>/lib``, off the loader's path,
-  where Numba would not find it ("disabled due to unknown import problem"), so Numba would
-  settle for OpenMP. With it loaded, Numba selects ``tbb``, safe for both.
+* if the ``tbb`` wheel is installed (``pip install ".[tbb]"`` from a checkout) and
+  ``NUMBA_THREADING_LAYER`` does not name another layer, its ``libtbb.so.12`` is loaded when
+  fastce is imported, before Numba starts its pool: the wheel puts the library in
+  ``<prefix>/lib``, off the loader's path, where Numba would not find it ("disabled due to
+  unknown import problem"), so Numba would settle for OpenMP. With it loaded, Numba selects
+  ``tbb``, safe for both.
 
 The serial twin of a kernel is the same Python function compiled without ``parallel`` and takes
 the same chunks in order, and the lock only orders whole calls, so results are the same bits on

@@ -216,7 +216,8 @@ def _tbb_installed() -> bool:
 
 
 needs_tbb = pytest.mark.skipif(
-    not _tbb_installed(), reason="the tbb wheel is not installed (pip install fastce[tbb])"
+    not _tbb_installed(),
+    reason="the tbb wheel is not installed (pip install '.[tbb]' from a checkout of fastce)",
 )
 
 
