@@ -594,3 +594,48 @@ def test_float16_clips_at_the_float16_epsilon():
     # one sample clipped up to eps, one clipped down to 1 - eps: float32 arithmetic
     np.testing.assert_allclose(out, (-np.log(eps) - np.log1p(-eps)) / 2, rtol=RTOL32)
     np.testing.assert_allclose(out, expected, rtol=RTOL16)
+
+
+# ---------------------------------------------------------------------------------------------
+# The agreement docs/differences.md states: fastce logs in float64 and sums exactly, scikit-learn
+# sums pairwise and, for float32, logs (and without weights sums) in float32.
+
+DOCUMENTED_RTOL = {
+    ("float64", False): 1e-15,
+    ("float64", True): 1e-15,
+    ("float32", False): 1e-6,
+    ("float32", True): 1.2e-7,
+}
+
+
+def _documented_case(rng, dtype, kind):
+    n = int(rng.integers(12, 2000))
+    if kind == "multiclass":
+        n_classes = int(rng.integers(3, 12))
+        x = rng.normal(size=(n, n_classes)) * 3
+        proba = np.exp(x - x.max(axis=1, keepdims=True))
+        proba /= proba.sum(axis=1, keepdims=True)
+        y = rng.integers(0, n_classes, n)
+        y[:n_classes] = np.arange(n_classes)
+        return y, proba.astype(dtype)
+    p = rng.uniform(size=n).astype(dtype)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    return y, (p if kind == "binary 1-D" else np.column_stack([1 - p, p]).astype(dtype))
+
+
+@pytest.mark.parametrize("kind", ["binary 1-D", "binary 2-D", "multiclass"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_agreement_with_sklearn_as_documented(dtype, kind):
+    rng = np.random.default_rng([7, len(kind), len(dtype)])
+    for _ in range(20):
+        y, proba = _documented_case(rng, dtype, kind)
+        weights = rng.uniform(0.1, 3, size=len(y))
+        for sample_weight in (None, weights):
+            ours = fastce.log_loss(y, proba, sample_weight=sample_weight)
+            theirs = sklearn_metrics.log_loss(y, proba, sample_weight=sample_weight)
+            rtol = DOCUMENTED_RTOL[dtype, sample_weight is not None]
+            assert abs(ours - theirs) <= rtol * abs(theirs), (ours, theirs)
+        # a list of weights is the same data as the ndarray: the same bits
+        as_list = fastce.log_loss(y, proba, sample_weight=weights.tolist())
+        assert as_list == fastce.log_loss(y, proba, sample_weight=weights)
