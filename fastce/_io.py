@@ -58,7 +58,7 @@ _READ_PIECE = 1 << 20
 # The smallest CSV block (a row must fit in one block).
 _MIN_CSV_BLOCK = 64 << 10
 
-PARQUET_HINT = "pip install 'fastce[parquet]'"
+PARQUET_HINT = "pip install pyarrow, or pip install '.[parquet]' from a checkout of fastce"
 
 
 class UnknownName(ValueError):

@@ -417,7 +417,8 @@ def score_file(
     TypeError
         An option of the wrong kind, or ``sample_weight=``/``reduction=`` (not options here).
     ImportError
-        A Parquet or CSV file without pyarrow (``pip install 'fastce[parquet]'``).
+        A Parquet or CSV file without pyarrow (``pip install pyarrow``, or
+        ``pip install '.[parquet]'`` from a checkout).
 
     Notes
     -----

@@ -44,18 +44,6 @@ MARK = re.compile(r"^<!--\s*(not-run|slow):\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^```\s*([\w+-]*)")
 SHELL_TIMEOUT_S = 600
 
-# Blocks of pages that do not carry their marker yet, by (page, first line of the block). The
-# entry's reason belongs in a <!-- not-run: ... --> comment above the block; then remove it here.
-PENDING_MARKS = {
-    (
-        "docs/performance.md",
-        'python3 -m venv .venv && .venv/bin/pip install ".[bench]" torch==2.13.0',
-    ): (
-        "not-run",
-        "installs fastce, its bench extra and PyTorch into a fresh virtual environment",
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Block:
@@ -94,8 +82,6 @@ def parse(path: Path) -> list[Block]:
         code = "\n".join(lines[start + 1 : i]) + "\n"
         above = MARK.match(lines[start - 1]) if start > 0 else None
         mark, reason = (above.group(1), above.group(2)) if above else (None, "")
-        first = next((line for line in code.splitlines() if line.strip()), "")
-        mark, reason = PENDING_MARKS.get((page, first), (mark, reason))
         blocks.append(Block(page, start + 1, fence.group(1).lower(), code, mark, reason))
         i += 1
     return blocks
