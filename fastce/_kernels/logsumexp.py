@@ -140,20 +140,21 @@ LANE_TILE = 8 * 16 * 2 + 16
 
 
 @njit(cache=True, error_model="numpy")
-def lse_rows8(x, i0, i1, ncols16, tile):
+def lse_rows8(x, i0, i1, ncols, tile):
     """``lse_block`` of rows i0 .. i1 - 1 (at most 8) of a float32 x with at most 16 columns,
     one row per vector lane: tile[256 + l] = m and tile[264 + l] = s' of row i0 + l, the same
     bits as ``lse_block(x[i0 + l], buf)``.
 
     A row of up to 16 classes is one padded block of 16 entries; eight of them side by side
     (column-major) make each sweep (maximum, exps, sum) one run of full vectors instead of
-    eight runs of two, and the per-row sweep set-up that dominated such rows goes away.
-    ``ncols16`` is 16, passed at run time so that LLVM vectorises the exp loop rather than
-    unrolling it into scalar code.
+    eight runs of two, and the per-row sweep set-up that dominated such rows goes away. Only
+    the ``ncols`` real columns (x's, passed at run time so that LLVM vectorises the exp loop
+    rather than unrolling it) take exps: the padding is -inf for the maximum, then the 0 that
+    its exp would be for the sum (a two-class row costs 2 exps, not 16).
     """
     c = x.shape[1]
-    nk = 8 * ncols16
-    cols = tile[:nk]
+    nk = 8 * ncols
+    cols = tile[:128]
     ms = tile[256:264]
     ss = tile[264:272]
     for lane in range(8):
@@ -162,18 +163,21 @@ def lse_rows8(x, i0, i1, ncols16, tile):
             row = x[i]
             for col in range(c):
                 cols[8 * col + lane] = np.float64(row[col])
-            for col in range(c, 16):
-                cols[8 * col + lane] = -np.inf
         else:
-            for col in range(16):
+            for col in range(c):
                 cols[8 * col + lane] = 0.0
+    pad = cols[nk:]
+    for k in range(128 - nk):
+        pad[k] = -np.inf
     lanes_max16(cols, ms)
-    wide = tile[nk : 2 * nk]
-    for col in range(ncols16):
+    wide = tile[128 : 128 + nk]
+    for col in range(ncols):
         for lane in range(8):
             wide[8 * col + lane] = ms[lane]
     for k in range(nk):
         cols[k] = exp_lite(cols[k] - wide[k])
+    for k in range(128 - nk):
+        pad[k] = 0.0  # exp(-inf - m)
     lanes_sum16(cols, ss)
     for lane in range(i1 - i0):
         m = ms[lane]

@@ -173,9 +173,9 @@ def nll_kernel(
             for g0 in range(lo, hi, ROW_GROUP):
                 g1 = min(hi, g0 + ROW_GROUP)
                 if lanes:
-                    lse_rows8(x, g0, min(g1, g0 + 8), 16, tile)
+                    lse_rows8(x, g0, min(g1, g0 + 8), c, tile)
                     if g1 > g0 + 8:
-                        lse_rows8(x, g0 + 8, g1, 16, tile2)
+                        lse_rows8(x, g0 + 8, g1, c, tile2)
                 for i in range(g0, g1):
                     if label_status(labels[i], c, has_ignore, ignore_index) == 0:
                         if lanes:
