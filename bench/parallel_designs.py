@@ -26,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -71,17 +72,18 @@ def nll(x: np.ndarray, y: np.ndarray, nchunks: int, prange: Any = None) -> float
     from fastce import _launch
     from fastce._kernels.nll import nll_kernel
 
-    b = _buffers(nchunks)
     empty, no_out = np.empty(0), np.empty(0, x.dtype)
     fixed = (True, 0.0, empty, 0.0, False, -100, 1.0)
     if prange is not None:
+        b = _buffers(nchunks)
         run_prange(prange, (x, y, *fixed, empty, no_out, b.acc, b.counts, b.bad))
     else:
+        b = _buffers(_launch.slots(nchunks))
         _launch.call_rows(
             nll_kernel,
             x.shape[0],
             nchunks,
-            lambda r, k: (x[r], y[r], *fixed, empty, no_out, b.acc[k], b.counts[k], b.bad[k]),
+            lambda r, slot: (x[r], y[r], *fixed, empty, no_out, *b.slot(slot)),
         )
     return _fold(b)
 
@@ -90,19 +92,20 @@ def bce(t: np.ndarray, x: np.ndarray, nchunks: int, prange: Any = None) -> float
     from fastce import _launch
     from fastce._kernels.binary import bce_kernel
 
-    b = _buffers(nchunks)
     empty2, no_out = np.empty((0, 0)), np.empty((0, 0), x.dtype)
     fixed = (True, 0.0, 1.0, empty2, empty2, no_out)
     if prange is not None:
+        b = _buffers(nchunks)
         run_prange(prange, (t, x, *fixed, b.acc, b.counts, b.bad))
     else:
         boxes = _launch.boxes(x.shape[0], x.shape[1], nchunks)
-        assert len(boxes) == nchunks
-        tasks = [
-            (t[s], x[s], *fixed, b.acc[k : k + 1], b.counts[k : k + 1], b.bad[k : k + 1])
-            for k, s in enumerate(boxes)
-        ]
-        _launch.run_tasks(bce_kernel, tasks)
+        n_slots = _launch.slots(len(boxes))
+        b = _buffers(n_slots)
+
+        def box(s: Any, slot: int) -> None:
+            bce_kernel(t[s], x[s], *fixed, *b.slot(slot))
+
+        _launch.run_tasks([partial(box, s) for s in boxes], n_slots)
     return _fold(b)
 
 

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import numba
@@ -101,37 +102,43 @@ def status() -> dict[str, Any]:
     return {"threads": threads(), "pool_threads": alive}
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> None:
-    """Call ``fn(*args)`` for every ``args`` of ``tasks``, spread over the threads.
+def slots(n_tasks: int) -> int:
+    """How many threads (hence per-thread buffers) ``run_tasks`` uses for ``n_tasks`` tasks."""
+    return max(1, min(threads(), n_tasks))
 
-    Tasks are handed out one at a time to the calling thread and to up to ``threads() - 1``
-    pool threads, so a busy core takes fewer of them. Which thread runs a task never changes
-    what it computes (each writes its own slots). Exceptions propagate to the caller.
+
+def run_tasks(tasks: Sequence[Callable[[int], None]], n_slots: int) -> None:
+    """Call ``task(slot)`` for every task, spread over ``n_slots`` threads (``slots``).
+
+    ``slot`` (0 for the calling thread, 1 .. n_slots - 1 for pool threads) is the running
+    thread's own: no two tasks run with the same slot at once, so a task may write the slot's
+    buffers (an exact accumulator, counters) without a lock. Tasks are handed out one at a time,
+    so a thread slowed by another process takes fewer. Which thread runs a task never changes
+    what it computes. Exceptions propagate to the caller.
     """
-    n_threads = min(threads(), len(tasks))
-    if n_threads <= 1:
-        for args in tasks:
-            fn(*args)
+    if n_slots <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            task(0)
         return
     order = iter(range(len(tasks)))
     take = threading.Lock()
 
-    def work() -> None:
+    def work(slot: int) -> None:
         while True:
             with take:
                 i = next(order, None)
             if i is None:
                 return
-            fn(*tasks[i])
+            tasks[i](slot)
 
     futures: list[Future[None]] = []
     try:
-        pool = _executor(n_threads - 1)
-        futures = [pool.submit(work) for _ in range(n_threads - 1)]
+        pool = _executor(n_slots - 1)
+        futures = [pool.submit(work, slot) for slot in range(1, n_slots)]
     except RuntimeError:  # interpreter shutting down: no new threads; the caller does it all
         pass
     try:
-        work()
+        work(0)
     finally:
         for f in futures:
             f.cancel()  # not started (the pool busy with another caller's tasks): not needed
@@ -170,7 +177,7 @@ def work_plan(n_rows: int, row_len: int) -> tuple[int, bool]:
 
 
 def bounds(n: int, nchunks: int, k: int) -> tuple[int, int]:
-    """Rows [lo, hi) of chunk k: the same cut as the kernels' ``chunk_bounds``."""
+    """Rows [lo, hi) of chunk k of ``nchunks`` equal chunks of n rows."""
     size = (n + nchunks - 1) // nchunks
     lo = min(n, k * size)
     return lo, min(n, lo + size)
@@ -199,21 +206,27 @@ class Split(NamedTuple):
 
 @dataclass
 class Buffers:
-    """What one call's chunks write: exact accumulators, counts and "bad input" flags."""
+    """What a call's tasks write, one slot per thread (``run_tasks``): exact accumulators,
+    counts and "bad input" flags. Sums are exact, so which slot took which rows is invisible."""
 
     acc: np.ndarray
     counts: np.ndarray
     bad: np.ndarray
 
     @classmethod
-    def new(cls, nchunks: int, reduce: bool) -> Buffers:
+    def new(cls, n_slots: int, reduce: bool) -> Buffers:
         return cls(
-            acc=np.zeros((nchunks, 2, ACC_LEN if reduce else 0), np.int64),
-            # One cache line per chunk: a chunk bumps its count on every row, and neighbouring
+            acc=np.zeros((n_slots, 2, ACC_LEN if reduce else 0), np.int64),
+            # One cache line per slot: a thread bumps its count on every row, and neighbouring
             # counters in one line would bounce it between the cores running them.
-            counts=np.zeros((nchunks, 8), np.int64)[:, 0],
-            bad=np.zeros((nchunks, 8), np.int64)[:, 0],
+            counts=np.zeros((n_slots, 8), np.int64)[:, 0],
+            bad=np.zeros((n_slots, 8), np.int64)[:, 0],
         )
+
+    def slot(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Slot k's (acc, counts, bad), as the kernels take them (a chunk axis of length 1)."""
+        s = slice(k, k + 1)
+        return self.acc[s], self.counts[s], self.bad[s]
 
 
 def rows_of(a: np.ndarray, sl: Any) -> np.ndarray:
@@ -225,17 +238,105 @@ def call_rows(
     kernel: Callable[..., None],
     n_rows: int,
     nchunks: int,
-    args: Callable[[Any, slice], tuple[Any, ...]],
+    args: Callable[[slice, int], tuple[Any, ...]],
 ) -> None:
-    """Run a row kernel over ``n_rows`` rows in ``nchunks`` chunks: ``args(rows, k)`` gives the
-    kernel's arguments for the rows ``rows`` (a slice) and chunk ``k`` (a slice of length one
-    into the per-chunk buffers)."""
+    """Run a row kernel over ``n_rows`` rows cut into ``nchunks`` chunks: ``args(rows, slot)``
+    gives the kernel's arguments for the rows ``rows`` (a slice) run with the buffers of
+    ``slot`` (allocate ``slots(nchunks)`` of them)."""
     if nchunks == 1:
-        kernel(*args(slice(None), slice(0, 1)))
+        kernel(*args(slice(None), 0))
         return
-    run_tasks(
-        kernel,
-        [args(slice(*bounds(n_rows, nchunks, k)), slice(k, k + 1)) for k in range(nchunks)],
+
+    def task(rows: slice, slot: int) -> None:
+        kernel(*args(rows, slot))
+
+    cuts = [slice(*bounds(n_rows, nchunks, k)) for k in range(nchunks)]
+    run_tasks([partial(task, rows) for rows in cuts], slots(nchunks))
+
+
+# Rows of a transposed block copied at once into a contiguous scratch: about 256 KiB, which
+# stays in L2 while the kernel reads it back.
+_TILE_BYTES = 1 << 18
+
+
+def _transposed(a: np.ndarray) -> bool:
+    """A (rows, classes) view whose rows are closer in memory than its classes (a class axis
+    that is not the last one, a Fortran-ordered array): read row by row, every class would be
+    a cache line of its own."""
+    return a.ndim == 2 and a.shape[1] > 1 and abs(a.strides[0]) < abs(a.strides[1])
+
+
+def _row_tasks(
+    kernel: Callable[..., None],
+    n_ops: int,
+    per_row: Sequence[np.ndarray],
+    params: Sequence[Any],
+    buffers: Buffers,
+    nchunks: int,
+) -> list[Callable[[int], None]]:
+    """The tasks of one piece of rows: ``per_row`` are the operands, then the weights and the
+    output (empty when absent), cut into ``nchunks`` chunks of rows. A chunk of operands stored
+    transposed is read in tiles: each tile's rows copied into a contiguous scratch (reading
+    along the rows, which are adjacent) and the kernel run on the copy, so the kernel's reads
+    are contiguous; the values are the same bits (the same kernel on the same numbers)."""
+    n_rows = per_row[0].shape[0]
+    flip = [_transposed(a) for a in per_row[:n_ops]]
+
+    def call(rows: slice, slot: int) -> None:
+        kernel(
+            *[rows_of(a, rows) for a in per_row[:n_ops]],
+            *params,
+            *[rows_of(a, rows) for a in per_row[n_ops:]],
+            *buffers.slot(slot),
+        )
+
+    def tiled(lo: int, hi: int, slot: int) -> None:
+        width = max(a.shape[1] * a.itemsize for a, f in zip(per_row, flip, strict=False) if f)
+        step = max(8, _TILE_BYTES // width)
+        scratch = [np.empty((step, a.shape[1]), a.dtype) if f else None for a, f in
+                   zip(per_row, flip, strict=False)]  # fmt: skip
+        for r0 in range(lo, hi, step):
+            r1 = min(hi, r0 + step)
+            ops = []
+            for a, tile in zip(per_row[:n_ops], scratch, strict=False):
+                if tile is None:
+                    ops.append(a[r0:r1])
+                else:
+                    np.copyto(tile[: r1 - r0], a[r0:r1])
+                    ops.append(tile[: r1 - r0])
+            kernel(
+                *ops,
+                *params,
+                *[rows_of(a, slice(r0, r1)) for a in per_row[n_ops:]],
+                *buffers.slot(slot),
+            )
+
+    cuts = [bounds(n_rows, nchunks, k) for k in range(nchunks)]
+    if any(flip):
+        return [partial(tiled, lo, hi) for lo, hi in cuts]
+    return [partial(call, slice(lo, hi)) for lo, hi in cuts]
+
+
+def _unslotted(fn: Callable[..., None], *args: Any) -> None:
+    """A task that writes no per-thread buffer: ``fn(*args)``, whatever the slot (the last)."""
+    fn(*args[:-1])
+
+
+def _box_task(
+    kernel: Callable[..., None],
+    n_ops: int,
+    per_elem: Sequence[np.ndarray],
+    params: Sequence[Any],
+    buffers: Buffers,
+    box: tuple[slice, slice],
+    slot: int,
+) -> None:
+    """The element-wise kernel on one box of a (rows, L) piece, into slot's buffers."""
+    kernel(
+        *[rows_of(a, box) for a in per_elem[:n_ops]],
+        *params,
+        *[rows_of(a, box) for a in per_elem[n_ops:]],
+        *buffers.slot(slot),
     )
 
 
@@ -243,17 +344,16 @@ def _split_rows(
     family: Split, n: int, c: int, nchunks: int, head: tuple[Any, ...], tail: tuple[Any, ...]
 ) -> None:
     """Run a split family over ``n`` long rows: for each batch of rows, its tiles spread over
-    the threads, then the batch's rows folded in order (into chunk 0 of the buffers)."""
+    the threads, then the batch's rows folded in order (into slot 0 of the buffers)."""
     nb = -(-c // COL_BLOCK)
     part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         tiles = (hi - lo) * nb
         k_tiles = min(nchunks, tiles)
-        run_tasks(
-            family.tiles,
-            [(*head, lo, *bounds(tiles, k_tiles, k), part) for k in range(k_tiles)],
-        )
+        cuts = [bounds(tiles, k_tiles, k) for k in range(k_tiles)]
+        run_tasks([partial(_unslotted, family.tiles, *head, lo, *t, part) for t in cuts],
+                  slots(k_tiles))  # fmt: skip
         family.fold(*head, lo, hi, part, *tail)
 
 
@@ -307,45 +407,38 @@ def run(
     rows_per_piece = math.prod(plan.merged[-inner:])
     if inner == 1:
         nchunks, split = work_plan(rows_per_piece, row_len)
+        cut = None
     else:
         nchunks, split = n_chunks(rows_per_piece, 1), False
-        if nchunks > 1:  # as many chunks as boxes (a few more where rows are few)
-            nchunks = len(boxes(plan.merged[-2], plan.merged[-1], nchunks))
-    buffers = Buffers.new(nchunks, reduce)
+        cut = boxes(plan.merged[-2], plan.merged[-1], nchunks)
+    n_ops = len(operands)
+    pieces = list(plan.pieces(views)) if math.prod(batch_shape) else []
+    # One task list over every piece and chunk, run on one set of per-thread buffers.
+    n_tasks = len(pieces) * (1 if split else nchunks if cut is None else len(cut))
+    n_slots = slots(n_tasks)
+    buffers = Buffers.new(n_slots, reduce)
     row_kernel = kernel[0] if isinstance(kernel, tuple) else kernel
     no_weight = np.empty((0,) * inner, np.float64)
     no_out = np.empty((0,) * inner, out_dtype)
-    n_ops = len(operands)
-    if math.prod(batch_shape):
-        for piece in plan.pieces(views):
-            given = iter(piece[n_ops:])
-            piece_weights = [next(given) if w is not None else no_weight for w in weights]
-            piece_out = next(given) if result is not None else no_out
+    tasks: list[Callable[[int], None]] = []
+    for piece in pieces:
+        given = iter(piece[n_ops:])
+        piece_weights = [next(given) if w is not None else no_weight for w in weights]
+        piece_out = next(given) if result is not None else no_out
+        per_elem = (*piece[:n_ops], *piece_weights, piece_out)
+        if split:
+            assert isinstance(kernel, tuple)
             head = (*piece[:n_ops], *params, *piece_weights)
-            if split:
-                assert isinstance(kernel, tuple)
-                family = kernel[1]
-                tail = (piece_out, buffers.acc[:1], buffers.counts[:1], buffers.bad[:1])
-                _split_rows(family, piece[0].shape[0], row_len, nchunks, head, tail)
-            elif inner == 2:
-                _elementwise(row_kernel, piece, n_ops, params, piece_weights, piece_out, buffers)
-            else:
-                per_row = (*piece[:n_ops], *piece_weights, piece_out)
-
-                def chunk_args(
-                    sl: Any, k: slice, per_row: tuple[np.ndarray, ...] = per_row
-                ) -> tuple[Any, ...]:
-                    ops = [rows_of(a, sl) for a in per_row]
-                    return (
-                        *ops[:n_ops],
-                        *params,
-                        *ops[n_ops:],
-                        buffers.acc[k],
-                        buffers.counts[k],
-                        buffers.bad[k],
-                    )
-
-                call_rows(row_kernel, piece[0].shape[0], nchunks, chunk_args)
+            tail = (piece_out, *buffers.slot(0))
+            _split_rows(kernel[1], piece[0].shape[0], row_len, nchunks, head, tail)
+        elif cut is not None:
+            tasks += [
+                partial(_box_task, row_kernel, n_ops, per_elem, params, buffers, box)
+                for box in cut
+            ]
+        else:
+            tasks += _row_tasks(row_kernel, n_ops, per_elem, params, buffers, nchunks)
+    run_tasks(tasks, n_slots)
     if buffers.bad.any():
         explain()
         raise RuntimeError("fastce internal error: a kernel flagged input it could not explain")
@@ -359,33 +452,6 @@ def run(
             out[...] = result
         return out
     return result[()] if result.ndim == 0 else result
-
-
-def _elementwise(
-    kernel: Callable[..., None],
-    piece: Sequence[np.ndarray],
-    n_ops: int,
-    params: Sequence[Any],
-    piece_weights: Sequence[np.ndarray],
-    piece_out: np.ndarray,
-    buffers: Buffers,
-) -> None:
-    """The element-wise kernel over a (rows, L) piece, cut into boxes of elements, box k
-    writing chunk k of ``buffers`` (as many chunks as ``boxes`` gives)."""
-    rows, cols = piece[0].shape
-    per_elem = (*piece[:n_ops], *piece_weights, piece_out)
-
-    def box_args(box: Any, k: int) -> tuple[Any, ...]:
-        ops = [rows_of(a, box) for a in per_elem]
-        ks = slice(k, k + 1)
-        return (*ops[:n_ops], *params, *ops[n_ops:], buffers.acc[ks], buffers.counts[ks],
-                buffers.bad[ks])  # fmt: skip
-
-    nchunks = buffers.counts.shape[0]
-    if nchunks == 1:
-        kernel(*box_args((slice(None), slice(None)), 0))
-        return
-    run_tasks(kernel, [box_args(box, k) for k, box in enumerate(boxes(rows, cols, nchunks))])
 
 
 # --- log-sum-exp, log-softmax, softmax: a row in, a row or a value out ---------------------------
@@ -407,7 +473,7 @@ def transform(kernel: Transform, x: np.ndarray, out: np.ndarray) -> None:
     n, c = x.shape
     nchunks, split = work_plan(n, c)
     if not split:
-        call_rows(kernel.rows, n, nchunks, lambda sl, k: (x[sl], out[sl], 1))
+        call_rows(kernel.rows, n, nchunks, lambda rows, slot: (x[rows], out[rows], 1))
         return
     nb = -(-c // COL_BLOCK)
     rows = min(n, ROWS_PER_BATCH)
@@ -417,15 +483,19 @@ def transform(kernel: Transform, x: np.ndarray, out: np.ndarray) -> None:
         hi = min(n, lo + ROWS_PER_BATCH)
         tiles = (hi - lo) * nb
         k_tiles = min(nchunks, tiles)
+        cuts = [bounds(tiles, k_tiles, k) for k in range(k_tiles)]
         run_tasks(
-            lse_tiles,
-            [(x, lo, *bounds(tiles, k_tiles, k), part_m, part_s) for k in range(k_tiles)],
+            [partial(_unslotted, lse_tiles, x, lo, *t, part_m, part_s) for t in cuts],
+            slots(k_tiles),
         )
         lse_fold(nb, hi - lo, part_m, part_s, m_row, s_row)
         if kernel.per_tile:
             run_tasks(
-                kernel.from_parts,
-                [(x, out, lo, *bounds(tiles, k_tiles, k), m_row, s_row) for k in range(k_tiles)],
+                [
+                    partial(_unslotted, kernel.from_parts, x, out, lo, *t, m_row, s_row)
+                    for t in cuts
+                ],
+                slots(k_tiles),
             )
         else:
             kernel.from_parts(x, out, lo, 0, hi - lo, m_row, s_row)

@@ -239,8 +239,11 @@ def log_loss(
     encoding = _Encoding(y_true, labels, sample_weight, n, dtype)
 
     nchunks = _launch.n_chunks(n, rows.shape[1])
-    buffers = _launch.Buffers.new(nchunks, reduce=True)
-    stats = np.zeros((nchunks, 5), np.float64)
+    n_slots = _launch.slots(nchunks)
+    buffers = _launch.Buffers.new(n_slots, reduce=True)
+    # per thread: min, max, any NaN, any inf, any row not summing to one
+    stats = np.zeros((n_slots, 5), np.float64)
+    stats[:, 0], stats[:, 1] = np.inf, -np.inf
     weights = encoding.weights if encoding.weights is not None else np.empty(0, np.float64)
     index = encoding.index if encoding.index is not None else np.zeros(n, np.int64)
     # One pass: the loss, and every statistic scikit-learn checks. With an indicator target
@@ -249,16 +252,15 @@ def log_loss(
         log_loss_kernel,
         n,
         nchunks,
-        lambda r, k: (
+        lambda r, slot: (
             rows[r],
             index[r],
             binary,
             dtype != np.float64,
             eps,
             _launch.rows_of(weights, r),
-            buffers.acc[k],
-            buffers.counts[k],
-            stats[k],
+            *buffers.slot(slot)[:2],
+            stats[slot : slot + 1],
         ),
     )
     if stats[:, 2].any():
@@ -296,13 +298,13 @@ def log_loss(
             f"found in labels: {classes}"
         )
     if encoding.indicator is not None:
-        buffers = _launch.Buffers.new(nchunks, reduce=True)
+        buffers = _launch.Buffers.new(n_slots, reduce=True)
         indicator = encoding.indicator
         _launch.call_rows(
             pair_kernel,
             n,
             nchunks,
-            lambda r, k: (
+            lambda r, slot: (
                 indicator[r],
                 rows[r],
                 0,
@@ -313,9 +315,7 @@ def log_loss(
                 1.0,
                 _launch.rows_of(weights, r),
                 np.empty(0, rows.dtype),
-                buffers.acc[k],
-                buffers.counts[k],
-                buffers.bad[k],
+                *buffers.slot(slot),
             ),
         )
     total, weight = _reduce.fold(buffers, True, np.dtype(np.float64))

@@ -152,13 +152,15 @@ def _add_chunk(values, acc):
 
 
 def _pool_chunked(values, nchunks):
-    """The launcher's pattern: each chunk of values summed into a state of its own by a serial
-    kernel on fastce's thread pool, then the states merged exactly."""
+    """The launcher's pattern: chunks of values summed by a serial kernel on fastce's thread
+    pool into the state of the thread that takes them, then the states merged exactly."""
     from fastce import _launch
 
-    accs = np.zeros((nchunks, xs.ACC_LEN), np.int64)
-    _launch.call_rows(_add_chunk, values.shape[0], nchunks, lambda r, k: (values[r], accs[k]))
-    for k in range(1, nchunks):
+    accs = np.zeros((_launch.slots(nchunks), xs.ACC_LEN), np.int64)
+    _launch.call_rows(
+        _add_chunk, values.shape[0], nchunks, lambda r, k: (values[r], accs[k : k + 1])
+    )
+    for k in range(1, accs.shape[0]):
         xs.acc_merge(accs[0], accs[k])
     return xs.acc_value(accs[0])
 

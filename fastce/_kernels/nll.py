@@ -339,7 +339,8 @@ def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, co
 
     ``binary``: ``proba`` is (n, 1) holding P(positive) and q is ``[1 - p, p]``, with ``1 - p``
     rounded to the input dtype first (``round_f32``), exactly as scikit-learn's stacking does.
-    ``stats[k]`` collects what scikit-learn checks, per chunk: min, max, any NaN, any inf, and
+    ``stats[k]`` collects what scikit-learn checks, over every call on chunk k's buffers
+    (min, max start at +inf, -inf, the flags at 0): min, max, any NaN, any inf, and
     whether some row does not sum to one within ``1e-8 + sqrt(eps)`` (its ``isclose``).
     """
     n, c = proba.shape
@@ -381,8 +382,8 @@ def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, co
             acc_add(acc[k, 0], value)
             acc_add(acc[k, 1], sw)
         counts[k] += hi - lo if hi > lo else 0
-        stats[k, 0] = lowest
-        stats[k, 1] = highest
-        stats[k, 2] = has_nan
-        stats[k, 3] = has_inf
-        stats[k, 4] = not_normalised
+        stats[k, 0] = min(stats[k, 0], lowest)
+        stats[k, 1] = max(stats[k, 1], highest)
+        stats[k, 2] = max(stats[k, 2], has_nan)
+        stats[k, 3] = max(stats[k, 3], has_inf)
+        stats[k, 4] = max(stats[k, 4], not_normalised)
