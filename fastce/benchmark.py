@@ -56,21 +56,6 @@ Call = Callable[[], Any]
 # Relative agreement with fastce's value that a peer must reach (float64 / float32 inputs).
 RTOL = {"float64": 1e-6, "float32": 1e-4}
 
-# Goals of issue 4: fastce's speed-up over the fastest peer (or over the peers named).
-GOALS: dict[str, tuple[float, tuple[str, ...] | None]] = {
-    "W1a": (3.0, None),
-    "W1b": (3.0, None),
-    "W1c": (3.0, None),
-    "W1d": (5.0, None),
-    "W2": (2.5, None),
-    "W3": (3.0, None),
-    "W4": (2.5, None),
-    "W5a": (3.0, None),
-    "W5b": (3.0, None),
-    "W6": (10.0, ("sklearn",)),
-    "W7": (1.0, ("torch",)),
-}
-
 BANDWIDTH_BYTES = 512 * 2**20
 
 
@@ -771,31 +756,26 @@ def run_workload(
         "per_call": workload.per_call,
         "rtol": rtol,
         "results": results,
-        "goal": _goal(workload.name, results),
+        "fastest_peer": _fastest_peer(results),
     }
 
 
-def _goal(name: str, results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """fastce's speed-up over the fastest peer (or the peers the goal names)."""
-    if name not in GOALS:
-        return None
-    target, libraries = GOALS[name]
+def _fastest_peer(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest peer that agrees with fastce, and fastce's speed-up over it
+    (its time / fastce's time); None when no peer was timed or fastce was not."""
     peers = [
         r
         for r in results
-        if r["library"] != "fastce"
-        and "ratio" in r
-        and (libraries is None or r["library"] in libraries)
+        if r["library"] != "fastce" and r.get("agrees") and math.isfinite(r.get("ratio", math.nan))
     ]
-    if not peers or not all(math.isfinite(r["ratio"]) for r in peers):
-        return {"target": target, "versus": libraries, "speedup": None, "met": None}
+    if not peers:
+        return None
     best = min(peers, key=lambda r: r["median_s"])
     return {
-        "target": target,
-        "versus": list(libraries) if libraries else "fastest peer",
-        "fastest_peer": best["implementation"],
+        "implementation": best["implementation"],
+        "library": best["library"],
+        "median_s": best["median_s"],
         "speedup": best["ratio"],
-        "met": bool(best["ratio"] >= target),
     }
 
 
@@ -998,18 +978,18 @@ def format_rows(workload_result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_goal(workload_result: dict[str, Any]) -> str | None:
-    goal = workload_result.get("goal")
-    if not goal:
-        return None
+def format_fastest(workload_result: dict[str, Any]) -> str:
+    """One line: the workload's fastest peer and fastce's speed-up over it."""
     name = workload_result["name"]
-    if goal["speedup"] is None:
-        return f"{name:<5} goal >= {goal['target']:g}x: no peer timed"
-    status = "met" if goal["met"] else "NOT MET"
-    versus = goal["versus"] if isinstance(goal["versus"], str) else "/".join(goal["versus"])
+    best = workload_result.get("fastest_peer")
+    fast: dict[str, Any] = next(
+        (r for r in workload_result["results"] if r["library"] == "fastce"), {}
+    )
+    if best is None or "median_s" not in fast:
+        return f"{name:<9}{'(no peer timed)':<37}"
     return (
-        f"{name:<5} {goal['speedup']:>6.2f}x vs {goal['fastest_peer']:<34}"
-        f"goal >= {goal['target']:g}x ({versus}): {status}"
+        f"{name:<9}{best['implementation']:<37}{_format_time(best['median_s']):>11}"
+        f"{_format_time(fast['median_s']):>11}{best['speedup']:>8.2f}x"
     )
 
 
@@ -1065,7 +1045,6 @@ def plot(results: dict[str, Any], path: str) -> None:
             names.append(w["name"])
             fractions.append(100 * fast["bandwidth_fraction"])
     bottom.bar(range(len(names)), fractions, 0.6, color=colours["fastce"])
-    bottom.axhline(30, color="grey", linestyle="--", linewidth=0.8, label="goal: 30%")
     bottom.set_xticks(range(len(names)), names)
     bottom.set_ylabel("% of memory read bandwidth")
     gbps = bw.get("gbps")
@@ -1073,7 +1052,6 @@ def plot(results: dict[str, Any], path: str) -> None:
         "fastce: input bytes read per second as a fraction of the measured read bandwidth"
         + (f" ({gbps:.1f} GB/s)" if gbps else "")
     )
-    bottom.legend(fontsize="small")
     bottom.grid(axis="y", alpha=0.3)
     machine = results["machine"]
     fig.text(
@@ -1279,11 +1257,10 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
             for line in format_rows(result):
                 say(line)
         say()
-        say("Goals of issue 4 (fastce's speed-up over the fastest peer):")
+        say("Fastest peer of each workload; ratio = its time / fastce's time:")
+        say(f"{'workload':<9}{'fastest peer':<37}{'its time':>11}{'fastce':>11}{'ratio':>9}")
         for result in results["workloads"]:
-            goal_line = format_goal(result)
-            if goal_line:
-                say("  " + goal_line)
+            say(format_fastest(result))
         problems = [
             f"{w['name']} {r['implementation']}: "
             + (r["error"] if "error" in r else f"rel. diff {r.get('rel_diff', math.nan):.2e}")
