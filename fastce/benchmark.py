@@ -29,6 +29,7 @@ import ctypes
 import gc
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -55,6 +56,9 @@ Call = Callable[[], Any]
 
 # Relative agreement with fastce's value that a peer must reach (float64 / float32 inputs).
 RTOL = {"float64": 1e-6, "float32": 1e-4}
+
+# The peers --peers can name (a workload's implementations name their library).
+PEER_LIBRARIES = ["torch", "torch.compile", "jax", "scipy", "sklearn", "numpy"]
 
 BANDWIDTH_BYTES = 512 * 2**20
 
@@ -84,6 +88,89 @@ def _torch() -> Any:
     return torch
 
 
+def _torch_compile(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    """``torch.compile(fn)`` with Inductor, or None without PyTorch. Compiles on its first call,
+    which ``run_workload`` times apart (``Impl.compiles``)."""
+    torch = _torch()  # Inductor's C++ kernels take their OpenMP thread count from torch's
+    if torch is None or not hasattr(torch, "compile"):
+        return None
+    # Dynamo caches compiled graphs per code object, and after `recompile_limit` shapes a
+    # function silently runs eagerly: a fresh cache per workload keeps each one compiled, once,
+    # for its own shapes (dynamic=False), and fullgraph=True makes a graph break an error.
+    torch._dynamo.reset()
+    return torch.compile(fn, backend="inductor", dynamic=False, fullgraph=True)
+
+
+# What _jax() did about XLA's CPU threads (printed with the table, kept in the JSON).
+JAX_THREADS: dict[str, Any] = {}
+
+
+def _jax() -> Any:
+    """jax with float64 enabled, or None when it is not installed.
+
+    XLA reads its CPU thread options once, when jax starts its backend: they are set in
+    ``XLA_FLAGS`` to Numba's thread count before jax is first imported, unless the environment
+    already sets them (or jax was imported earlier, when they can no longer change)."""
+    if "jax" not in sys.modules and importlib.util.find_spec("jax") is not None:
+        threads = numba.get_num_threads()
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "intra_op_parallelism_threads" in flags or "xla_cpu_multi_thread_eigen" in flags:
+            JAX_THREADS.update(threads=None, note=f"XLA_FLAGS from the environment: {flags}")
+        else:
+            eigen = "true" if threads > 1 else "false"
+            ours = f"--xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={threads}"
+            os.environ["XLA_FLAGS"] = f"{flags} {ours}".strip()
+            JAX_THREADS.update(threads=threads, note=f"XLA_FLAGS={os.environ['XLA_FLAGS']}")
+    elif "jax" in sys.modules and not JAX_THREADS:
+        JAX_THREADS.update(threads=None, note="jax imported before the benchmark: XLA's defaults")
+    jax = _module("jax")
+    if jax is not None:
+        # float64 inputs stay float64 (by default jax makes them float32); float32 inputs
+        # stay float32 either way.
+        jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _jax_jit(fn: Callable[..., Any], *arrays: np.ndarray) -> Call | None:
+    """A call of ``jax.jit(fn)`` on ``arrays`` moved to the device beforehand (the analogue of
+    ``torch.from_numpy``), waiting for the result; None without jax. Compiles on its first
+    call."""
+    jax = _jax()
+    if jax is None:
+        return None
+    f = jax.jit(fn)
+    args = [jax.device_put(a) for a in arrays]
+    return lambda: f(*args).block_until_ready()
+
+
+def _torch_compiled(fn: Callable[..., Any], *names: str) -> Callable[[Inputs], Call | None]:
+    """A build function: ``torch.compile(fn(torch, *tensors))`` on the inputs ``names``."""
+
+    def build(d: Inputs) -> Call | None:
+        t = _torch()
+        if t is None:
+            return None
+        f = _torch_compile(lambda *tensors: fn(t, *tensors))
+        if f is None:
+            return None
+        tensors = [t.from_numpy(d[name]) for name in names]
+        return lambda: f(*tensors)
+
+    return build
+
+
+def _jax_jitted(fn: Callable[..., Any], *names: str) -> Callable[[Inputs], Call | None]:
+    """A build function: ``jax.jit(fn(jax, *arrays))`` on the inputs ``names``."""
+
+    def build(d: Inputs) -> Call | None:
+        jax = _jax()
+        if jax is None:
+            return None
+        return _jax_jit(lambda *arrays: fn(jax, *arrays), *[d[name] for name in names])
+
+    return build
+
+
 # --------------------------------------------------------------------------------------------
 # Workloads
 
@@ -97,6 +184,7 @@ class Impl:
     label: str
     library: str
     build: Callable[[Inputs], Call | None]
+    compiles: bool = False  # the first call compiles: timed apart, before the warm-up calls
 
 
 @dataclass
@@ -163,7 +251,13 @@ def _make_log_loss(rng: np.random.Generator, n: int) -> Inputs:
     return {"y": _labels(rng, n, 10), "p": _probabilities(rng, (n, 10))}
 
 
-# --- cross-entropy from logits with class indices (W1*, W7)
+# --- cross-entropy from logits with class indices (W1*, W7); the class axis is 1
+
+
+def _jax_ce(jax: Any, x: Any, y: Any) -> Any:
+    # the label's log-probability along the class axis 1, for (N, C) or (N, C, d) logits
+    log_p = jax.nn.log_softmax(x, axis=1)
+    return -jax.numpy.mean(jax.numpy.take_along_axis(log_p, jax.numpy.expand_dims(y, 1), axis=1))
 
 
 def _ce_logits_impls() -> list[Impl]:
@@ -206,6 +300,18 @@ def _ce_logits_impls() -> list[Impl]:
     return [
         Impl("fastce", "fastce", fast),
         Impl("torch F.cross_entropy", "torch", torch),
+        Impl(
+            "torch.compile F.cross_entropy",
+            "torch.compile",
+            _torch_compiled(lambda t, x, y: t.nn.functional.cross_entropy(x, y), "x", "y"),
+            compiles=True,
+        ),
+        Impl(
+            "jax.jit log_softmax take_along",
+            "jax",
+            _jax_jitted(_jax_ce, "x", "y"),
+            compiles=True,
+        ),
         Impl("scipy special.logsumexp", "scipy", scipy),
         Impl("numpy shifted logsumexp", "numpy", numpy),
     ]
@@ -244,6 +350,20 @@ def _soft_ce_impls() -> list[Impl]:
     return [
         Impl("fastce", "fastce", fast),
         Impl("torch -(p*log q).sum()/N", "torch", torch),
+        Impl(
+            "torch.compile -xlogy(p, q) mean",
+            "torch.compile",
+            _torch_compiled(lambda t, p, q: -t.special.xlogy(p, q).sum(1).mean(), "p", "q"),
+            compiles=True,
+        ),
+        Impl(
+            "jax.jit -xlogy(p, q) mean",
+            "jax",
+            _jax_jitted(
+                lambda j, p, q: -j.numpy.mean(j.scipy.special.xlogy(p, q).sum(axis=1)), "p", "q"
+            ),
+            compiles=True,
+        ),
         Impl("scipy special.xlogy", "scipy", scipy),
         Impl("numpy einsum(p, log q)", "numpy", numpy),
     ]
@@ -288,6 +408,18 @@ def _entropy_impls() -> list[Impl]:
     return [
         Impl("fastce", "fastce", fast),
         Impl("torch special.entr", "torch", torch),
+        Impl(
+            "torch.compile -xlogy(p, p) mean",
+            "torch.compile",
+            _torch_compiled(lambda t, p: -t.special.xlogy(p, p).sum(1).mean(), "p"),
+            compiles=True,
+        ),
+        Impl(
+            "jax.jit -xlogy(p, p) mean",
+            "jax",
+            _jax_jitted(lambda j, p: -j.numpy.mean(j.scipy.special.xlogy(p, p).sum(axis=1)), "p"),
+            compiles=True,
+        ),
         Impl("scipy stats.entropy", "scipy", scipy_stats),
         Impl("scipy special.entr", "scipy", scipy_entr),
         Impl("numpy einsum(p, log p)", "numpy", numpy),
@@ -334,6 +466,26 @@ def _kl_impls() -> list[Impl]:
     return [
         Impl("fastce", "fastce", fast),
         Impl("torch F.kl_div batchmean", "torch", torch),
+        Impl(
+            "torch.compile xlogy(p,p)-xlogy(p,q)",
+            "torch.compile",
+            _torch_compiled(
+                lambda t, p, q: (t.special.xlogy(p, p) - t.special.xlogy(p, q)).sum(1).mean(),
+                "p",
+                "q",
+            ),
+            compiles=True,
+        ),
+        Impl(
+            "jax.jit rel_entr(p, q) mean",
+            "jax",
+            _jax_jitted(
+                lambda j, p, q: j.numpy.mean(j.scipy.special.rel_entr(p, q).sum(axis=1)),
+                "p",
+                "q",
+            ),
+            compiles=True,
+        ),
         Impl("scipy stats.entropy(p, q)", "scipy", scipy_stats),
         Impl("scipy special.rel_entr", "scipy", scipy_rel_entr),
         Impl("numpy einsum(p, log p/q)", "numpy", numpy),
@@ -378,6 +530,24 @@ def _bce_probability_impls() -> list[Impl]:
     return [
         Impl("fastce", "fastce", fast),
         Impl("torch F.binary_cross_entropy", "torch", torch),
+        Impl(
+            "torch.compile F.binary_cross_entropy",
+            "torch.compile",
+            _torch_compiled(lambda t, y, p: t.nn.functional.binary_cross_entropy(p, y), "y", "p"),
+            compiles=True,
+        ),
+        Impl(
+            "jax.jit xlogy + xlog1py",
+            "jax",
+            _jax_jitted(
+                lambda j, y, p: (
+                    -j.numpy.mean(j.scipy.special.xlogy(y, p) + j.scipy.special.xlog1py(1 - y, -p))
+                ),
+                "y",
+                "p",
+            ),
+            compiles=True,
+        ),
         Impl("sklearn log_loss", "sklearn", sklearn),
         Impl("scipy xlogy + xlog1py", "scipy", scipy),
         Impl("numpy y log p + (1-y) log1p(-p)", "numpy", numpy),
@@ -413,6 +583,20 @@ def _bce_logit_impls() -> list[Impl]:
     return [
         Impl("fastce", "fastce", fast),
         Impl("torch F.bce_with_logits", "torch", torch),
+        Impl(
+            "torch.compile F.bce_with_logits",
+            "torch.compile",
+            _torch_compiled(
+                lambda t, y, x: t.nn.functional.binary_cross_entropy_with_logits(x, y), "y", "x"
+            ),
+            compiles=True,
+        ),
+        Impl(
+            "jax.jit softplus(x) - x y",
+            "jax",
+            _jax_jitted(lambda j, y, x: j.numpy.mean(j.nn.softplus(x) - x * y), "y", "x"),
+            compiles=True,
+        ),
         Impl("scipy special.log_expit", "scipy", scipy),
         Impl("numpy logaddexp(0, x) - y x", "numpy", numpy),
     ]
@@ -714,6 +898,17 @@ def run_workload(
             entry.setdefault("skipped", "not installed")
             results.append(entry)
             continue
+        if impl.compiles:
+            # torch.compile and jax.jit compile on the first call: timed here, reported apart,
+            # never mixed with the warm-up or timed calls.
+            try:
+                start = time.perf_counter()
+                _value(call())
+                entry["compile_s"] = time.perf_counter() - start
+            except Exception as exc:
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+                results.append(entry)
+                continue
         if settle > 0:
             gc.collect()
             time.sleep(settle)
@@ -761,7 +956,7 @@ def run_workload(
 
 
 def _fastest_peer(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The fastest peer that agrees with fastce, and fastce's speed-up over it
+    """The fastest peer that agrees with fastce, compiled or not, and fastce's speed-up over it
     (its time / fastce's time); None when no peer was timed or fastce was not."""
     peers = [
         r
@@ -907,7 +1102,17 @@ def _memory_total_gib() -> float | None:
 
 def machine_description() -> dict[str, Any]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in ["fastce", "numpy", "numba", "llvmlite", "torch", "scipy", "scikit-learn"]:
+    for dist in [
+        "fastce",
+        "numpy",
+        "numba",
+        "llvmlite",
+        "torch",
+        "jax",
+        "jaxlib",
+        "scipy",
+        "scikit-learn",
+    ]:
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -945,8 +1150,8 @@ def _format_time(seconds: float) -> str:
 
 
 HEADER = (
-    f"{'workload':<9}{'implementation':<34}{'median':>11}{'GB/s':>8}{'ratio':>8}"
-    f"{'%bw':>6}  {'value':<15}{'rel.diff':>9}  check"
+    f"{'workload':<9}{'implementation':<37}{'median':>11}{'GB/s':>8}{'ratio':>8}"
+    f"{'%bw':>6}{'compile':>10}  {'value':<15}{'rel.diff':>9}  check"
 )
 
 
@@ -956,10 +1161,10 @@ def format_rows(workload_result: dict[str, Any]) -> list[str]:
     for r in workload_result["results"]:
         label = r["implementation"]
         if "skipped" in r and "error" not in r:
-            lines.append(f"{name:<9}{label:<34}{'(not installed)':>11}")
+            lines.append(f"{name:<9}{label:<37}{'(not installed)':>11}")
             continue
         if "median_s" not in r:
-            lines.append(f"{name:<9}{label:<34}{'ERROR':>11}  {r.get('error', '')}")
+            lines.append(f"{name:<9}{label:<37}{'ERROR':>11}  {r.get('error', '')}")
             continue
         ratio = r.get("ratio", math.nan)
         fraction = r.get("bandwidth_fraction")
@@ -971,15 +1176,17 @@ def format_rows(workload_result: dict[str, Any]) -> list[str]:
             agrees = r.get("agrees")
             check = "ok" if agrees else "!! DISAGREES"
             rel_text = f"{rel:.1e}" if rel is not None else ""
+        compile_s = r.get("compile_s")
+        compiled = f"{compile_s:>8.2f} s" if compile_s is not None else f"{'':>10}"
         lines.append(
-            f"{name:<9}{label:<34}{_format_time(r['median_s']):>11}{r['gbps']:>8.2f}"
-            f"{ratio:>8.2f}{bw}  {r['value']:<15.9g}{rel_text:>9}  {check}"
+            f"{name:<9}{label:<37}{_format_time(r['median_s']):>11}{r['gbps']:>8.2f}"
+            f"{ratio:>8.2f}{bw}{compiled}  {r['value']:<15.9g}{rel_text:>9}  {check}"
         )
     return lines
 
 
 def format_fastest(workload_result: dict[str, Any]) -> str:
-    """One line: the workload's fastest peer and fastce's speed-up over it."""
+    """One line: the workload's fastest peer, compiled or not, and fastce's speed-up over it."""
     name = workload_result["name"]
     best = workload_result.get("fastest_peer")
     fast: dict[str, Any] = next(
@@ -1002,10 +1209,12 @@ def plot(results: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     workloads = [w for w in results["workloads"] if any("ratio" in r for r in w["results"])]
-    libraries = ["fastce", "torch", "numpy", "scipy", "sklearn"]
+    libraries = ["fastce", *PEER_LIBRARIES]
     colours = {
         "fastce": "#d62728",
         "torch": "#1f77b4",
+        "torch.compile": "#17becf",
+        "jax": "#8c564b",
         "numpy": "#2ca02c",
         "scipy": "#9467bd",
         "sklearn": "#ff7f0e",
@@ -1034,7 +1243,7 @@ def plot(results: dict[str, Any], path: str) -> None:
     top.set_title(
         "fastce vs peers: each library's fastest implementation, median time relative to fastce"
     )
-    top.legend(ncols=len(libraries), fontsize="small")
+    top.legend(ncols=4, fontsize="small")
     top.grid(axis="y", which="both", alpha=0.3)
 
     bw = results.get("bandwidth") or {}
@@ -1092,6 +1301,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _peer_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PEER_LIBRARIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer(s) {', '.join(unknown) or '(none given)'}; "
+            f"expected a comma-separated list of {', '.join(PEER_LIBRARIES)}"
+        )
+    return names
+
+
 def _workload_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
@@ -1145,9 +1365,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--peers",
+        type=_peer_list,
         default=None,
-        metavar="torch,numpy,...",
-        help="only these peer libraries (torch, scipy, sklearn, numpy); default: all installed",
+        metavar="torch,jax,...",
+        help="only these peers, comma-separated: "
+        + ", ".join(PEER_LIBRARIES)
+        + " (torch is eager PyTorch; torch.compile compiles each workload once, 10-30 s on a "
+        "cold Inductor cache, its compile time in its own column); default: all installed",
     )
     parser.add_argument(
         "--memory",
@@ -1163,11 +1387,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The one parser of ``python -m bench.compare``, ``fastce bench`` and
+    ``python -m fastce.benchmark``: only ``prog`` differs."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Time fastce and every installed peer (PyTorch, SciPy, scikit-learn, "
-        "NumPy) on the same arrays and print the table: median time, GB/s of input, ratio "
-        "to fastce, fraction of the measured memory bandwidth.",
+        description="Time fastce and every installed peer (PyTorch eager and torch.compile, "
+        "jax.jit, SciPy, scikit-learn, NumPy) on the same arrays and print the table: median "
+        "time, GB/s of input, ratio to fastce, fraction of the measured memory bandwidth, "
+        "compile time of the compiled peers; then each workload's fastest peer.",
     )
     add_arguments(parser)
     return parser
@@ -1180,9 +1407,7 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    libraries = None
-    if args.peers:
-        libraries = {p.strip() for p in args.peers.split(",") if p.strip()}
+    libraries = set(args.peers) if args.peers else None
     results: dict[str, Any] = {
         "settings": {
             "workloads": args.workloads,
@@ -1203,8 +1428,13 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
         nbytes = max(64 * 2**20, int(BANDWIDTH_BYTES * min(args.scale, 1.0)))
         bandwidth = measure_bandwidth(nbytes)
         results["bandwidth"] = bandwidth
+    if libraries is None or "jax" in libraries:
+        # Before anything else imports jax, so that its XLA thread flags still take effect.
+        _jax()
     results["machine"] = machine_description()
     machine = results["machine"]
+    if JAX_THREADS:
+        machine["jax_threads"] = dict(JAX_THREADS)
     layer = machine["numba_threading_layer"]
     say(
         f"fastce {fastce.__version__} benchmark on {machine['cpu']} "
@@ -1233,9 +1463,15 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
     if args.scale != 1:
         say(f"scale {args.scale:g}: every N (but W7's) multiplied by {args.scale:g}")
     if not args.memory_only:
+        threads = numba.get_num_threads()
+        say(
+            f"threads: {threads} for fastce, PyTorch and torch.compile (torch.set_num_threads)"
+            + (f"; jax: {JAX_THREADS['note']}" if JAX_THREADS else "")
+        )
         say(
             f"median of {args.repeat} after {args.warmup} warm-up calls; ratio = time / fastce "
-            "time; %bw = fastce's GB/s of input / bandwidth; check: value within "
+            "time; %bw = fastce's GB/s of input / bandwidth; compile: first call of a "
+            "torch.compile/jax.jit peer, not in its times; check: value within "
             f"{RTOL['float64']:g} (float64) / {RTOL['float32']:g} (float32) of fastce's"
         )
         say()
@@ -1257,7 +1493,7 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
             for line in format_rows(result):
                 say(line)
         say()
-        say("Fastest peer of each workload; ratio = its time / fastce's time:")
+        say("Fastest peer of each workload, compiled or not; ratio = its time / fastce's time:")
         say(f"{'workload':<9}{'fastest peer':<37}{'its time':>11}{'fastce':>11}{'ratio':>9}")
         for result in results["workloads"]:
             say(format_fastest(result))

@@ -9,6 +9,10 @@ import pytest
 
 from fastce import benchmark, cli
 
+# Every peer but torch.compile, whose first compile in a process takes 10-30 s (its own tests
+# are marked slow).
+UNCOMPILED = "torch,jax,scipy,sklearn,numpy"
+
 
 def _load(path):
     return json.loads(path.read_text())
@@ -17,7 +21,10 @@ def _load(path):
 def test_w7_writes_the_json_structure(tmp_path):
     out = tmp_path / "bench.json"
     assert (
-        benchmark.main(["--workloads", "W7", "--repeat", "2", "--settle", "0", "--json", str(out)])
+        benchmark.main(
+            ["--workloads", "W7", "--repeat", "2", "--settle", "0", "--peers", UNCOMPILED]
+            + ["--json", str(out)]
+        )
         == 0
     )
     results = _load(out)
@@ -25,7 +32,7 @@ def test_w7_writes_the_json_structure(tmp_path):
     machine = results["machine"]
     for key in ["cpu", "cores", "numba_threads", "versions"]:
         assert key in machine
-    for dist in ["numpy", "numba", "torch", "scipy", "scikit-learn"]:
+    for dist in ["numpy", "numba", "torch", "jax", "scipy", "scikit-learn"]:
         assert dist in machine["versions"]  # None when not installed
     assert results["bandwidth"]["gbps"] > 0
     assert results["settings"]["repeat"] == 2
@@ -61,6 +68,8 @@ def test_every_workload_at_small_scale(tmp_path, capsys):
         "1",
         "--settle",
         "0",
+        "--peers",
+        UNCOMPILED,
         "--json",
         str(out),
     ]
@@ -159,3 +168,66 @@ def test_plot(tmp_path):
     ]
     assert benchmark.main(argv) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_peer_name_is_an_argument_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        benchmark.main(["--workloads", "W7", "--peers", "torch,tensorflow"])
+    assert info.value.code == 2
+    assert "unknown peer(s) tensorflow" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("W1a", "float32"), ("W1d", "float64")])
+def test_jax_peer_keeps_the_input_dtype(name, dtype):
+    pytest.importorskip("jax")
+    workload = benchmark.WORKLOADS[name]
+    d = benchmark.make_inputs(workload, 0.0001, seed=0)
+    impl = next(i for i in workload.impls if i.library == "jax")
+    assert impl.compiles
+    call = impl.build(d)
+    assert call is not None
+    result = call()
+    assert str(result.dtype) == dtype  # float64 enabled, float32 not promoted
+    fast = next(i for i in workload.impls if i.library == "fastce").build(d)
+    assert float(result) == pytest.approx(float(fast()), rel=benchmark.RTOL[dtype])
+
+
+def test_jax_peers_are_timed_after_their_compile(tmp_path, capsys):
+    pytest.importorskip("jax")
+    out = tmp_path / "bench.json"
+    argv = ["--workloads", "W1a,W2,W3,W4,W5a,W5b,W7", "--scale", "0.001", "--repeat", "1"]
+    argv += ["--warmup", "1", "--settle", "0", "--peers", "jax", "--json", str(out)]
+    assert benchmark.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "intra_op_parallelism_threads" in text or "jax imported before" in text
+    for w in _load(out)["workloads"]:
+        fast, jax_peer = w["results"]
+        assert jax_peer["library"] == "jax", w["name"]
+        assert "error" not in jax_peer, jax_peer
+        assert jax_peer["agrees"], (w["name"], jax_peer["value"], fast["value"])
+        assert jax_peer["compile_s"] > 0 and "compile_s" not in fast
+        assert w["fastest_peer"]["library"] == "jax"
+
+
+@pytest.mark.slow
+def test_torch_compile_peers_agree_on_every_workload(tmp_path, capsys):
+    # torch.compile's first compile in a process takes 10-30 s (Inductor, a C++ compiler).
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    argv = ["--scale", "0.001", "--repeat", "1", "--warmup", "1", "--settle", "0"]
+    argv += ["--peers", "torch,torch.compile", "--json", str(out)]
+    assert benchmark.main(argv) == 0
+    text = capsys.readouterr().out
+    for w in _load(out)["workloads"]:
+        compiled = [r for r in w["results"] if r["library"] == "torch.compile"]
+        if w["name"] == "W6":  # log_loss's drop-in: no torch peer
+            assert compiled == []
+            continue
+        [peer] = compiled
+        assert "error" not in peer, (w["name"], peer)
+        assert peer["agrees"], (w["name"], peer)
+        assert peer["compile_s"] > 0
+        eager = next(r for r in w["results"] if r["library"] == "torch")
+        best = min([peer, eager], key=lambda r: r["median_s"])
+        assert w["fastest_peer"]["implementation"] == best["implementation"]
+    assert "torch.compile F.cross_entropy" in text and "compile" in text
