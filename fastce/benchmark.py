@@ -8,17 +8,21 @@ Run it as ``python -m fastce.benchmark``, ``fastce bench`` or, from a checkout,
     python -m bench.compare --memory-only          # peak extra memory of fastce, per workload
     python -m bench.compare --scale 0.01           # every workload 100x smaller: a smoke test
 
-For each workload (named ``W1a`` ... ``W7`` as in issue 4) the inputs are generated once with a
-fixed seed; fastce and each installed peer (PyTorch at the same thread count as Numba and with
-the same reduction, SciPy, scikit-learn, idiomatic NumPy) are called on them: warm-up calls,
-then the median of ``--repeat`` timed calls. Every peer's value is checked against fastce's
-(relative tolerance 1e-6 for float64 inputs, 1e-4 for float32). The table gives the median
-time, the input read per second (bytes of all input arrays / time), the ratio to fastce (peer
-time / fastce time) and, for fastce, the fraction of the machine's memory read bandwidth,
-measured in the same run by a parallel Numba sum over a 512 MiB float64 array.
+For each workload (``W1a`` ... ``W1f``, ``W2`` ... ``W7``; ``--help`` lists them) the inputs are
+generated once with a fixed seed; fastce and each installed peer (eager PyTorch, torch.compile
+and jax.jit, all at Numba's thread count and with the same reduction; SciPy, scikit-learn,
+idiomatic NumPy) are called on them: a compiled peer's first call (its compile time, reported
+apart), warm-up calls, then the median of ``--repeat`` timed calls. Every peer's value is
+checked against fastce's (relative tolerance 1e-6 for float64 inputs, 1e-4 for float32). The
+table gives the median time, the input read per second (bytes of all input arrays / time), the
+ratio to fastce (peer time / fastce time) and, for fastce, the fraction of the machine's memory
+read bandwidth, measured in the same run by a parallel Numba sum over a 512 MiB float64 array;
+then, per workload, the fastest peer that agrees with fastce, compiled or not, and fastce's
+speed-up over it.
 
 Peers are optional: each is imported only when a workload needs it, and skipped when it is not
-installed. matplotlib (``--plot``) is in the ``bench`` extra; PyTorch is never required.
+installed. matplotlib (``--plot``) is in the ``bench`` extra; PyTorch and jax are never
+required.
 """
 
 from __future__ import annotations
@@ -194,10 +198,14 @@ class Workload:
     rows: int  # N at --scale 1
     cols: int | None  # C, or None for 1-D inputs
     dtype: str  # dtype of the predictions: picks the agreement tolerance
-    make: Callable[[np.random.Generator, int], Inputs]
+    # make(rng, N), or make(rng, N, d) for a workload with a trailing axis d (``spatial``)
+    make: Callable[..., Inputs]
     impls: list[Impl] = field(default_factory=list)
     per_call: bool = False  # call overhead: many calls per repeat, time per call
     scalable: bool = True
+    # (N, C, d) layout, PyTorch's for per-position losses: d at --scale 1; --scale multiplies
+    # d, not N
+    spatial: int | None = None
 
 
 def _logits(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -220,9 +228,13 @@ def _labels(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
     return y
 
 
-def _make_ce_logits(n_classes: int, dtype: Any) -> Callable[[np.random.Generator, int], Inputs]:
-    def make(rng: np.random.Generator, n: int) -> Inputs:
-        return {"x": _logits(rng, (n, n_classes), dtype), "y": _labels(rng, n, n_classes)}
+def _make_ce_logits(n_classes: int, dtype: Any) -> Callable[..., Inputs]:
+    def make(rng: np.random.Generator, n: int, spatial: int | None = None) -> Inputs:
+        if spatial is None:
+            return {"x": _logits(rng, (n, n_classes), dtype), "y": _labels(rng, n, n_classes)}
+        # (N, C, d) logits and (N, d) labels: the class axis is 1
+        x = _logits(rng, (n, n_classes, spatial), dtype)
+        return {"x": x, "y": _labels(rng, n * spatial, n_classes).reshape(n, spatial)}
 
     return make
 
@@ -263,11 +275,13 @@ def _jax_ce(jax: Any, x: Any, y: Any) -> Any:
 def _ce_logits_impls() -> list[Impl]:
     def fast(d: Inputs) -> Call:
         x, y = d["x"], d["y"]
-        return lambda: fastce.cross_entropy(y, x, from_logits=True, reduction="mean")
+        if x.ndim == 2:
+            return lambda: fastce.cross_entropy(y, x, from_logits=True, reduction="mean")
+        return lambda: fastce.cross_entropy(y, x, from_logits=True, axis=1, reduction="mean")
 
     def torch(d: Inputs) -> Call | None:
         # F.cross_entropy with class indices and reduction="mean": the fused
-        # log_softmax + nll_loss PyTorch users call on logits.
+        # log_softmax + nll_loss PyTorch users call on logits, (N, C) or (N, C, d).
         t = _torch()
         if t is None:
             return None
@@ -275,25 +289,33 @@ def _ce_logits_impls() -> list[Impl]:
         f = t.nn.functional.cross_entropy
         return lambda: f(x, y, reduction="mean")
 
+    def _picked(x: np.ndarray, y: np.ndarray) -> Call:
+        """x[i, y[i]] (or x[i, y[i, j], j]): the label's logit, as a call."""
+        if x.ndim == 2:
+            rows = np.arange(len(y))
+            return lambda: x[rows, y]
+        index = np.expand_dims(y, 1)
+        return lambda: np.take_along_axis(x, index, axis=1)[:, 0]
+
     def scipy(d: Inputs) -> Call | None:
         special = _module("scipy.special")
         if special is None:
             return None
-        x, y = d["x"], d["y"]
-        rows = np.arange(len(y))
-        return lambda: np.mean(special.logsumexp(x, axis=1) - x[rows, y])
+        x = d["x"]
+        picked = _picked(x, d["y"])
+        return lambda: np.mean(special.logsumexp(x, axis=1) - picked())
 
     def numpy(d: Inputs) -> Call:
         # Shifted log-sum-exp with one N x C temporary (exp taken in place).
-        x, y = d["x"], d["y"]
-        rows = np.arange(len(y))
+        x = d["x"]
+        picked = _picked(x, d["y"])
 
         def call() -> Any:
             m = x.max(axis=1, keepdims=True)
             e = x - m
             np.exp(e, out=e)
             lse = np.log(e.sum(axis=1)) + m[:, 0]
-            return np.mean(lse - x[rows, y])
+            return np.mean(lse - picked())
 
         return call
 
@@ -670,6 +692,25 @@ WORKLOADS: dict[str, Workload] = {
             _ce_logits_impls(),
         ),
         Workload(
+            "W1e",
+            "cross-entropy, int labels (64, 512), logits 64 x 1,000 x 512 float32, class axis 1",
+            64,
+            1_000,
+            "float32",
+            _make_ce_logits(1_000, np.float32),
+            _ce_logits_impls(),
+            spatial=512,
+        ),
+        Workload(
+            "W1f",
+            "cross-entropy, int labels, logits 10,000,000 x 2 float32",
+            10_000_000,
+            2,
+            "float32",
+            _make_ce_logits(2, np.float32),
+            _ce_logits_impls(),
+        ),
+        Workload(
             "W2",
             "cross-entropy, soft targets, probabilities 1,000,000 x 100 float64",
             1_000_000,
@@ -738,18 +779,36 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
+# Each workload's random stream: its inputs do not change when a workload is added before it.
+_STREAMS = ["W1a", "W1b", "W1c", "W1d", "W2", "W3", "W4", "W5a", "W5b", "W6", "W7", "W1e", "W1f"]
+assert sorted(_STREAMS) == sorted(WORKLOADS)
+
+
 def workload_rows(workload: Workload, scale: float) -> int:
-    """N for ``--scale``: W7 (call overhead) keeps its size; others keep at least 16 rows."""
-    if not workload.scalable:
+    """N for ``--scale``: W7 (call overhead) and the (N, C, d) workloads (whose d is scaled)
+    keep theirs; others keep at least 16 rows."""
+    if not workload.scalable or workload.spatial is not None:
         return workload.rows
     return max(16, round(workload.rows * scale))
 
 
+def workload_shape(workload: Workload, scale: float) -> list[int]:
+    """The prediction array's shape for ``--scale``: (N,), (N, C) or (N, C, d)."""
+    shape = [workload_rows(workload, scale)]
+    if workload.cols is not None:
+        shape.append(workload.cols)
+    if workload.spatial is not None:
+        shape.append(max(1, round(workload.spatial * scale)))
+    return shape
+
+
 def make_inputs(workload: Workload, scale: float, seed: int) -> Inputs:
     """The workload's arrays, the same for a given (workload, scale, seed) in any process."""
-    index = list(WORKLOADS).index(workload.name)
-    rng = np.random.default_rng([seed, index])
-    return workload.make(rng, workload_rows(workload, scale))
+    rng = np.random.default_rng([seed, _STREAMS.index(workload.name)])
+    if workload.spatial is None:
+        return workload.make(rng, workload_rows(workload, scale))
+    n, _, spatial = workload_shape(workload, scale)
+    return workload.make(rng, n, spatial)
 
 
 # --------------------------------------------------------------------------------------------
@@ -881,8 +940,7 @@ def run_workload(
     """
     inputs = make_inputs(workload, scale, seed)
     nbytes = _input_bytes(inputs)
-    rows = workload_rows(workload, scale)
-    shape = [rows] if workload.cols is None else [rows, workload.cols]
+    shape = workload_shape(workload, scale)
     rtol = RTOL[workload.dtype]
     results: list[dict[str, Any]] = []
     for impl in workload.impls:
@@ -1461,7 +1519,10 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
             "timings will be noisy"
         )
     if args.scale != 1:
-        say(f"scale {args.scale:g}: every N (but W7's) multiplied by {args.scale:g}")
+        say(
+            f"scale {args.scale:g}: every N (but W7's; W1e's d instead) multiplied by "
+            f"{args.scale:g}"
+        )
     if not args.memory_only:
         threads = numba.get_num_threads()
         say(

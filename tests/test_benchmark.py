@@ -177,6 +177,57 @@ def test_bad_peer_name_is_an_argument_error(capsys):
     assert "unknown peer(s) tensorflow" in capsys.readouterr().err
 
 
+def test_w1e_and_w1f_shapes_follow_scale():
+    w1e, w1f = benchmark.WORKLOADS["W1e"], benchmark.WORKLOADS["W1f"]
+    assert benchmark.workload_shape(w1e, 1.0) == [64, 1000, 512]
+    assert benchmark.workload_shape(w1e, 0.01) == [64, 1000, 5]  # d scaled, not N
+    assert benchmark.workload_shape(w1f, 1.0) == [10_000_000, 2]
+    assert benchmark.workload_shape(w1f, 0.001) == [10_000, 2]
+    d = benchmark.make_inputs(w1e, 0.01, seed=0)
+    assert d["x"].shape == (64, 1000, 5) and d["x"].dtype == np.float32
+    assert d["y"].shape == (64, 5) and d["y"].dtype == np.int64
+    assert d["y"].min() >= 0 and d["y"].max() < 1000
+    d = benchmark.make_inputs(w1f, 0.001, seed=0)
+    assert d["x"].shape == (10_000, 2) and d["x"].dtype == np.float32 and d["y"].shape == (10_000,)
+
+
+def test_adding_workloads_keeps_the_inputs_of_the_others():
+    # W2 drew from stream 4 before W1e and W1f were added between W1d and W2.
+    rng = np.random.default_rng([3, 4])
+    expected = benchmark.WORKLOADS["W2"].make(rng, 1000)
+    got = benchmark.make_inputs(benchmark.WORKLOADS["W2"], 0.001, seed=3)
+    np.testing.assert_array_equal(got["p"], expected["p"])
+
+
+def test_w1e_and_w1f_agree_with_the_peers(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--workloads", "W1e,W1f", "--scale", "0.002", "--repeat", "1", "--warmup", "1"]
+    argv += ["--settle", "0", "--peers", UNCOMPILED, "--json", str(out)]
+    assert benchmark.main(argv) == 0
+    w1e, w1f = _load(out)["workloads"]
+    assert w1e["shape"] == [64, 1000, 1] and w1f["shape"] == [20_000, 2]
+    for w in (w1e, w1f):
+        fast, *peers = w["results"]
+        assert fast["library"] == "fastce" and math.isfinite(fast["value"])
+        assert "numpy" in {p["library"] for p in peers if "value" in p}
+        for peer in peers:
+            if "skipped" in peer:
+                continue
+            assert peer["agrees"], (w["name"], peer)
+        assert w["fastest_peer"] is not None
+
+
+def test_w1e_is_pytorchs_n_c_d_cross_entropy():
+    torch = pytest.importorskip("torch")
+    w1e = benchmark.WORKLOADS["W1e"]
+    d = benchmark.make_inputs(w1e, 0.004, seed=0)
+    fast = next(i for i in w1e.impls if i.library == "fastce").build(d)
+    expected = torch.nn.functional.cross_entropy(
+        torch.from_numpy(d["x"]).double(), torch.from_numpy(d["y"])
+    ).item()
+    assert fast() == pytest.approx(expected, rel=1e-6)
+
+
 @pytest.mark.parametrize(("name", "dtype"), [("W1a", "float32"), ("W1d", "float64")])
 def test_jax_peer_keeps_the_input_dtype(name, dtype):
     pytest.importorskip("jax")
@@ -195,7 +246,7 @@ def test_jax_peer_keeps_the_input_dtype(name, dtype):
 def test_jax_peers_are_timed_after_their_compile(tmp_path, capsys):
     pytest.importorskip("jax")
     out = tmp_path / "bench.json"
-    argv = ["--workloads", "W1a,W2,W3,W4,W5a,W5b,W7", "--scale", "0.001", "--repeat", "1"]
+    argv = ["--workloads", "W1e,W2,W3,W4,W5a,W5b,W7", "--scale", "0.001", "--repeat", "1"]
     argv += ["--warmup", "1", "--settle", "0", "--peers", "jax", "--json", str(out)]
     assert benchmark.main(argv) == 0
     text = capsys.readouterr().out
