@@ -3,6 +3,11 @@ it runs, writes the JSON it promises, and every installed peer agrees with fastc
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +173,38 @@ def test_plot(tmp_path):
     ]
     assert benchmark.main(argv) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _options(help_text):
+    return sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", help_text)))
+
+
+def test_fastce_bench_and_bench_compare_share_their_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--help"])
+    assert info.value.code == 0
+    fastce_bench = capsys.readouterr().out
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    )
+    compare = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--help"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert fastce_bench.startswith("usage: fastce bench")
+    assert compare.startswith("usage: python -m bench.compare")
+    options = _options(fastce_bench)
+    assert options == _options(compare)
+    for option in ["--plot", "--json", "--settle", "--workloads", "--peers", "--scale"]:
+        assert option in options
+    # Everything after the usage lines is the same text.
+    assert fastce_bench.split("\n\n", 1)[1] == compare.split("\n\n", 1)[1]
+    assert "goal" not in fastce_bench.lower()
 
 
 def test_bad_peer_name_is_an_argument_error(capsys):
