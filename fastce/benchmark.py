@@ -1486,7 +1486,7 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
         nbytes = max(64 * 2**20, int(BANDWIDTH_BYTES * min(args.scale, 1.0)))
         bandwidth = measure_bandwidth(nbytes)
         results["bandwidth"] = bandwidth
-    if libraries is None or "jax" in libraries:
+    if not args.memory_only and (libraries is None or "jax" in libraries):
         # Before anything else imports jax, so that its XLA thread flags still take effect.
         _jax()
     results["machine"] = machine_description()
