@@ -1326,7 +1326,8 @@ def plot(results: dict[str, Any], path: str) -> None:
         0.005,
         f"{machine['cpu']}, {machine['numba_threads']} threads; numba "
         f"{machine['versions'].get('numba')}, numpy {machine['versions'].get('numpy')}, torch "
-        f"{machine['versions'].get('torch')}; scale {results['settings']['scale']:g}",
+        f"{machine['versions'].get('torch')}, jax {machine['versions'].get('jax')}; scale "
+        f"{results['settings']['scale']:g}",
         fontsize="x-small",
     )
     fig.tight_layout(rect=(0, 0.02, 1, 1))
