@@ -514,8 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "bench",
         add_help=False,
-        help="time fastce against PyTorch, SciPy, scikit-learn and NumPy on the same arrays "
-        "(fastce bench --help)",
+        help="time fastce against PyTorch (eager and torch.compile), jax.jit, SciPy, "
+        "scikit-learn and NumPy on the same arrays (fastce bench --help)",
     )
     _add_score_command(sub)
     warm = sub.add_parser(
