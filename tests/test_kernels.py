@@ -389,3 +389,56 @@ def test_binary_hard_and_soft_label_segments_give_the_same_bits(dtype):
     np.testing.assert_allclose(
         hard, ref.astype(dtype), rtol=4e-16 if dtype == np.float64 else 2e-7
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_class_axis_not_last_is_read_in_tiles_with_the_same_bits(dtype, monkeypatch):
+    """A class axis that is not the last one ((N, C, d) with axis=1, a Fortran-ordered array):
+    the launcher copies tiles of rows into a contiguous scratch and runs the same kernel on
+    them, so every value is the bits of the C-contiguous layout."""
+    from fastce import _launch
+
+    rng = np.random.default_rng(11)
+    x = (rng.normal(size=(3, 300, 700)) * 3).astype(dtype)
+    x[0, 5, 7] = -np.inf
+    x[1, :, 3] = -np.inf
+    x[2, 9, 9] = np.nan
+    y = rng.integers(0, 300, (3, 700))
+    p = np.ascontiguousarray(fastce.softmax(x.astype(np.float64), axis=1).astype(dtype))
+    q = np.ascontiguousarray(np.roll(p, 1, axis=1))
+    arrays = {"x": x, "p": p, "q": q}
+    last = {k: np.ascontiguousarray(np.moveaxis(v, 1, -1)) for k, v in arrays.items()}
+    cases = {
+        "cross_entropy": lambda a, ax, r: fastce.cross_entropy(
+            y, a["x"], axis=ax, from_logits=True, reduction=r
+        ),
+        "cross_entropy weighted": lambda a, ax, r: fastce.cross_entropy(
+            y, a["x"], axis=ax, from_logits=True, reduction=r, label_smoothing=0.1
+        ),
+        "entropy": lambda a, ax, r: fastce.entropy(a["p"], axis=ax, reduction=r),
+        "kl logits": lambda a, ax, r: fastce.kl_divergence(
+            a["p"], a["x"], axis=ax, from_logits=True, reduction=r
+        ),
+        "js": lambda a, ax, r: fastce.js_divergence(a["p"], a["q"], axis=ax, reduction=r),
+    }
+    copies = []
+    real = _launch.transpose_rows
+
+    def spy(src, dst):
+        copies.append(src.shape)
+        real(src, dst)
+
+    monkeypatch.setattr(_launch, "transpose_rows", spy)
+    for name, fn in cases.items():
+        for reduction in ("none", "mean"):
+            copies.clear()
+            got = np.asarray(fn(arrays, 1, reduction))
+            assert copies, f"{name}: the strided rows were not read in tiles"
+            want = np.asarray(fn(last, -1, reduction))
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {reduction}")
+    # A Fortran-ordered 2-D array: its rows are adjacent too.
+    f = np.asfortranarray(last["x"][0])
+    copies.clear()
+    got = fastce.cross_entropy(y[0], f, from_logits=True)
+    assert copies
+    np.testing.assert_array_equal(got, fastce.cross_entropy(y[0], last["x"][0], from_logits=True))

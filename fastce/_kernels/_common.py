@@ -67,3 +67,19 @@ def fold_chunks(acc):
         acc_merge(acc[0, 0], acc[k, 0])
         acc_merge(acc[0, 1], acc[k, 1])
     return acc_value(acc[0, 0]), acc_value(acc[0, 1])
+
+
+@njit(nogil=True, cache=True)
+def transpose_rows(src, dst):
+    """dst[:] = src for a (rows, classes) ``src`` whose rows are adjacent in memory and a
+    C-contiguous ``dst``: eight classes at a time, so that both the eight columns read (runs
+    along the rows) and the rows written (runs of eight) are contiguous."""
+    m, c = src.shape
+    c8 = c - c % 8
+    for j0 in range(0, c8, 8):
+        for r in range(m):
+            for j in range(j0, j0 + 8):
+                dst[r, j] = src[r, j]
+    for j in range(c8, c):
+        for r in range(m):
+            dst[r, j] = src[r, j]
