@@ -1,7 +1,8 @@
 """Start-up cost: import + first call with a warm cache, against Numba's own floor.
 
     python bench/startup.py            # warm-cache figures (runs warmup once first)
-    python bench/startup.py --cold     # also the cold compile time of every kernel
+    python bench/startup.py --cold     # also, per public function, its first small and first
+                                       # large call on an empty cache, and `fastce warmup`
 
 Each figure is the median of several fresh processes. Numba's floor is ``import numba`` plus
 one call of a trivial ``cache=True`` function that is already cached.
@@ -45,6 +46,65 @@ FASTCE = textwrap.dedent(
 )
 
 
+# Each public function's first small call (one chunk: the calling thread) and first large call
+# (the thread pool) in a fresh process with an empty Numba cache.
+COLD_CALLS = {
+    "cross_entropy (labels, float32 logits)": (
+        "fastce.cross_entropy(y, x32, from_logits=True, reduction='mean')"
+    ),
+    "cross_entropy (labels, probabilities)": "fastce.cross_entropy(y, p, reduction='mean')",
+    "cross_entropy (soft targets)": "fastce.cross_entropy(p, p, reduction='mean')",
+    "entropy": "fastce.entropy(p)",
+    "kl_divergence": "fastce.kl_divergence(p, p, reduction='mean')",
+    "js_divergence": "fastce.js_divergence(p, p, reduction='mean')",
+    "binary_cross_entropy (logits)": (
+        "fastce.binary_cross_entropy(t32, x32, from_logits=True, reduction='mean')"
+    ),
+    "perplexity": "fastce.perplexity(y, x32, from_logits=True)",
+    "log_softmax": "fastce.log_softmax(x32)",
+    "log_loss": "fastce.log_loss(y, p, labels=np.arange(p.shape[1]))",
+}
+
+COLD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import fastce
+    def data(n):
+        rng = np.random.default_rng(0)
+        x32 = rng.standard_normal((n, 100), dtype=np.float32)
+        p = rng.random((n, 100)); p /= p.sum(1, keepdims=True)
+        return x32, p, rng.integers(0, 100, n), (x32 > 0).astype(np.float32)
+    out = []
+    for n in (100, 200_000):
+        x32, p, y, t32 = data(n)
+        t = time.perf_counter()
+        eval(sys.argv[1])
+        out.append(time.perf_counter() - t)
+    print(*out)
+    """
+)
+
+
+def cold_calls() -> dict[str, tuple[float, float]]:
+    """{function: (first small call, first large call)} in seconds, each function in a fresh
+    process with an empty ``NUMBA_CACHE_DIR``."""
+    figures = {}
+    for name, call in COLD_CALLS.items():
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            out = subprocess.run(
+                [sys.executable, "-c", COLD, call],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            small, large = (float(v) for v in out.stdout.split())
+            figures[name] = (small, large)
+    return figures
+
+
 def _run(code: str, env: dict[str, str], cwd: str) -> list[float]:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=True
@@ -69,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"import fastce:                                {imp:.3f} s")
     print(f"import fastce + first cross_entropy call:     {first:.3f} s (warm cache)")
     if args.cold:
+        print("first calls on an empty cache (seconds): small call, then large call")
+        for name, (small, large) in cold_calls().items():
+            print(f"  {name:<42} {small:6.2f} {large:6.2f}")
         with tempfile.TemporaryDirectory() as cache:
             cold_env = {**env, "NUMBA_CACHE_DIR": cache}
             out = subprocess.run(

@@ -187,6 +187,8 @@ def bounds(n: int, nchunks: int, k: int) -> tuple[int, int]:
 def boxes(rows: int, cols: int, nchunks: int) -> list[tuple[slice, slice]]:
     """Element-wise work on a (rows, cols) view cut into about ``nchunks`` boxes: ranges of
     whole rows, or, with fewer rows than chunks, ranges of columns of each row."""
+    if rows == 0 or nchunks <= 1:
+        return [(slice(None), slice(None))]
     if rows >= nchunks:
         return [(slice(*bounds(rows, nchunks, k)), slice(None)) for k in range(nchunks)]
     per_row = -(-nchunks // rows)

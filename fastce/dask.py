@@ -35,6 +35,7 @@ import math
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -1281,7 +1282,11 @@ def _plan_for(
 
 
 def configure_workers(
-    client: Any, numba_threads: int | None = None, *, warmup: bool = True
+    client: Any,
+    numba_threads: int | None = None,
+    *,
+    warmup: bool = True,
+    progress: bool = True,
 ) -> dict[str, int | None]:
     """Prepare a ``distributed`` cluster's workers for fastce: a warm Numba cache, and Numba
     threads that do not oversubscribe the cores.
@@ -1291,7 +1296,8 @@ def configure_workers(
        in one worker per host, then in the other workers, which then only load from the cache.
        Worker processes that compile the same kernels into one cache directory at the same
        time can crash (numba#4807); this way only one process per host ever writes. With a
-       warm cache this takes about a second; with a cold one, about a minute.
+       warm cache this takes about a second; with a cold one, as long as ``fastce warmup``
+       on each host (minutes on a small machine). Each step is reported as it ends.
     2. Registers a worker plugin (``"fastce-numba-threads"``, applied again to workers that
        join or restart later) that sets how many Numba threads each task thread uses:
        ``numba_threads`` if given, else ``cores // threads`` per host, ``cores`` the CPUs a
@@ -1306,6 +1312,8 @@ def configure_workers(
         Numba threads per task thread on every worker.
     warmup : bool, default True
         Warm the Numba cache as described.
+    progress : bool, default True
+        Write one line per step as it ends, and the total time, to standard error.
 
     Returns
     -------
@@ -1337,13 +1345,34 @@ def configure_workers(
     hosts: dict[str, list[str]] = {}
     for address, info in workers.items():
         hosts.setdefault(info["host"], []).append(address)
+    started = time.perf_counter()
+
+    def say(line: str) -> None:
+        if progress:
+            print(f"fastce.dask.configure_workers: {line}", file=sys.stderr, flush=True)
+
     if warmup:
-        worker_side.warm_cache()
         first = [addresses[0] for addresses in hosts.values()]
-        client.run(worker_side.warm_cache, workers=first)
         rest = [a for addresses in hosts.values() for a in addresses[1:]]
+        steps = [
+            ("this process", lambda: worker_side.warm_cache()),
+            (
+                f"{len(first)} worker(s), one per host",
+                lambda: client.run(worker_side.warm_cache, workers=first),
+            ),
+        ]
         if rest:
-            client.run(worker_side.warm_cache, workers=rest)
+            steps.append(
+                (
+                    f"the other {len(rest)} worker(s), from the cache",
+                    lambda: client.run(worker_side.warm_cache, workers=rest),
+                )
+            )
+        for k, (where, step) in enumerate(steps, 1):
+            t = time.perf_counter()
+            step()
+            seconds = time.perf_counter() - t
+            say(f"[{k}/{len(steps)}] Numba cache warm in {where} ({seconds:.1f} s)")
     facts = client.run(worker_side.facts)
     per_host: dict[str, int] = {}
     for host, addresses in hosts.items():
@@ -1356,4 +1385,9 @@ def configure_workers(
         per_host, None if numba_threads is None else int(numba_threads)
     )
     client.register_plugin(plugin, name=worker_side.NumbaThreads.name)
-    return dict(client.run(worker_side.numba_threads_setting))
+    settings = dict(client.run(worker_side.numba_threads_setting))
+    say(
+        f"{len(settings)} worker(s) ready in {time.perf_counter() - started:.1f} s; Numba "
+        f"threads per task thread: {', '.join(sorted({str(v) for v in settings.values()}))}"
+    )
+    return settings

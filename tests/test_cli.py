@@ -129,7 +129,7 @@ def test_demo_says_how_long_the_kernels_took_to_compile_or_load(monkeypatch):
 
 
 def test_count_compiles_counts_compiles_not_cache_loads():
-    numba = pytest.importorskip("numba")
+    import numba
 
     @numba.njit(cache=False)
     def twice(x):

@@ -459,10 +459,20 @@ def _cluster_data(dtype):
     return x, y, w, rng.random(12) * 2
 
 
-def test_configure_workers(client):
+def test_configure_workers(client, capsys):
     import numba
 
     setting = fd.configure_workers(client)
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split("]")[0] for line in said[:-1]] == [
+        "fastce.dask.configure_workers: [1/3",
+        "fastce.dask.configure_workers: [2/3",
+        "fastce.dask.configure_workers: [3/3",
+    ], said
+    assert "Numba cache warm in this process" in said[0]
+    assert said[-1].startswith("fastce.dask.configure_workers: 2 worker(s) ready in "), said
+    fd.configure_workers(client, progress=False, warmup=False)
+    assert capsys.readouterr().err == ""
     cores = os.cpu_count() or 1
     assert setting == {a: max(1, cores // 2) for a in client.scheduler_info()["workers"]}
     used = client.submit(_numba_threads_in_a_task, pure=False).result()
@@ -647,7 +657,8 @@ def test_cluster_input_error_is_one_line_in_the_worker_log(client):
 def test_worker_log_filter_keeps_other_failures_whole():
     import logging
 
-    worker_side = pytest.importorskip("fastce._dask_worker")
+    from fastce import _dask_worker as worker_side
+
     text = (
         "Compute Failed\nKey:       %s\nState:     %s\nTask:  %s\nException: %r\nTraceback: %r\n"
     )
