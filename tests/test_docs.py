@@ -211,6 +211,18 @@ def test_every_block_is_run_or_says_why_not():
             assert block.language in RUN_LANGUAGES, f"{block.id}: a mark on a block never run"
 
 
+def test_every_fence_names_its_language():
+    """A fence without a language is never run, so commands could hide in one: every block says
+    what it holds (``text`` for output and diagrams)."""
+    for page in PAGES:
+        inside = False
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if line.startswith("```"):
+                if not inside:
+                    assert line.strip() != "```", f"{page.name}:{number}: a fence with no language"
+                inside = not inside
+
+
 def test_the_parser_reads_marks_and_console_commands(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
     page.write_text(
