@@ -30,6 +30,8 @@ _ENTROPY = (
     Split(entropy_kernels.entropy_tiles, entropy_kernels.entropy_fold),
 )
 _NLL = (nll.nll_kernel, Split(nll.nll_tiles, nll.nll_fold))
+# logits, no smoothing, at most COL_BLOCK classes: the hot path's kernel alone
+_NLL_LOGITS = (nll.nll_logits_kernel, _NLL[1])
 _PAIR = (pair.pair_kernel, Split(pair.pair_tiles, pair.pair_fold))
 _LOGSUMEXP = Transform(lse_kernels.logsumexp_rows, lse_kernels.logsumexp_from_parts, False)
 _LOG_SOFTMAX = Transform(lse_kernels.log_softmax_rows, lse_kernels.log_softmax_from_parts, True)
@@ -185,8 +187,9 @@ def _cross_entropy(
             v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value)
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
+        hot = from_logits and smoothing == 0.0 and n_classes <= lse_kernels.COL_BLOCK
         return run(
-            _NLL,
+            _NLL_LOGITS if hot else _NLL,
             batch_shape,
             [rows, labels],
             [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
@@ -408,9 +411,11 @@ def _small_labels_fast_path(
         return None  # an Accumulator needs the exact state: the general path records it
     reduce = reduction != "none"
     result = np.empty(0 if reduce else n, dtype)
-    total, bad = nll.nll_small(
-        _readonly(pred), _readonly(target), from_logits, _FAST_EPS[dtype], reduce, result
-    )
+    small = nll.nll_small_logits if from_logits else nll.nll_small_probabilities
+    total, bad = small(
+        _readonly(pred), _readonly(target), from_logits, _FAST_EPS[dtype], False, -100, reduce,
+        result,
+    )  # fmt: skip
     if bad:
         return None  # the general path explains the offending label or probability
     if not reduce:

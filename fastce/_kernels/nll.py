@@ -150,12 +150,60 @@ def nll_kernel(
     counts,
     bad,
 ):
+    """Cross-entropy of each row with its class-index target: any options, rows of any length
+    (column blocks folded in order). Calls that ``nll_logits_kernel`` takes (logits, no
+    smoothing, one block) go there instead: the same values, with less compiled code each."""
     n, c = x.shape
     nchunks = counts.shape[0]
     blen = buffer_len(c)
-    short_logits = from_logits and smoothing == 0.0 and c <= COL_BLOCK
+    scratch, scratch64 = np.empty((nchunks, blen)), np.empty((nchunks, 2, blen))
+    x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
+    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc, sc64 = unowned(counts), unowned(bad), unowned(scratch), unowned(scratch64)
+    for k in range(nchunks):
+        lo, hi = chunk_bounds(n, nchunks, k)
+        buf, buf64, wbuf = sc[k], sc64[k, 0], sc64[k, 1]
+        for i in range(lo, hi):
+            status = label_status(labels[i], c, has_ignore, ignore_index)
+            if status != 0:
+                skip_row(status, i, k, out, bad)
+                continue
+            y = np.int64(labels[i])
+            st = nll_row(x[i], y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
+            loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
+            if not ok:
+                bad[k] = 1
+            sw = weight_at(sample_weight, i)
+            emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
+    keep(scratch)
+    keep(scratch64)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def nll_logits_kernel(
+    x,
+    labels,
+    from_logits,
+    eps,
+    class_weight,
+    smoothing,
+    has_ignore,
+    ignore_index,
+    ln_base,
+    sample_weight,
+    out,
+    acc,
+    counts,
+    bad,
+):
+    """``nll_kernel`` for logits with no label smoothing and rows of at most ``COL_BLOCK``
+    classes (``from_logits`` and ``smoothing`` are taken as True and 0): the hot path, kept in a
+    kernel of its own so that a first call compiles only what it runs."""
+    n, c = x.shape
+    nchunks = counts.shape[0]
+    blen = buffer_len(c)
     # float32 rows of at most 16 classes: eight rows per vector (lse_rows8), the same bits
-    lanes = short_logits and is_float32(x) and c <= 16
+    lanes = is_float32(x) and c <= 16
     scratch, scratch64 = np.empty((nchunks, blen)), np.empty((nchunks, 2, blen))
     lane_tiles = np.empty((nchunks, 2, LANE_TILE if lanes else 0))
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
@@ -166,92 +214,85 @@ def nll_kernel(
         lo, hi = chunk_bounds(n, nchunks, k)
         buf, buf64, wbuf = sc[k], sc64[k, 0], sc64[k, 1]
         tile, tile2 = lt[k, 0], lt[k, 1]
-        if short_logits:
-            # The hot path (one block, no smoothing): what nll_row + nll_finish compute,
-            # without building and folding partials, ROW_GROUP rows at a time so that their
-            # log1p runs as one vector loop (a scalar log1p per row was ~15% of a C = 100 row).
-            for g0 in range(lo, hi, ROW_GROUP):
-                g1 = min(hi, g0 + ROW_GROUP)
-                if lanes:
-                    lse_rows8(x, g0, min(g1, g0 + 8), c, tile)
-                    if g1 > g0 + 8:
-                        lse_rows8(x, g0 + 8, g1, c, tile2)
-                for i in range(g0, g1):
-                    if label_status(labels[i], c, has_ignore, ignore_index) == 0:
-                        if lanes:
-                            t = tile if i < g0 + 8 else tile2
-                            lane = (i - g0) % 8
-                            m, s = t[256 + lane], t[264 + lane]
-                        else:
-                            m, s = lse_block(x[i], buf)
-                        buf64[i - g0] = m - np.float64(x[i, np.int64(labels[i])])
-                        wbuf[i - g0] = s
+        # The hot path (one block, no smoothing): what nll_row + nll_finish compute,
+        # without building and folding partials, ROW_GROUP rows at a time so that their
+        # log1p runs as one vector loop (a scalar log1p per row was ~15% of a C = 100 row).
+        for g0 in range(lo, hi, ROW_GROUP):
+            g1 = min(hi, g0 + ROW_GROUP)
+            if lanes:
+                lse_rows8(x, g0, min(g1, g0 + 8), c, tile)
+                if g1 > g0 + 8:
+                    lse_rows8(x, g0 + 8, g1, c, tile2)
+            for i in range(g0, g1):
+                if label_status(labels[i], c, has_ignore, ignore_index) == 0:
+                    if lanes:
+                        t = tile if i < g0 + 8 else tile2
+                        lane = (i - g0) % 8
+                        m, s = t[256 + lane], t[264 + lane]
                     else:
-                        buf64[i - g0] = 0.0
-                        wbuf[i - g0] = 0.0
-                log1p_group(wbuf)
-                for i in range(g0, g1):
-                    status = label_status(labels[i], c, has_ignore, ignore_index)
-                    if status != 0:
-                        skip_row(status, i, k, out, bad)
-                        continue
-                    y = np.int64(labels[i])
-                    loss = weight_at(class_weight, y) * (buf64[i - g0] + wbuf[i - g0])
-                    sw = weight_at(sample_weight, i)
-                    emit(
-                        i,
-                        k,
-                        loss / ln_base * sw,
-                        weight_at(class_weight, y) * sw,
-                        out,
-                        acc,
-                        counts,
-                    )
-        else:
-            for i in range(lo, hi):
+                        m, s = lse_block(x[i], buf)
+                    buf64[i - g0] = m - np.float64(x[i, np.int64(labels[i])])
+                    wbuf[i - g0] = s
+                else:
+                    buf64[i - g0] = 0.0
+                    wbuf[i - g0] = 0.0
+            log1p_group(wbuf)
+            for i in range(g0, g1):
                 status = label_status(labels[i], c, has_ignore, ignore_index)
                 if status != 0:
                     skip_row(status, i, k, out, bad)
                     continue
                 y = np.int64(labels[i])
-                st = nll_row(x[i], y, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf)
-                loss, ok = nll_finish(st, y, from_logits, eps, class_weight, smoothing, c)
-                if not ok:
-                    bad[k] = 1
+                loss = weight_at(class_weight, y) * (buf64[i - g0] + wbuf[i - g0])
                 sw = weight_at(sample_weight, i)
-                emit(i, k, loss / ln_base * sw, weight_at(class_weight, y) * sw, out, acc, counts)
+                emit(
+                    i,
+                    k,
+                    loss / ln_base * sw,
+                    weight_at(class_weight, y) * sw,
+                    out,
+                    acc,
+                    counts,
+                )
     keep(scratch)
     keep(scratch64)
     keep(lane_tiles)
 
 
-@njit(cache=True, error_model="numpy")
-def nll_small(x, labels, from_logits, eps, reduce, out):
-    """A small ``cross_entropy`` call with every option at its default, in one compiled call:
-    the serial ``nll_kernel`` on one chunk (the same arithmetic and bits), its scratch
-    allocated here and its exact sum folded here. Returns (sum of the values, bad): bad when a
-    label or probability is invalid (the caller then takes the general path, which explains
-    it). The weights are all 1, so the divisor of a mean is the number of rows."""
+@njit(inline="always", cache=True)
+def _small_buffers(reduce):
     acc = np.zeros((1, 2, ACC_LEN if reduce else 0), np.int64)
-    counts = np.zeros(1, np.int64)
-    bad = np.zeros(1, np.int64)
-    no_weight = np.empty(0, np.float64)
+    return acc, np.zeros(1, np.int64), np.zeros(1, np.int64), np.empty(0, np.float64)
+
+
+@njit(cache=True, error_model="numpy")
+def nll_small_logits(x, labels, from_logits, eps, has_ignore, ignore_index, reduce, out):
+    """A small ``cross_entropy`` call from logits with every option at its default, in one
+    compiled call: ``nll_logits_kernel`` on one chunk (the same arithmetic and bits), its
+    scratch allocated here and its exact sum folded here. Returns (sum of the values, bad): bad
+    when a label is invalid (the caller then takes the general path, which explains it). The
+    weights are all 1, so the divisor of a mean is the number of rows. ``from_logits``,
+    ``has_ignore`` and ``ignore_index`` come from the caller (True, False, -100), not as
+    constants here: Numba would compile the kernel again for their literal types, besides the
+    variant that large calls use."""
+    acc, counts, bad, none = _small_buffers(reduce)
+    nll_logits_kernel(
+        x, labels, from_logits, eps, none, 0.0, has_ignore, ignore_index, 1.0, none, out, acc,
+        counts, bad,
+    )  # fmt: skip
+    if bad[0] != 0:
+        return 0.0, True
+    return (acc_value(acc[0, 0]) if reduce else 0.0), False
+
+
+@njit(cache=True, error_model="numpy")
+def nll_small_probabilities(x, labels, from_logits, eps, has_ignore, ignore_index, reduce, out):
+    """``nll_small_logits`` for probabilities (``nll_kernel``)."""
+    acc, counts, bad, none = _small_buffers(reduce)
     nll_kernel(
-        x,
-        labels,
-        from_logits,
-        eps,
-        no_weight,
-        0.0,
-        False,
-        0,
-        1.0,
-        no_weight,
-        out,
-        acc,
-        counts,
-        bad,
-    )
+        x, labels, from_logits, eps, none, 0.0, has_ignore, ignore_index, 1.0, none, out, acc,
+        counts, bad,
+    )  # fmt: skip
     if bad[0] != 0:
         return 0.0, True
     return (acc_value(acc[0, 0]) if reduce else 0.0), False
