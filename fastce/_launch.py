@@ -237,24 +237,34 @@ def rows_of(a: np.ndarray, sl: Any) -> np.ndarray:
     return a[sl] if a.shape[0] > 0 else a
 
 
+def chunk_tasks(
+    kernel: Callable[..., None],
+    n_rows: int,
+    nchunks: int,
+    args: Callable[[slice, int], tuple[Any, ...]],
+) -> list[Callable[[int], None]]:
+    """The tasks of a row kernel over ``n_rows`` rows cut into ``nchunks`` chunks:
+    ``args(rows, slot)`` gives the kernel's arguments for the rows ``rows`` (a slice) run with
+    the buffers of ``slot``."""
+
+    def task(rows: slice, slot: int) -> None:
+        kernel(*args(rows, slot))
+
+    return [partial(task, slice(*bounds(n_rows, nchunks, k))) for k in range(nchunks)]
+
+
 def call_rows(
     kernel: Callable[..., None],
     n_rows: int,
     nchunks: int,
     args: Callable[[slice, int], tuple[Any, ...]],
 ) -> None:
-    """Run a row kernel over ``n_rows`` rows cut into ``nchunks`` chunks: ``args(rows, slot)``
-    gives the kernel's arguments for the rows ``rows`` (a slice) run with the buffers of
-    ``slot`` (allocate ``slots(nchunks)`` of them)."""
+    """Run ``chunk_tasks`` (allocate ``slots(nchunks)`` buffers for them); one chunk runs in
+    the calling thread on the whole of every argument."""
     if nchunks == 1:
         kernel(*args(slice(None), 0))
         return
-
-    def task(rows: slice, slot: int) -> None:
-        kernel(*args(rows, slot))
-
-    cuts = [slice(*bounds(n_rows, nchunks, k)) for k in range(nchunks)]
-    run_tasks([partial(task, rows) for rows in cuts], slots(nchunks))
+    run_tasks(chunk_tasks(kernel, n_rows, nchunks, args), slots(nchunks))
 
 
 # Rows of transposed operands copied at once into a contiguous scratch, per thread: about
@@ -290,8 +300,8 @@ def _row_tasks(
     n_rows = per_row[0].shape[0]
     flip = [_transposed(a) for a in per_row[:n_ops]]
 
-    def call(rows: slice, slot: int) -> None:
-        kernel(
+    def args(rows: slice, slot: int) -> tuple[Any, ...]:
+        return (
             *[rows_of(a, rows) for a in per_row[:n_ops]],
             *params,
             *[rows_of(a, rows) for a in per_row[n_ops:]],
@@ -299,8 +309,7 @@ def _row_tasks(
         )
 
     if not any(flip):
-        cuts = [bounds(n_rows, nchunks, k) for k in range(nchunks)]
-        return [partial(call, slice(lo, hi)) for lo, hi in cuts]
+        return chunk_tasks(kernel, n_rows, nchunks, args)
 
     width = sum(a.shape[1] * a.itemsize for a, f in zip(per_row, flip, strict=False) if f)
     n_tiles = max(1, -(-n_rows * width // _TILE_BYTES))
@@ -320,12 +329,7 @@ def _row_tasks(
             else:
                 transpose_rows(a[lo:hi], tile[: hi - lo])
                 ops.append(tile[: hi - lo])
-        kernel(
-            *ops,
-            *params,
-            *[rows_of(a, slice(lo, hi)) for a in per_row[n_ops:]],
-            *buffers.slot(slot),
-        )
+        kernel(*ops, *args(slice(lo, hi), slot)[n_ops:])
 
     return [partial(tiled, *bounds(n_rows, n_tiles, k)) for k in range(n_tiles)]
 
