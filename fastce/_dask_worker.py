@@ -29,7 +29,7 @@ def warm_cache() -> float:
 
 def facts() -> dict[str, int]:
     """The CPUs this process may run on, and Numba's thread limit in it."""
-    from .dask import _numba_thread_limit
+    from ._dask_blocks import _numba_thread_limit
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cores": int(cores or 1), "numba_limit": _numba_thread_limit()}
@@ -37,9 +37,9 @@ def facts() -> dict[str, int]:
 
 def numba_threads_setting() -> int | None:
     """The Numba threads per task thread that fastce.dask blocks use in this process."""
-    from . import dask as fastce_dask
+    from . import _dask_blocks
 
-    return fastce_dask._numba_threads
+    return _dask_blocks._numba_threads
 
 
 class NumbaThreads(WorkerPlugin):
@@ -53,10 +53,10 @@ class NumbaThreads(WorkerPlugin):
         self.default = default
 
     def setup(self, worker: Any) -> None:
-        from . import dask as fastce_dask
+        from . import _dask_blocks
 
         host = get_address_host(worker.address)
-        fastce_dask._numba_threads = self.per_host.get(host, self.default)
+        _dask_blocks._numba_threads = self.per_host.get(host, self.default)
         quiet_input_errors()
 
 

@@ -45,12 +45,18 @@ def count_compiles() -> Iterator[list[str]]:
         yield names
 
 
-def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]:
-    """(name, function, args, kwargs) for every variant to compile at ``dtype``."""
+Call = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def _calls(dtype: Any) -> list[Call]:
+    """(name, function, args, kwargs) for every variant to compile at ``dtype``: each measure
+    of the table with each of its ``warm`` option sets, on the inputs its layout takes."""
     import fastce
 
+    from ._measures import MEASURES
+
     rng = np.random.default_rng(0)
-    calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+    calls: list[Call] = []
     # A small input (the calling thread), a large one (the thread pool: the same kernels, and
     # small calls' own path), a long row (the tile and fold kernels).
     for rows, cols in [(4, 3), (2048, 64), (1, 4100)]:
@@ -58,59 +64,65 @@ def _calls(dtype: Any) -> list[tuple[str, Callable[..., Any], tuple[Any, ...], d
         p = fastce.softmax(x)
         y = rng.integers(0, cols, rows)
         shape = f"{rows}x{cols}"
-        for logits, pred in [(False, p), (True, x)]:
-            kind = "logits" if logits else "probabilities"
-            opt = {"from_logits": logits}
-            calls += [
-                (f"entropy {kind} {shape}", fastce.entropy, (pred,), opt),
-                (f"cross_entropy labels {kind} {shape}", fastce.cross_entropy, (y, pred), opt),
-                (
-                    f"cross_entropy float labels {kind} {shape}",
-                    fastce.cross_entropy,
-                    (y.astype(np.float64), pred),
-                    opt,
-                ),
-                (f"cross_entropy soft {kind} {shape}", fastce.cross_entropy, (p, pred), opt),
-                (f"kl_divergence {kind} {shape}", fastce.kl_divergence, (p, pred), opt),
-            ]
+        for m in MEASURES.values():
+            if m.layout == "transform":
+                calls.append((f"{m.name} {shape}", m.function, (x,), {}))
+            if m.layout != "rows":
+                continue
+            targets: list[tuple[str, tuple[Any, ...]]] = [("", (p,))]
+            if m.arity == 1:
+                targets = [("", ())]
+            elif m.labels_as_target:
+                targets = [("labels ", (y,)), ("float labels ", (y * 1.0,)), ("soft ", (p,))]
+            for options in m.warm:
+                pred, kind = (x, "logits") if options.get("from_logits") else (p, "probabilities")
+                for what, first in targets:
+                    calls.append(
+                        (f"{m.name} {what}{kind} {shape}", m.function, (*first, pred), options)
+                    )
         weighted = {
             "from_logits": True,
             "class_weight": np.ones(cols),
             "sample_weight": np.ones(rows),
-            "reduction": "mean",
         }
-        calls += [
-            (f"cross_entropy weighted {shape}", fastce.cross_entropy, (y, x), weighted),
-            (f"js_divergence {shape}", fastce.js_divergence, (p, p), {}),
-            (f"logsumexp {shape}", fastce.logsumexp, (x,), {}),
-            (f"log_softmax {shape}", fastce.log_softmax, (x,), {}),
-            (f"softmax {shape}", fastce.softmax, (x,), {}),
-        ]
-    bce = fastce.binary_cross_entropy
+        calls.append(
+            (
+                f"cross_entropy weighted {shape}",
+                fastce.cross_entropy,
+                (y, x),
+                {**weighted, "reduction": "mean"},
+            )
+        )
     for size in (1 << 17, 64):
         flat = rng.random(size).astype(dtype)
         target = (flat > 0.5).astype(dtype)
         labels = (flat > 0.5).astype(np.int64)
-        calls += [
-            (f"binary_cross_entropy probabilities {size}", bce, (target, flat), {}),
-            (f"binary_cross_entropy logits {size}", bce, (target, flat), {"from_logits": True}),
+        for m in MEASURES.values():
+            if m.layout == "elements":
+                for options in m.warm:
+                    kind = "logits" if options.get("from_logits") else "probabilities"
+                    calls.append((f"{m.name} {kind} {size}", m.function, (target, flat), options))
+            elif m.layout == "labels":
+                two = fastce.softmax(flat.reshape(-1, 2))
+                calls.append((f"{m.name} {size}", m.function, (labels, flat), {"labels": [0, 1]}))
+                calls.append(
+                    (
+                        f"{m.name} 2-D {size}",
+                        m.function,
+                        (labels[: size // 2], two),
+                        {"labels": [0, 1]},
+                    )
+                )
+        weights = {"from_logits": True, "sample_weight": np.ones(size), "reduction": "mean"}
+        calls.append(
             (
                 f"binary_cross_entropy weighted {size}",
-                bce,
+                fastce.binary_cross_entropy,
                 (target, flat),
-                {"from_logits": True, "sample_weight": np.ones(size), "reduction": "mean"},
-            ),
-            (f"log_loss {size}", fastce.log_loss, (labels, flat), {"labels": [0, 1]}),
-            (
-                f"log_loss 2-D {size}",
-                fastce.log_loss,
-                (labels[: size // 2], fastce.softmax(flat.reshape(-1, 2))),
-                {"labels": [0, 1]},
-            ),
-        ]
-    calls += [
-        ("log_loss string labels", fastce.log_loss, (["a", "b"], flat[:2]), {}),
-    ]
+                weights,
+            )
+        )
+    calls.append(("log_loss string labels", fastce.log_loss, (["a", "b"], flat[:2]), {}))
     return calls
 
 

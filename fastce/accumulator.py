@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _reduce, losses
-from . import sklearn as _sklearn
+from . import _reduce
 from ._kernels.exactsum import ACC_LEN, acc_merge, acc_normalize, acc_value
+from ._measures import KERNELS_GENERATION, Measure, accumulated
 from ._version import __version__
 
 __all__ = ["MEASURES", "Accumulator", "Result"]
@@ -76,23 +76,9 @@ class Result:
         return {"mean": self.mean, "sum": self.sum, "count": self.count, "weight": self.weight}
 
 
-@dataclass(frozen=True)
-class _Measure:
-    function: Callable[..., Any]
-    arity: int  # positional arrays update() takes
-    fixed: dict[str, Any]  # keyword arguments the accumulator sets itself
-    required: tuple[str, ...] = ()
-
-
-MEASURES: dict[str, _Measure] = {
-    "entropy": _Measure(losses.entropy, 1, {"reduction": "sum"}),
-    "cross_entropy": _Measure(losses.cross_entropy, 2, {"reduction": "sum"}),
-    "binary_cross_entropy": _Measure(losses.binary_cross_entropy, 2, {"reduction": "sum"}),
-    "kl_divergence": _Measure(losses.kl_divergence, 2, {"reduction": "sum"}),
-    "js_divergence": _Measure(losses.js_divergence, 2, {"reduction": "sum"}),
-    "log_loss": _Measure(_sklearn.log_loss, 2, {"normalize": False}, required=("labels",)),
-}
-"""The measures an accumulator can follow, by the name of their public function."""
+MEASURES: dict[str, Measure] = accumulated()
+"""The measures an accumulator can follow, by the name of their public function (the rows of
+the table of measures that have an exact sum)."""
 
 _MAGIC = b"FCEACC"
 _FORMAT = 1
@@ -209,6 +195,11 @@ class Accumulator:
     may be called from several threads; one accumulator holds one measure with one set of
     options, and every batch must give the same result dtype (float32 or float64).
 
+    A state records the generation of the kernels that computed its values (it changes only
+    when a new fastce changes any per-sample value in any bit). States of different
+    generations are not merged, and a state read from an older generation is not updated:
+    both raise a ``ValueError`` naming the two versions and generations.
+
     Examples
     --------
     >>> import numpy as np, fastce
@@ -256,6 +247,8 @@ class Accumulator:
         self._count = 0
         self._dtype: np.dtype | None = None
         self._lock = threading.Lock()
+        self._generation = KERNELS_GENERATION
+        self._made_by = __version__
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -293,6 +286,13 @@ class Accumulator:
         accumulator.
         """
         spec = self._spec
+        if self._generation != KERNELS_GENERATION:
+            raise ValueError(
+                f"this accumulator's state was made by fastce {self._made_by} (kernels of "
+                f"generation {self._generation}); this fastce ({__version__}) computes "
+                f"generation {KERNELS_GENERATION}, whose per-sample values may differ in their "
+                "last bits: read its result(), but start a new accumulator for new data"
+            )
         if len(arrays) != spec.arity:
             want = "one array (p)" if spec.arity == 1 else "two arrays (target, pred)"
             raise TypeError(
@@ -305,7 +305,7 @@ class Accumulator:
             spec.function(
                 *arrays,
                 sample_weight=None if zero_weights else sample_weight,
-                **spec.fixed,
+                **(spec.accumulates or {}),
                 **self._options,
             )
         if len(states) != 1:
@@ -356,6 +356,13 @@ class Accumulator:
                 f"cannot merge Accumulator({other._measure!r}, {other._describe()}) into "
                 f"Accumulator({self._measure!r}, {self._describe()}): measure and options "
                 "must be the same"
+            )
+        if other._generation != self._generation:
+            raise ValueError(
+                f"cannot merge a state made by fastce {other._made_by} (kernels of generation "
+                f"{other._generation}) into one made by fastce {self._made_by} (generation "
+                f"{self._generation}): per-sample values of different kernel generations may "
+                "differ in their last bits, so their exact sums do not add up to either's"
             )
         if other is self:
             other = Accumulator.from_bytes(other.to_bytes())
@@ -411,7 +418,8 @@ class Accumulator:
             "options": json.loads(self._key),
             "count": count,
             "dtype": None if dtype is None else dtype.name,
-            "fastce": __version__,
+            "fastce": self._made_by,
+            "kernels": self._generation,
         }
         text = json.dumps(header, sort_keys=True).encode()
         parts = [_HEADER.pack(_MAGIC, _FORMAT, len(text)), text]
@@ -473,6 +481,11 @@ class Accumulator:
                 raise ValueError(f"bad count {count!r}")
             if dtype not in (None, "float32", "float64"):
                 raise ValueError(f"bad dtype {dtype!r}")
+            # States written before generations were recorded hold generation 1's values.
+            generation = header.get("kernels", 1)
+            made_by = header.get("fastce", "before 0.5")
+            if type(generation) is not int or generation < 1 or not isinstance(made_by, str):
+                raise ValueError(f"bad kernel generation {generation!r} or version {made_by!r}")
         except (
             ValueError,  # includes JSONDecodeError and UnicodeDecodeError
             TypeError,
@@ -488,6 +501,8 @@ class Accumulator:
         new._acc = acc
         new._count = count
         new._dtype = None if dtype is None else np.dtype(dtype)
+        new._generation = generation
+        new._made_by = made_by
         return new
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-import fastce
-from fastce import reference
+from fastce._measures import MEASURES, Measure
 
 
 def probabilities(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -65,14 +64,36 @@ def weights(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass
 class Entry:
-    name: str
-    fast: Callable[..., Any]
-    ref: Callable[..., Any]
+    """One way of calling a public function: the table of measures gives the function, its
+    reference and its layout; the entry says how to build inputs and which options to try."""
+
+    name: str  # the measure, a key of fastce._measures.MEASURES
     make: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
     variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])
-    # "rows": one value per sample; "transform": same shape as x; "elementwise": per element
-    kind: str = "rows"
-    reduces: bool = True
+
+    @property
+    def measure(self) -> Measure:
+        return MEASURES[self.name]
+
+    @property
+    def fast(self) -> Callable[..., Any]:
+        return self.measure.function
+
+    @property
+    def ref(self) -> Callable[..., Any]:
+        return self.measure.reference
+
+    @property
+    def kind(self) -> str:
+        """ "rows": one value per sample; "transform": same shape as x; "elementwise": per
+        element."""
+        if self.measure.layout == "elements":
+            return "elementwise"
+        return "transform" if self.measure.keeps_class_axis else "rows"
+
+    @property
+    def reduces(self) -> bool:
+        return self.measure.ending != "array"
 
 
 def _entropy(rng, batch, c, dtype, variant):
@@ -145,15 +166,11 @@ def _transform(rng, batch, c, dtype, variant):
 REGISTRY: dict[str, Entry] = {
     "entropy": Entry(
         "entropy",
-        fastce.entropy,
-        reference.entropy,
         _entropy,
         [{}, {"from_logits": True}, {"base": 2}],
     ),
     "cross_entropy_labels": Entry(
         "cross_entropy",
-        fastce.cross_entropy,
-        reference.cross_entropy,
         _ce_labels,
         [
             {},
@@ -166,8 +183,6 @@ REGISTRY: dict[str, Entry] = {
     ),
     "cross_entropy_soft": Entry(
         "cross_entropy",
-        fastce.cross_entropy,
-        reference.cross_entropy,
         _ce_soft,
         [
             {},
@@ -178,18 +193,12 @@ REGISTRY: dict[str, Entry] = {
     ),
     "kl_divergence": Entry(
         "kl_divergence",
-        fastce.kl_divergence,
-        reference.kl_divergence,
         _pair,
         [{}, {"from_logits": True}, {"eps": 0, "base": 2}],
     ),
-    "js_divergence": Entry(
-        "js_divergence", fastce.js_divergence, reference.js_divergence, _pair, [{}, {"base": 2}]
-    ),
+    "js_divergence": Entry("js_divergence", _pair, [{}, {"base": 2}]),
     "binary_cross_entropy": Entry(
         "binary_cross_entropy",
-        fastce.binary_cross_entropy,
-        reference.binary_cross_entropy,
         _bce,
         [
             {},
@@ -197,25 +206,14 @@ REGISTRY: dict[str, Entry] = {
             {"from_logits": True, "with_pos_weight": True, "soft_target": True},
             {"eps": 0, "soft_target": True, "base": 2},
         ],
-        kind="elementwise",
     ),
-    "logsumexp": Entry(
-        "logsumexp", fastce.logsumexp, reference.logsumexp, _transform, reduces=False
-    ),
+    "logsumexp": Entry("logsumexp", _transform),
     "log_softmax": Entry(
         "log_softmax",
-        fastce.log_softmax,
-        reference.log_softmax,
         _transform,
-        kind="transform",
-        reduces=False,
     ),
     "softmax": Entry(
         "softmax",
-        fastce.softmax,
-        reference.softmax,
         _transform,
-        kind="transform",
-        reduces=False,
     ),
 }

@@ -217,6 +217,51 @@ def test_from_bytes_rejects_bad_blobs():
         Accumulator.from_bytes("not bytes")
 
 
+def _with_header(blob: bytes, **changes: object) -> bytes:
+    """``blob`` with its JSON header changed (``None`` drops a field), checksum recomputed."""
+    import json
+
+    (length,) = struct.unpack_from("<I", blob, 8)
+    header = json.loads(blob[12 : 12 + length])
+    for key, value in changes.items():
+        if value is None:
+            header.pop(key)
+        else:
+            header[key] = value
+    text = json.dumps(header, sort_keys=True).encode()
+    body = blob[:8] + struct.pack("<I", len(text)) + text + blob[12 + length : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_states_of_other_kernel_generations_are_read_but_not_mixed():
+    from fastce._measures import KERNELS_GENERATION
+
+    p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    acc = Accumulator("entropy").update(p)
+    blob = acc.to_bytes()
+    assert f'"kernels": {KERNELS_GENERATION}'.encode() in blob
+    # A state from before generations were recorded is generation 1.
+    old = Accumulator.from_bytes(_with_header(blob, kernels=None, fastce="0.4.0"))
+    assert old.result() == acc.result()
+    if KERNELS_GENERATION == 1:
+        assert Accumulator("entropy").merge(old).result() == acc.result()
+    other = KERNELS_GENERATION + 1
+    foreign = Accumulator.from_bytes(_with_header(blob, kernels=other, fastce="9.0.0"))
+    assert foreign.result() == acc.result()  # its own sums stay readable
+    names_both = rf"9\.0\.0 \(kernels of generation {other}\).*generation {KERNELS_GENERATION}"
+    with pytest.raises(ValueError, match=names_both):
+        Accumulator("entropy").merge(foreign)
+    names_both = rf"generation {KERNELS_GENERATION}\).*9\.0\.0 \(generation {other}\)"
+    with pytest.raises(ValueError, match=names_both):
+        foreign.merge(Accumulator("entropy"))
+    with pytest.raises(ValueError, match=rf"fastce 9\.0\.0 .*generation {other}"):
+        foreign.update(p)
+    # The generation survives a round trip, and a bad one is corrupt.
+    assert f'"kernels": {other}'.encode() in foreign.to_bytes()
+    with pytest.raises(ValueError, match=r"corrupt.*kernel generation"):
+        Accumulator.from_bytes(_with_header(blob, kernels="1"))
+
+
 def test_argument_errors():
     with pytest.raises(ValueError, match="measure must be one of"):
         Accumulator("crossentropy")

@@ -21,6 +21,7 @@ from dask.delayed import Delayed  # noqa: E402
 
 import fastce  # noqa: E402
 import fastce.dask as fd  # noqa: E402
+from fastce import _dask_blocks  # noqa: E402
 
 from .registry import REGISTRY, weights  # noqa: E402
 
@@ -337,19 +338,21 @@ def _fault_data():
 def _install_fault(dask_worker=None):
     """Make entropy raise on blocks holding SENTINEL, in this process (a worker's, through
     client.run, or the test's own)."""
-    from fastce import accumulator, losses
+    import dataclasses
 
-    fd._PUBLIC["entropy"] = _faulty(losses.entropy)
-    accumulator.MEASURES["entropy"] = accumulator._Measure(
-        _faulty(losses.entropy), 1, {"reduction": "sum"}
-    )
+    from fastce import _measures, accumulator, losses
+
+    m = dataclasses.replace(_measures.MEASURES["entropy"], function=_faulty(losses.entropy))
+    _measures.MEASURES["entropy"] = accumulator.MEASURES["entropy"] = m
 
 
 def _remove_fault(dask_worker=None):
-    from fastce import accumulator, losses
+    import dataclasses
 
-    fd._PUBLIC["entropy"] = losses.entropy
-    accumulator.MEASURES["entropy"] = accumulator._Measure(losses.entropy, 1, {"reduction": "sum"})
+    from fastce import _measures, accumulator, losses
+
+    m = dataclasses.replace(_measures.MEASURES["entropy"], function=losses.entropy)
+    _measures.MEASURES["entropy"] = accumulator.MEASURES["entropy"] = m
 
 
 @pytest.fixture
@@ -410,7 +413,7 @@ def test_numba_threads_per_task_thread():
     seen = []
 
     def in_a_pool_thread():
-        fd._use_numba_threads()
+        _dask_blocks._use_numba_threads()
         seen.append(numba.get_num_threads())
 
     with dask.config.set(num_workers=2):
@@ -419,7 +422,7 @@ def test_numba_threads_per_task_thread():
         t.join()
     assert seen == [max(1, limit // 2)]
     before = numba.get_num_threads()
-    fd._use_numba_threads()  # the main thread (synchronous scheduler) is left alone
+    _dask_blocks._use_numba_threads()  # the main thread (synchronous scheduler) is left alone
     assert numba.get_num_threads() == before
 
 
@@ -484,7 +487,7 @@ def test_configure_workers(client, capsys):
 def _numba_threads_in_a_task():
     import numba
 
-    fd._use_numba_threads()
+    _dask_blocks._use_numba_threads()
     return numba.get_num_threads()
 
 

@@ -1,0 +1,342 @@
+"""What ``fastce.dask`` makes of a call before any graph: every input as a Dask array, the
+checks the in-memory function makes on shapes, chunks and options (run now, on zero-size
+stand-ins), and a :class:`Plan` of aligned inputs and the per-block call, by layout."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.array.core import unify_chunks
+
+from . import _validate as v
+from ._dask_blocks import BlockCall
+from ._measures import Measure
+from .accumulator import Accumulator
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: conversion, shape checks, alignment
+
+
+def as_dask(x: Any, name: str) -> da.Array:
+    """A Dask array of known shape (NumPy arrays, lists, pandas objects are converted)."""
+    arr = x if isinstance(x, da.Array) else da.asarray(v.as_array(x, name))
+    if any(isinstance(n, float) and math.isnan(n) for n in arr.shape):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (shape {arr.shape}), as a Dask DataFrame's "
+            f".to_dask_array() or .values gives: use .to_dask_array(lengths=True), or call "
+            f"{name}.compute_chunk_sizes() first"
+        )
+    return arr
+
+
+def _class_axis(a: da.Array, axis: Any, name: str) -> int:
+    """The class axis as a non-negative index; the in-memory function's errors for bad axes."""
+    v.class_axis_last(np.empty((0,) * a.ndim), axis, name)
+    return int(axis) % a.ndim
+
+
+def _chunk_list(chunks: tuple[int, ...]) -> str:
+    if len(chunks) <= 6:
+        return str(chunks)
+    return f"({', '.join(map(str, chunks[:3]))}, ..., {chunks[-1]})"
+
+
+_CLASS_AXIS_WHY = (
+    "fastce.dask needs each sample's classes in one chunk (the batch axes may be chunked freely)"
+)
+
+
+def _one_chunk(
+    a: da.Array, name: str, axis: int, what: str = "class axis", why: str = _CLASS_AXIS_WHY
+) -> None:
+    chunks = a.chunks[axis]
+    if len(chunks) > 1:
+        raise ValueError(
+            f"{name} has its {what} (axis {axis}, length {a.shape[axis]}) split into "
+            f"{len(chunks)} chunks {_chunk_list(chunks)}; {why}: rechunk it with "
+            f"{name}.rechunk({{{axis}: -1}})"
+        )
+
+
+def _batch_shape(shape: tuple[int, ...], class_axis: int) -> tuple[int, ...]:
+    return shape[:class_axis] + shape[class_axis + 1 :]
+
+
+def _check_sample_weight(w: da.Array, batch_shape: tuple[int, ...]) -> None:
+    if w.shape != batch_shape:
+        raise ValueError(
+            f"sample_weight must have shape {batch_shape}, one weight per sample; "
+            f"got shape {w.shape}"
+        )
+
+
+def _zero(shape: tuple[int, ...], dtype: Any, axis: int | None) -> np.ndarray:
+    """A zero-size NumPy stand-in (``shape`` with ``axis`` of length 0) to validate options."""
+    if axis is not None and shape:
+        shape = shape[:axis] + (0,) + shape[axis + 1 :]
+    return np.zeros(shape, dtype)
+
+
+@dataclass
+class Item:
+    """One input of a block call: its name, how the block is passed, and its axes."""
+
+    name: str
+    array: da.Array
+    keyword: str = ""  # "" for a positional argument, else the keyword it is passed as
+    batch_only: bool = False  # the shape of the batch axes (no class axis), e.g. class indices
+
+
+@dataclass
+class Plan:
+    """What a public function becomes on blocks: aligned inputs and the per-block call."""
+
+    function: str  # the in-memory function (for "none" and transforms)
+    measure: str | None  # the accumulator measure (for "sum"/"mean")
+    items: list[Item]
+    class_axis: int | None  # None: element-wise, every input has the full shape
+    ndim: int
+    kwargs: dict[str, Any]  # keyword options of the in-memory function, without the arrays
+    dtype: np.dtype  # the in-memory function's result dtype
+    drop_class_axis: bool = True
+    arrays: list[da.Array] = field(default_factory=list)
+
+    def align(self) -> None:
+        """Unify the chunks of the batch axes, then give batch-shaped inputs a class axis of
+        length 1 so that every block call gets blocks covering the same samples."""
+        full = tuple(range(self.ndim))
+        batch = tuple(ax for ax in full if ax != self.class_axis)
+        args: list[Any] = []
+        for item in self.items:
+            args += [item.array, batch if item.batch_only else full]
+        _, aligned = unify_chunks(*args)
+        self.arrays = []
+        for item, a in zip(self.items, aligned, strict=True):
+            if item.batch_only and self.class_axis is not None:
+                a = da.expand_dims(a, self.class_axis)
+            self.arrays.append(a)
+
+    def call(self, measure: str | None) -> BlockCall:
+        return BlockCall(
+            function=self.function,
+            measure=measure,
+            keywords=tuple(item.keyword for item in self.items),
+            squeeze=tuple(item.batch_only and self.class_axis is not None for item in self.items),
+            class_axis=self.class_axis,
+            kwargs=self.kwargs,
+            out_ndim=self.out_ndim,
+        )
+
+    @property
+    def out_ndim(self) -> int:
+        dropped = self.class_axis is not None and self.drop_class_axis
+        return self.ndim - int(dropped)
+
+    @property
+    def drop(self) -> list[int]:
+        if self.class_axis is not None and self.drop_class_axis:
+            return [self.class_axis]
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans per layout: every check the in-memory function makes on shapes and options, up front
+
+
+def _stand_in(m: Measure, items: list[Item], zero_axis: Any, kwargs: dict[str, Any]) -> Any:
+    """The in-memory function on zero-size stand-ins: its option checks, its dtype and ndim."""
+    args: list[Any] = []
+    extra: dict[str, Any] = {}
+    for item in items:
+        axis = 0 if item.batch_only and zero_axis is not None else zero_axis
+        stand_in = _zero(item.array.shape, item.array.dtype, axis)
+        if item.keyword:
+            extra[item.keyword] = stand_in
+        else:
+            args.append(stand_in)
+    return np.asarray(m.function(*args, **kwargs, **extra))
+
+
+def _weight_item(sample_weight: Any, batch_shape: tuple[int, ...]) -> list[Item]:
+    if sample_weight is None:
+        return []
+    w = as_dask(sample_weight, "sample_weight")
+    _check_sample_weight(w, batch_shape)
+    return [Item("sample_weight", w, "sample_weight", batch_only=True)]
+
+
+def _small_array(x: Any) -> Any:
+    """An option array (class_weight, pos_weight, labels) as NumPy, computed if it is Dask."""
+    if x is None or np.isscalar(x):
+        return x
+    return np.asarray(x)
+
+
+def _plan_rows(
+    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+) -> Plan:
+    """One value per sample, classes along ``axis`` in the last array (the predictions)."""
+    names = m.arrays
+    dask_arrays = [as_dask(a, name) for a, name in zip(arrays, names, strict=True)]
+    main, main_name = dask_arrays[-1], names[-1]
+    axis = options.get("axis", -1)
+    pairs = list(zip(dask_arrays, names, strict=True))
+    cls = [_class_axis(a, axis, name) for a, name in pairs if a.ndim == main.ndim][-1]
+    batch_shape = _batch_shape(main.shape, cls)
+    items = []
+    for a, name in zip(dask_arrays, names, strict=True):
+        if m.labels_as_target and name == names[0] and a.shape == batch_shape:
+            items.append(Item(name, a, batch_only=True))
+            continue
+        if a.shape != main.shape:
+            expected = "; they must match"
+            if m.labels_as_target:
+                expected = (
+                    f": expected class indices of shape {batch_shape} ({main_name} without its "
+                    f"class axis {axis}) or probabilities of shape {main.shape}"
+                )
+            raise ValueError(
+                f"{name} has shape {a.shape} but {main_name} has shape {main.shape}{expected}"
+            )
+        items.append(Item(name, a))
+    for item in items:
+        if not item.batch_only:
+            _one_chunk(item.array, item.name, cls)
+    items += _weight_item(weight, batch_shape)
+    kwargs = {k: _small_array(val) if k == "class_weight" else val for k, val in options.items()}
+    zero_axis = next((ax for ax in range(main.ndim) if ax != cls), None)
+    checked = {} if reduction is None else {"reduction": reduction}
+    dtype = _stand_in(m, items, zero_axis, {**kwargs, **checked}).dtype
+    return Plan(m.name, m.accumulates_as or m.name, items, cls, main.ndim, kwargs, dtype)
+
+
+def _varying_axes(weight_shape: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:
+    """Axes of ``shape`` along which a weight broadcast to it takes more than one value."""
+    offset = len(shape) - len(weight_shape)
+    return [offset + i for i, n in enumerate(weight_shape) if n != 1]
+
+
+def _plan_elements(
+    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+) -> Plan:
+    """One value per element: every axis may be chunked."""
+    target_arr, pred_arr = (as_dask(a, name) for a, name in zip(arrays, m.arrays, strict=True))
+    if target_arr.shape != pred_arr.shape:
+        raise ValueError(
+            f"target has shape {target_arr.shape} but pred has shape {pred_arr.shape}; "
+            "they must match"
+        )
+    shape = pred_arr.shape
+    items = [Item("target", target_arr), Item("pred", pred_arr)]
+    kwargs = {k: val for k, val in options.items() if k != "pos_weight"}
+    if weight is not None:
+        # The in-memory rule (a 1-D weight of length N is one weight per row of an (N, ...)
+        # input), applied to the whole array: per block the rule could read a weight row that
+        # broadcasts along the last axis as one per row when a block happens to be square.
+        w = as_dask(weight, "sample_weight")
+        if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
+            w = w.reshape(w.shape + (1,) * (len(shape) - 1))
+        v.broadcast_weight(np.broadcast_to(np.zeros(()), w.shape), shape, "sample_weight")
+        items.append(Item("sample_weight", da.broadcast_to(w, shape), "sample_weight"))
+    pos_weight = options.get("pos_weight")
+    if pos_weight is not None:
+        if isinstance(pos_weight, da.Array) and reduction == "none":
+            pw: Any = pos_weight
+        else:
+            pw = v.as_weight_array(_small_array(pos_weight), "pos_weight")
+        v.broadcast_weight(np.broadcast_to(np.zeros(()), pw.shape), shape, "pos_weight")
+        if reduction == "none":
+            items.append(Item("pos_weight", da.broadcast_to(da.asarray(pw), shape), "pos_weight"))
+        else:
+            # An accumulator holds one pos_weight: every block must see all of it.
+            why = (
+                f"with reduction={reduction!r} one accumulator holds one pos_weight, so every "
+                "block must span the axes along which pos_weight varies"
+            )
+            for ax in _varying_axes(pw.shape, shape):
+                for item in items:
+                    _one_chunk(
+                        item.array, item.name, ax, "axis along which pos_weight varies", why
+                    )
+    # Stand-ins with no rows check the options and give the dtype; pos_weight (checked above)
+    # is left out, since it need not broadcast to an empty first axis.
+    checks = [item for item in items if item.keyword in ("", "sample_weight")]
+    zero_axis = 0 if shape else None
+    dtype = _stand_in(m, checks, zero_axis, {**kwargs, "reduction": reduction}).dtype
+    if pos_weight is not None and reduction != "none":
+        kwargs["pos_weight"] = pw
+    return Plan(m.name, m.name, items, None, len(shape), kwargs, dtype)
+
+
+def _plan_labels(
+    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+) -> Plan:
+    """scikit-learn's layout: one label per sample, ``y_proba`` of (n,) or (n, classes)."""
+    labels = options.get("labels")
+    if labels is None:
+        raise ValueError(
+            f"fastce.dask.{m.name} needs labels= (every class label, in the order of y_proba's "
+            "columns): a block cannot infer the label set from the labels it holds"
+        )
+    truth, proba = (as_dask(a, name) for a, name in zip(arrays, m.arrays, strict=True))
+    if proba.ndim not in (1, 2):
+        raise ValueError(
+            f"y_proba must have shape (n_samples,) or (n_samples, n_classes); got {proba.shape}"
+        )
+    if truth.ndim == 2 and truth.shape[1] == 1:
+        truth = truth[:, 0]
+    n = proba.shape[0]
+    if truth.shape != (n,):
+        raise ValueError(
+            f"y_true must hold one label per sample, shape ({n},) as y_proba {proba.shape}; got "
+            f"shape {truth.shape} (a label-indicator y_true needs fastce.log_loss in memory)"
+        )
+    cls: int | None = None
+    if proba.ndim == 2:
+        cls = 1
+        _one_chunk(proba, "y_proba", 1)
+    per_row = cls is not None
+    items = [Item("y_true", truth, batch_only=per_row), Item("y_proba", proba)]
+    if weight is not None:
+        w = as_dask(weight, "sample_weight")
+        if w.shape != (n,):
+            raise ValueError(
+                "Found input variables with inconsistent numbers of samples: "
+                f"{[n, n, *w.shape[:1]]}"
+            )
+        items.append(Item("sample_weight", w, "sample_weight", batch_only=per_row))
+    kwargs = {"labels": _small_array(labels)}
+    Accumulator(m.name, **kwargs)  # its checks, now
+    return Plan(m.name, m.name, items, cls, proba.ndim, kwargs, np.dtype(np.float64))
+
+
+def _plan_transform(
+    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+) -> Plan:
+    """A row of output (or one value) per row; no reduction."""
+    arr = as_dask(arrays[0], "x")
+    cls = _class_axis(arr, options["axis"], "x")
+    _one_chunk(arr, "x", cls)
+    items = [Item("x", arr)]
+    zero_axis = next((ax for ax in range(arr.ndim) if ax != cls), None)
+    dtype = _stand_in(m, items, zero_axis, options).dtype
+    return Plan(m.name, None, items, cls, arr.ndim, dict(options), dtype, not m.keeps_class_axis)
+
+
+_PLANS: dict[str, Callable[..., Plan]] = {
+    "rows": _plan_rows,
+    "elements": _plan_elements,
+    "labels": _plan_labels,
+    "transform": _plan_transform,
+}
+
+
+def plan(
+    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+) -> Plan:
+    return _PLANS[m.layout](m, arrays, options, reduction, weight)
