@@ -1234,32 +1234,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _peer_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PEER_LIBRARIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown peer(s) {', '.join(unknown) or '(none given)'}; "
-            f"expected a comma-separated list of {', '.join(PEER_LIBRARIES)}"
-        )
-    return names
+def _name_list(what: str, known: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of names from ``known`` (``what`` they are)."""
 
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; "
+                f"expected a comma-separated list of {', '.join(known)}"
+            )
+        return names
 
-def _workload_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in WORKLOADS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown workload(s) {', '.join(unknown) or '(none given)'}; "
-            f"expected a comma-separated list of {', '.join(WORKLOADS)}"
-        )
-    return names
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workloads",
-        type=_workload_list,
+        type=_name_list("workload", list(WORKLOADS)),
         default=list(WORKLOADS),
         metavar="W1a,W3,...",
         help="workloads to run, comma-separated (default: all: " + ", ".join(WORKLOADS) + ")",
@@ -1298,7 +1292,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--peers",
-        type=_peer_list,
+        type=_name_list("peer", PEER_LIBRARIES),
         default=None,
         metavar="torch,jax,...",
         help="only these peers, comma-separated: "
