@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fnmatch
+import functools
 import math
 import mmap
 import os
@@ -37,7 +38,7 @@ import sys
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -349,7 +350,68 @@ class Source:
         pass
 
 
-class NpyPair(Source):
+class _PathSource(Source):
+    """A source at ``path`` (a file, or a directory of Parquet files) whose roles' data are
+    named by ``specs``: columns, or ``.npz`` members."""
+
+    def __init__(
+        self,
+        path: Any,
+        specs: dict[str, ColumnSpec],
+        chunk_bytes: int,
+        classes: np.ndarray | None,
+    ) -> None:
+        self.path = path
+        self.classes = classes
+        self._prepare(specs, chunk_bytes)
+
+    def _prepare(self, specs: dict[str, ColumnSpec], chunk_bytes: int) -> None:
+        """Open the input, find each role's data, plan the chunks."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class _NumpySource(Source):
+    """``.npy`` files or ``.npz`` members: arrays with a header each, one row per sample, read
+    in chunks of ``rows`` rows."""
+
+    classes: np.ndarray | None
+    rows: int
+
+    def _plan_rows(
+        self,
+        headers: dict[str, _Header],
+        chunk_bytes: int,
+        names: dict[str, Any],
+        prefix: str = "",
+    ) -> None:
+        """Every role must have pred's row count (``names`` says what each role is); the chunk
+        budget then gives the rows per chunk."""
+        self.n_rows = headers["pred"].shape[0]
+        for role, header in headers.items():
+            if header.shape[0] != self.n_rows:
+                raise ValueError(
+                    f"{prefix}{names[role]} ({role}) has {header.shape[0]} rows but "
+                    f"{names['pred']} (pred) has {self.n_rows}; they must have one row per sample"
+                )
+        per_row = _SCRATCH_PER_ROW + sum(
+            _working_bytes(h.dtype, _row_elements(h.shape)) for h in headers.values()
+        )
+        self.rows = rows_per_chunk(chunk_bytes, per_row)
+
+    def _spans(self) -> Iterator[tuple[int, int]]:
+        """The rows [lo, hi) of each chunk."""
+        n = self.n_rows or 0
+        for lo in range(0, n, self.rows):
+            yield lo, min(n, lo + self.rows)
+
+    def _chunk(self, lo: int, arrays: dict[str, np.ndarray]) -> Chunk:
+        target = arrays.get("target")
+        if target is not None:
+            target = _numpy_target(target, self.classes, self, lo)
+        return Chunk(lo, target, arrays["pred"], arrays.get("weight"))
+
+
+class NpyPair(_NumpySource):
     """Two (or one, or three) ``.npy`` files, memory-mapped, rows sliced as views.
 
     Consumed pages of C-ordered files are released with ``madvise(MADV_DONTNEED)``: the data
@@ -373,18 +435,7 @@ class NpyPair(Source):
         except BaseException:
             self.close()
             raise
-        lengths = {role: h.shape[0] for role, (_, _, h) in self._maps.items()}
-        self.n_rows = lengths["pred"]
-        for role, n in lengths.items():
-            if n != self.n_rows:
-                raise ValueError(
-                    f"{files[role]} ({role}) has {n} rows but {files['pred']} (pred) has "
-                    f"{self.n_rows}; they must have one row per sample"
-                )
-        per_row = _SCRATCH_PER_ROW + sum(
-            _working_bytes(h.dtype, _row_elements(h.shape)) for _, _, h in self._maps.values()
-        )
-        self.rows = rows_per_chunk(chunk_bytes, per_row)
+        self._plan_rows({role: h for role, (_, _, h) in self._maps.items()}, chunk_bytes, files)
 
     def where(self, role: str, row: int | None) -> tuple[str, str, int | None]:
         return str(self.files.get(role, self.path)), self.columns.get(role, role), row
@@ -442,16 +493,10 @@ class NpyPair(Source):
                 pass
 
     def chunks(self) -> Iterator[Chunk]:
-        n = self.n_rows or 0
-        for lo in range(0, n, self.rows):
-            hi = min(n, lo + self.rows)
-            arrays: dict[str, np.ndarray] = {}
-            for role, (_, array, _) in self._maps.items():
-                arrays[role] = array[lo:hi]
-            target = arrays.get("target")
-            if target is not None:
-                target = _numpy_target(target, self.classes, self, lo)
-            yield Chunk(lo, target, arrays["pred"], arrays.get("weight"))
+        for lo, hi in self._spans():
+            yield self._chunk(
+                lo, {role: array[lo:hi] for role, (_, array, _) in self._maps.items()}
+            )
             for mapping, _, header in self._maps.values():
                 self._release(mapping, header, lo, hi)
 
@@ -536,18 +581,18 @@ def _check_member(
         )
 
 
-class NpzMembers(Source):
+class NpzMembers(_NumpySource, _PathSource):
     """Members of an ``.npz`` (stored or deflate-compressed), streamed in row chunks."""
 
-    def __init__(
-        self,
-        path: Any,
-        members: dict[str, str],
-        chunk_bytes: int,
-        classes: np.ndarray | None,
-    ) -> None:
-        self.path = path
-        self.classes = classes
+    def _prepare(self, specs: dict[str, ColumnSpec], chunk_bytes: int) -> None:
+        members: dict[str, str] = {}
+        for role, spec in specs.items():
+            if spec is None:
+                continue
+            if not isinstance(spec, str):
+                raise TypeError(f"{role} must name one member of the .npz; got {spec!r}")
+            members[role] = spec
+        path = self.path
         self.columns = {role: f"member {name!r}" for role, name in members.items()}
         try:
             self.zip = zipfile.ZipFile(path)
@@ -582,22 +627,11 @@ class NpzMembers(Source):
                     stream.close()
                     raise
                 self.streams[role] = (stream, header)
-            lengths = {role: h.shape[0] for role, (_, h) in self.streams.items()}
-            self.n_rows = lengths["pred"]
-            for role, n in lengths.items():
-                if n != self.n_rows:
-                    raise ValueError(
-                        f"{path}: {self.columns[role]} ({role}) has {n} rows but "
-                        f"{self.columns['pred']} (pred) has {self.n_rows}; they must have one "
-                        "row per sample"
-                    )
+            headers = {role: h for role, (_, h) in self.streams.items()}
+            self._plan_rows(headers, chunk_bytes, self.columns, prefix=f"{path}: ")
         except BaseException:
             self.close()
             raise
-        per_row = _SCRATCH_PER_ROW + sum(
-            _working_bytes(h.dtype, _row_elements(h.shape)) for _, h in self.streams.values()
-        )
-        self.rows = rows_per_chunk(chunk_bytes, per_row)
 
     def _fill(self, role: str, stream: Any, buffer: memoryview, row_bytes: int, lo: int) -> None:
         """Read exactly ``len(buffer)`` bytes, in pieces, or raise naming the row reached."""
@@ -625,24 +659,19 @@ class NpzMembers(Source):
             )
 
     def chunks(self) -> Iterator[Chunk]:
-        n = self.n_rows or 0
-        rows = min(self.rows, n)
+        rows = min(self.rows, self.n_rows or 0)
         buffers: dict[str, np.ndarray] = {}
         for role, (_, header) in self.streams.items():
             row_bytes = header.dtype.itemsize * _row_elements(header.shape)
             buffers[role] = np.empty(rows * row_bytes, np.uint8)
-        for lo in range(0, n, self.rows):
-            hi = min(n, lo + self.rows)
+        for lo, hi in self._spans():
             arrays: dict[str, np.ndarray] = {}
             for role, (stream, header) in self.streams.items():
                 row_bytes = header.dtype.itemsize * _row_elements(header.shape)
                 raw = buffers[role][: (hi - lo) * row_bytes]
                 self._fill(role, stream, memoryview(raw.data), row_bytes, lo)
                 arrays[role] = raw.view(header.dtype).reshape((hi - lo, *header.shape[1:]))
-            target = arrays.get("target")
-            if target is not None:
-                target = _numpy_target(target, self.classes, self, lo)
-            yield Chunk(lo, target, arrays["pred"], arrays.get("weight"))
+            yield self._chunk(lo, arrays)
         # Reading to the end of each member makes zipfile check its CRC-32.
         for role, (stream, _) in self.streams.items():
             try:
@@ -734,9 +763,13 @@ class _ArrowColumns:
     def _first_null(self, array: Any) -> int:
         return int(np.argmax(self.pc.is_null(array).to_numpy(zero_copy_only=False)))
 
-    def _null_error(self, role: str, column: str, row: int, what: str = "a null") -> ValueError:
+    def _error(self, role: str, column: str, row: int, detail: str) -> ValueError:
+        """The error at ``row`` (over the whole input) of one of the role's columns."""
         path, _, local = self.source.where(role, row)
-        return _at(path, f"column {column!r}", local, f"{what} ({role}); fill or drop it first")
+        return _at(path, f"column {column!r}", local, detail)
+
+    def _null_error(self, role: str, column: str, row: int, what: str = "a null") -> ValueError:
+        return self._error(role, column, row, f"{what} ({role}); fill or drop it first")
 
     def _scalar(
         self, array: Any, role: str, column: str, offset: int, numeric: bool = False
@@ -757,11 +790,10 @@ class _ArrowColumns:
             position = self.pc.index_in(array, value_set=pa.array(self.classes.tolist()))
             if position.null_count:
                 row = self._first_null(position)
-                path, _, local = self.source.where(role, offset + row)
-                raise _at(
-                    path,
-                    what,
-                    local,
+                raise self._error(
+                    role,
+                    column,
+                    offset + row,
                     f"label {array[row].as_py()!r} is not one of labels {self.classes.tolist()}",
                 )
             return position.to_numpy().astype(np.int64)
@@ -789,20 +821,18 @@ class _ArrowColumns:
             ragged = lengths != expected
             if ragged.any():
                 row = int(np.argmax(ragged))
-                path, _, local = self.source.where(role, offset + row)
-                raise _at(
-                    path,
-                    f"column {column!r}",
-                    local,
+                raise self._error(
+                    role,
+                    column,
+                    offset + row,
                     f"ragged list column ({role}): this row has {int(lengths[row])} values, "
                     f"the rows before it {expected}",
                 )
         elif width != expected:
-            path, _, local = self.source.where(role, offset)
-            raise _at(
-                path,
-                f"column {column!r}",
-                local,
+            raise self._error(
+                role,
+                column,
+                offset,
                 f"list size {width} ({role}) differs from the {expected} of the rows before it",
             )
         values = array.flatten()
@@ -811,12 +841,8 @@ class _ArrowColumns:
             raise self._null_error(role, column, offset + flat // max(expected, 1), "a null value")
         typ = values.type
         if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
-            path, _, local = self.source.where(role, offset)
-            raise _at(
-                path,
-                f"column {column!r}",
-                local,
-                f"holds lists of {typ} ({role}); expected numbers",
+            raise self._error(
+                role, column, offset, f"holds lists of {typ} ({role}); expected numbers"
             )
         return values.to_numpy(zero_copy_only=False).reshape(n, expected)
 
@@ -862,20 +888,61 @@ def _list_width_estimate(name: str, metadata: Any, value_type: Any) -> int:
     return max(1, size // (item * metadata.num_rows))
 
 
-class ParquetSource(Source):
+class _ArrowSource(_PathSource):
+    """Parquet or CSV: the roles' columns named by specs, read as Arrow record batches."""
+
+    _kind = ""  # "Parquet files", "CSV files": what needs pyarrow
+
+    def _prepare(self, specs: dict[str, ColumnSpec], chunk_bytes: int) -> None:
+        self._pa = require_pyarrow(self._kind)
+        names, where = self._open_columns(chunk_bytes)
+        self.roles = {
+            role: resolve_columns(spec, names, role, where)
+            for role, spec in specs.items()
+            if spec is not None
+        }
+        self.columns = {role: _describe(cols) for role, cols in self.roles.items()}
+        # Each column once, even where two roles name it (pyarrow refuses a duplicate).
+        self.read = list(dict.fromkeys(c for cols in self.roles.values() for c in cols))
+        self.converter = _ArrowColumns(self, self.roles, self.classes)
+
+    def _open_columns(self, chunk_bytes: int) -> tuple[list[str], Any]:  # pragma: no cover
+        """Opens the input: its column names, and the file that names them in errors."""
+        raise NotImplementedError
+
+    def _batch_chunks(
+        self,
+        next_batch: Callable[[], Any],
+        offset: int,
+        failure: Callable[[int, Exception], ValueError],
+    ) -> Generator[Chunk, None, int]:
+        """Chunks of the record batches ``next_batch()`` gives until StopIteration, their rows
+        counted from ``offset``; a batch that cannot be read raises ``failure(offset, exc)``.
+        Returns the offset after the last row."""
+        while True:
+            try:
+                batch = next_batch()
+            except StopIteration:
+                break
+            except (self._pa.ArrowException, OSError) as exc:
+                raise failure(offset, exc) from None
+            if batch.num_rows == 0:
+                continue
+            arrays = self.converter.to_numpy(batch, offset)
+            yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
+            offset += batch.num_rows
+        return offset
+
+
+class ParquetSource(_ArrowSource):
     """A Parquet file or a directory of them, row group by row group."""
 
-    def __init__(
-        self,
-        path: Any,
-        specs: dict[str, ColumnSpec],
-        chunk_bytes: int,
-        classes: np.ndarray | None,
-    ) -> None:
-        pa = require_pyarrow("Parquet files")
+    _kind = "Parquet files"
+
+    def _open_columns(self, chunk_bytes: int) -> tuple[list[str], Any]:
         import pyarrow.parquet as pq
 
-        self.path = path
+        path = self.path
         self.pq = pq
         self.chunk_bytes = chunk_bytes
         self.files = self._list_files(path)
@@ -891,18 +958,8 @@ class ParquetSource(Source):
         first = self._open(self.files[0]) if self.files else None
         if first is None:
             raise ValueError(f"{path}: no Parquet files in this directory")
-        schema = first.schema_arrow
-        self.roles = {
-            role: resolve_columns(spec, schema.names, role, self.files[0])
-            for role, spec in specs.items()
-            if spec is not None
-        }
-        self.columns = {role: _describe(cols) for role, cols in self.roles.items()}
-        # Each column once, even where two roles name it (pyarrow refuses a duplicate).
-        self.read = list(dict.fromkeys(c for cols in self.roles.values() for c in cols))
-        self.schema = schema
-        self.converter = _ArrowColumns(self, self.roles, classes)
-        self._pa = pa
+        self.schema = first.schema_arrow
+        return self.schema.names, self.files[0]
 
     @staticmethod
     def _list_files(path: Any) -> list[str]:
@@ -960,22 +1017,17 @@ class ParquetSource(Source):
             batches = parquet.iter_batches(
                 batch_size=batch_rows, row_groups=[group], columns=self.read, use_threads=False
             )
-            while True:
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    break
-                except (self._pa.ArrowException, OSError) as exc:
-                    _, _, local = self.where("pred", offset)
-                    raise _at(
-                        file,
-                        f"row group {group}",
-                        local,
-                        f"cannot read the rows from here on (corrupt data?): {exc}",
-                    ) from None
-                arrays = self.converter.to_numpy(batch, offset)
-                yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
-                offset += batch.num_rows
+            failure = functools.partial(self._unreadable, file, group)
+            offset = yield from self._batch_chunks(batches.__next__, offset, failure)
+
+    def _unreadable(self, file: str, group: int, row: int, exc: Exception) -> ValueError:
+        _, _, local = self.where("pred", row)
+        return _at(
+            file,
+            f"row group {group}",
+            local,
+            f"cannot read the rows from here on (corrupt data?): {exc}",
+        )
 
 
 class _CountingFile:
@@ -1003,22 +1055,17 @@ class _CountingFile:
         self.raw.close()
 
 
-class CsvSource(Source):
+class CsvSource(_ArrowSource):
     """A CSV file (optionally compressed: .gz, .bz2, .zst, ...), streamed in blocks."""
 
-    def __init__(
-        self,
-        path: Any,
-        specs: dict[str, ColumnSpec],
-        chunk_bytes: int,
-        classes: np.ndarray | None,
-    ) -> None:
-        pa = require_pyarrow("CSV files")
+    _kind = "CSV files"
+
+    def _open_columns(self, chunk_bytes: int) -> tuple[list[str], Any]:
         import pyarrow.csv as csv
 
-        self._pa = pa
+        path = self.path
         self.csv = csv
-        self.path = path
+        self._counting: _CountingFile | None = None
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such file")
         # pyarrow's streaming reader holds many blocks in flight: measured here (pyarrow 26),
@@ -1026,15 +1073,7 @@ class CsvSource(Source):
         # 1/64 of the budget keeps the reader within it (1 MiB, pyarrow's default, at 64 MiB).
         self.block_size = max(_MIN_CSV_BLOCK, chunk_bytes // 64)
         with self._reader(None) as reader:
-            names = reader.schema.names
-        self.roles = {
-            role: resolve_columns(spec, names, role, path)
-            for role, spec in specs.items()
-            if spec is not None
-        }
-        self.columns = {role: _describe(cols) for role, cols in self.roles.items()}
-        self.converter = _ArrowColumns(self, self.roles, classes)
-        self._counting: _CountingFile | None = None
+            return reader.schema.names, path
 
     def _reader(
         self, columns: list[str] | None, use_threads: bool = True, count: bool = False
@@ -1112,22 +1151,11 @@ class CsvSource(Source):
         return _at(self.path, what, row, f"cannot parse the CSV: {message}")
 
     def chunks(self) -> Iterator[Chunk]:
-        columns = list(dict.fromkeys(c for cols in self.roles.values() for c in cols))
-        reader = self._reader(columns, count=True)
-        offset = 0
+        reader = self._reader(self.read, count=True)
         try:
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except (self._pa.ArrowException, OSError) as exc:
-                    raise self._locate_failure(columns, exc) from None
-                if batch.num_rows == 0:
-                    continue
-                arrays = self.converter.to_numpy(batch, offset)
-                yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
-                offset += batch.num_rows
+            yield from self._batch_chunks(
+                reader.read_next_batch, 0, lambda _, exc: self._locate_failure(self.read, exc)
+            )
         finally:
             reader.close()
             self.close()
@@ -1182,28 +1210,22 @@ def open_source(
             f"{path}: a .npy file holds one array; score two of them with path=None and "
             "target=/pred= naming the .npy files (CLI: fastce score --target y.npy --pred p.npy)"
         )
+    kind: type[_PathSource]
     if name.endswith(".npz"):
-        members: dict[str, str] = {}
-        for role, spec in specs.items():
-            if spec is None:
-                continue
-            if not isinstance(spec, str):
-                raise TypeError(f"{role} must name one member of the .npz; got {spec!r}")
-            members[role] = spec
-        with reading(path):
-            return NpzMembers(path, members, chunk_bytes, classes)
-    if name.endswith(_CSV_SUFFIXES):
-        with reading(path):
-            return CsvSource(path, specs, chunk_bytes, classes)
-    if os.path.isdir(path) or name.endswith(_PARQUET_SUFFIXES) or _is_parquet(path):
-        with reading(path):
-            return ParquetSource(path, specs, chunk_bytes, classes)
-    if not os.path.exists(path):
+        kind = NpzMembers
+    elif name.endswith(_CSV_SUFFIXES):
+        kind = CsvSource
+    elif os.path.isdir(path) or name.endswith(_PARQUET_SUFFIXES) or _is_parquet(path):
+        kind = ParquetSource
+    elif not os.path.exists(path):
         raise ValueError(f"{path}: no such file or directory")
-    raise ValueError(
-        f"{path}: unknown file kind; expected a Parquet file (.parquet) or directory, a CSV "
-        "file (.csv, .csv.gz, ...) or an .npz file, or two .npy files with no PATH"
-    )
+    else:
+        raise ValueError(
+            f"{path}: unknown file kind; expected a Parquet file (.parquet) or directory, a CSV "
+            "file (.csv, .csv.gz, ...) or an .npz file, or two .npy files with no PATH"
+        )
+    with reading(path):
+        return kind(path, specs, chunk_bytes, classes)
 
 
 def _is_parquet(path: Any) -> bool:

@@ -30,10 +30,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import gc
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -147,34 +149,6 @@ def _jax_jit(fn: Callable[..., Any], *arrays: np.ndarray) -> Call | None:
     return lambda: f(*args).block_until_ready()
 
 
-def _torch_compiled(fn: Callable[..., Any], *names: str) -> Callable[[Inputs], Call | None]:
-    """A build function: ``torch.compile(fn(torch, *tensors))`` on the inputs ``names``."""
-
-    def build(d: Inputs) -> Call | None:
-        t = _torch()
-        if t is None:
-            return None
-        f = _torch_compile(lambda *tensors: fn(t, *tensors))
-        if f is None:
-            return None
-        tensors = [t.from_numpy(d[name]) for name in names]
-        return lambda: f(*tensors)
-
-    return build
-
-
-def _jax_jitted(fn: Callable[..., Any], *names: str) -> Callable[[Inputs], Call | None]:
-    """A build function: ``jax.jit(fn(jax, *arrays))`` on the inputs ``names``."""
-
-    def build(d: Inputs) -> Call | None:
-        jax = _jax()
-        if jax is None:
-            return None
-        return _jax_jit(lambda *arrays: fn(jax, *arrays), *[d[name] for name in names])
-
-    return build
-
-
 # --------------------------------------------------------------------------------------------
 # Workloads
 
@@ -182,13 +156,85 @@ def _jax_jitted(fn: Callable[..., Any], *names: str) -> Callable[[Inputs], Call 
 @dataclass
 class Impl:
     """One implementation of a workload: ``build(inputs)`` does everything that must stay out
-    of the timed region (``torch.from_numpy``, looking functions up) and returns the timed
-    call, or None when the library is not installed."""
+    of the timed region (importing the library, ``torch.from_numpy``, index arrays) and returns
+    the timed call, or None when the library is not installed."""
 
     label: str
     library: str
     build: Callable[[Inputs], Call | None]
     compiles: bool = False  # the first call compiles: timed apart, before the warm-up calls
+
+
+# An implementation's formula is a function whose parameters name the inputs it takes (after
+# the library's module, for the peers that are handed theirs), as pytest's fixtures do; the
+# constructors below add what its library needs around it.
+
+
+def _input_names(fn: Callable[..., Any], module_first: bool) -> list[str]:
+    names = list(inspect.signature(fn).parameters)
+    return names[1:] if module_first else names
+
+
+def _plain(label: str, library: str, fn: Callable[..., Any]) -> Impl:
+    """fastce or NumPy (always installed): the timed call is ``fn(*arrays)``."""
+    names = _input_names(fn, module_first=False)
+    return Impl(label, library, lambda d: functools.partial(fn, *[d[name] for name in names]))
+
+
+def _imported(label: str, module: str, fn: Callable[..., Any]) -> Impl:
+    """An optional library's ``module`` (the library is its package: ``scipy.special`` is
+    scipy): the timed call is ``fn(module, *arrays)``."""
+    names = _input_names(fn, module_first=True)
+
+    def build(d: Inputs) -> Call | None:
+        imported = _module(module)
+        if imported is None:
+            return None
+        return functools.partial(fn, imported, *[d[name] for name in names])
+
+    return Impl(label, module.partition(".")[0], build)
+
+
+def _torch_eager(label: str, fn: Callable[..., Any]) -> Impl:
+    """Eager PyTorch: the timed call is ``fn(torch, *tensors)``, the inputs made tensors
+    beforehand (``torch.from_numpy``: no copy)."""
+    names = _input_names(fn, module_first=True)
+
+    def build(d: Inputs) -> Call | None:
+        t = _torch()
+        if t is None:
+            return None
+        return functools.partial(fn, t, *[t.from_numpy(d[name]) for name in names])
+
+    return Impl(label, "torch", build)
+
+
+def _torch_compiled(label: str, fn: Callable[..., Any]) -> Impl:
+    """``torch.compile`` of ``fn(torch, *tensors)``; its first call compiles."""
+    names = _input_names(fn, module_first=True)
+
+    def build(d: Inputs) -> Call | None:
+        t = _torch()
+        f = None if t is None else _torch_compile(lambda *tensors: fn(t, *tensors))
+        if f is None:
+            return None
+        tensors = [t.from_numpy(d[name]) for name in names]
+        return lambda: f(*tensors)
+
+    return Impl(label, "torch.compile", build, compiles=True)
+
+
+def _jax_jitted(label: str, fn: Callable[..., Any]) -> Impl:
+    """``jax.jit`` of ``fn(jax, *arrays)``; its first call compiles."""
+    names = _input_names(fn, module_first=True)
+
+    def build(d: Inputs) -> Call | None:
+        jax = _jax()
+        if jax is None:
+            return None
+        return _jax_jit(lambda *arrays: fn(jax, *arrays), *[d[name] for name in names])
+
+    return Impl(label, "jax", build, compiles=True)
 
 
 @dataclass
@@ -239,12 +285,13 @@ def _make_ce_logits(n_classes: int, dtype: Any) -> Callable[..., Inputs]:
     return make
 
 
-def _make_pair(rng: np.random.Generator, n: int) -> Inputs:
-    return {"p": _probabilities(rng, (n, 100)), "q": _probabilities(rng, (n, 100))}
+def _make_probabilities(*names: str) -> Callable[..., Inputs]:
+    """One (N, 100) array of probability rows per name, drawn in that order."""
 
+    def make(rng: np.random.Generator, n: int) -> Inputs:
+        return {name: _probabilities(rng, (n, 100)) for name in names}
 
-def _make_entropy(rng: np.random.Generator, n: int) -> Inputs:
-    return {"p": _probabilities(rng, (n, 100))}
+    return make
 
 
 def _make_bce_probabilities(rng: np.random.Generator, n: int) -> Inputs:
@@ -279,16 +326,6 @@ def _ce_logits_impls() -> list[Impl]:
             return lambda: fastce.cross_entropy(y, x, from_logits=True, reduction="mean")
         return lambda: fastce.cross_entropy(y, x, from_logits=True, axis=1, reduction="mean")
 
-    def torch(d: Inputs) -> Call | None:
-        # F.cross_entropy with class indices and reduction="mean": the fused
-        # log_softmax + nll_loss PyTorch users call on logits, (N, C) or (N, C, d).
-        t = _torch()
-        if t is None:
-            return None
-        x, y = t.from_numpy(d["x"]), t.from_numpy(d["y"])
-        f = t.nn.functional.cross_entropy
-        return lambda: f(x, y, reduction="mean")
-
     def _picked(x: np.ndarray, y: np.ndarray) -> Call:
         """x[i, y[i]] (or x[i, y[i, j], j]): the label's logit, as a call."""
         if x.ndim == 2:
@@ -321,19 +358,16 @@ def _ce_logits_impls() -> list[Impl]:
 
     return [
         Impl("fastce", "fastce", fast),
-        Impl("torch F.cross_entropy", "torch", torch),
-        Impl(
-            "torch.compile F.cross_entropy",
-            "torch.compile",
-            _torch_compiled(lambda t, x, y: t.nn.functional.cross_entropy(x, y), "x", "y"),
-            compiles=True,
+        # F.cross_entropy with class indices and reduction="mean": the fused
+        # log_softmax + nll_loss PyTorch users call on logits, (N, C) or (N, C, d).
+        _torch_eager(
+            "torch F.cross_entropy",
+            lambda t, x, y: t.nn.functional.cross_entropy(x, y, reduction="mean"),
         ),
-        Impl(
-            "jax.jit log_softmax take_along",
-            "jax",
-            _jax_jitted(_jax_ce, "x", "y"),
-            compiles=True,
+        _torch_compiled(
+            "torch.compile F.cross_entropy", lambda t, x, y: t.nn.functional.cross_entropy(x, y)
         ),
+        _jax_jitted("jax.jit log_softmax take_along", _jax_ce),
         Impl("scipy special.logsumexp", "scipy", scipy),
         Impl("numpy shifted logsumexp", "numpy", numpy),
     ]
@@ -343,51 +377,30 @@ def _ce_logits_impls() -> list[Impl]:
 
 
 def _soft_ce_impls() -> list[Impl]:
-    def fast(d: Inputs) -> Call:
-        p, q = d["p"], d["q"]
-        return lambda: fastce.cross_entropy(p, q, reduction="mean")
-
-    def torch(d: Inputs) -> Call | None:
+    return [
+        _plain("fastce", "fastce", lambda p, q: fastce.cross_entropy(p, q, reduction="mean")),
         # -(p * log q).sum() / N: the formula written with tensor ops. The other formulation,
         # F.cross_entropy(torch.log(q), p) (probability targets), was about 4x slower here: it
         # takes a log_softmax of log q (one more pass and temporary) to renormalise q.
-        t = _torch()
-        if t is None:
-            return None
-        p, q = t.from_numpy(d["p"]), t.from_numpy(d["q"])
-        n = p.shape[0]
-        return lambda: -(p * t.log(q)).sum() / n
-
-    def scipy(d: Inputs) -> Call | None:
-        special = _module("scipy.special")
-        if special is None:
-            return None
-        p, q = d["p"], d["q"]
-        return lambda: -special.xlogy(p, q).sum(axis=1).mean()
-
-    def numpy(d: Inputs) -> Call:
-        p, q = d["p"], d["q"]
-        return lambda: -np.einsum("ij,ij->i", p, np.log(q)).mean()
-
-    return [
-        Impl("fastce", "fastce", fast),
-        Impl("torch -(p*log q).sum()/N", "torch", torch),
-        Impl(
+        _torch_eager("torch -(p*log q).sum()/N", lambda t, p, q: -(p * t.log(q)).sum() / len(p)),
+        _torch_compiled(
             "torch.compile -xlogy(p, q) mean",
-            "torch.compile",
-            _torch_compiled(lambda t, p, q: -t.special.xlogy(p, q).sum(1).mean(), "p", "q"),
-            compiles=True,
+            lambda t, p, q: -t.special.xlogy(p, q).sum(1).mean(),
         ),
-        Impl(
+        _jax_jitted(
             "jax.jit -xlogy(p, q) mean",
-            "jax",
-            _jax_jitted(
-                lambda j, p, q: -j.numpy.mean(j.scipy.special.xlogy(p, q).sum(axis=1)), "p", "q"
-            ),
-            compiles=True,
+            lambda j, p, q: -j.numpy.mean(j.scipy.special.xlogy(p, q).sum(axis=1)),
         ),
-        Impl("scipy special.xlogy", "scipy", scipy),
-        Impl("numpy einsum(p, log q)", "numpy", numpy),
+        _imported(
+            "scipy special.xlogy",
+            "scipy.special",
+            lambda special, p, q: -special.xlogy(p, q).sum(axis=1).mean(),
+        ),
+        _plain(
+            "numpy einsum(p, log q)",
+            "numpy",
+            lambda p, q: -np.einsum("ij,ij->i", p, np.log(q)).mean(),
+        ),
     ]
 
 
@@ -395,56 +408,31 @@ def _soft_ce_impls() -> list[Impl]:
 
 
 def _entropy_impls() -> list[Impl]:
-    def fast(d: Inputs) -> Call:
-        p = d["p"]
-        return lambda: fastce.entropy(p, reduction="mean")
-
-    def torch(d: Inputs) -> Call | None:
+    return [
+        _plain("fastce", "fastce", lambda p: fastce.entropy(p, reduction="mean")),
         # torch.special.entr: -p log p element-wise in one op with 0 log 0 = 0 (the fastest
         # correct form; Categorical(probs=p).entropy() renormalises and is slower).
-        t = _torch()
-        if t is None:
-            return None
-        p = t.from_numpy(d["p"])
-        entr = t.special.entr
-        return lambda: entr(p).sum(dim=1).mean()
-
-    def scipy_stats(d: Inputs) -> Call | None:
-        stats = _module("scipy.stats")
-        if stats is None:
-            return None
-        p = d["p"]
-        return lambda: stats.entropy(p, axis=1).mean()
-
-    def scipy_entr(d: Inputs) -> Call | None:
-        special = _module("scipy.special")
-        if special is None:
-            return None
-        p = d["p"]
-        return lambda: special.entr(p).sum(axis=1).mean()
-
-    def numpy(d: Inputs) -> Call:
-        p = d["p"]
-        return lambda: -np.einsum("ij,ij->i", p, np.log(p)).mean()
-
-    return [
-        Impl("fastce", "fastce", fast),
-        Impl("torch special.entr", "torch", torch),
-        Impl(
-            "torch.compile -xlogy(p, p) mean",
-            "torch.compile",
-            _torch_compiled(lambda t, p: -t.special.xlogy(p, p).sum(1).mean(), "p"),
-            compiles=True,
+        _torch_eager("torch special.entr", lambda t, p: t.special.entr(p).sum(dim=1).mean()),
+        _torch_compiled(
+            "torch.compile -xlogy(p, p) mean", lambda t, p: -t.special.xlogy(p, p).sum(1).mean()
         ),
-        Impl(
+        _jax_jitted(
             "jax.jit -xlogy(p, p) mean",
-            "jax",
-            _jax_jitted(lambda j, p: -j.numpy.mean(j.scipy.special.xlogy(p, p).sum(axis=1)), "p"),
-            compiles=True,
+            lambda j, p: -j.numpy.mean(j.scipy.special.xlogy(p, p).sum(axis=1)),
         ),
-        Impl("scipy stats.entropy", "scipy", scipy_stats),
-        Impl("scipy special.entr", "scipy", scipy_entr),
-        Impl("numpy einsum(p, log p)", "numpy", numpy),
+        _imported(
+            "scipy stats.entropy", "scipy.stats", lambda stats, p: stats.entropy(p, axis=1).mean()
+        ),
+        _imported(
+            "scipy special.entr",
+            "scipy.special",
+            lambda special, p: special.entr(p).sum(axis=1).mean(),
+        ),
+        _plain(
+            "numpy einsum(p, log p)",
+            "numpy",
+            lambda p: -np.einsum("ij,ij->i", p, np.log(p)).mean(),
+        ),
     ]
 
 
@@ -452,65 +440,38 @@ def _entropy_impls() -> list[Impl]:
 
 
 def _kl_impls() -> list[Impl]:
-    def fast(d: Inputs) -> Call:
-        p, q = d["p"], d["q"]
-        return lambda: fastce.kl_divergence(p, q, reduction="mean")
-
-    def torch(d: Inputs) -> Call | None:
+    return [
+        _plain("fastce", "fastce", lambda p, q: fastce.kl_divergence(p, q, reduction="mean")),
         # F.kl_div takes log q as its input and p as the target; "batchmean" is the sum over
         # all elements / N, i.e. the mean over samples of KL(p_i || q_i). Taking log q is
         # part of the work (the inputs are probabilities) and is timed.
-        t = _torch()
-        if t is None:
-            return None
-        p, q = t.from_numpy(d["p"]), t.from_numpy(d["q"])
-        f = t.nn.functional.kl_div
-        return lambda: f(t.log(q), p, reduction="batchmean")
-
-    def scipy_stats(d: Inputs) -> Call | None:
-        stats = _module("scipy.stats")
-        if stats is None:
-            return None
-        p, q = d["p"], d["q"]
-        return lambda: stats.entropy(p, q, axis=1).mean()
-
-    def scipy_rel_entr(d: Inputs) -> Call | None:
-        special = _module("scipy.special")
-        if special is None:
-            return None
-        p, q = d["p"], d["q"]
-        return lambda: special.rel_entr(p, q).sum(axis=1).mean()
-
-    def numpy(d: Inputs) -> Call:
-        p, q = d["p"], d["q"]
-        return lambda: np.einsum("ij,ij->i", p, np.log(p / q)).mean()
-
-    return [
-        Impl("fastce", "fastce", fast),
-        Impl("torch F.kl_div batchmean", "torch", torch),
-        Impl(
+        _torch_eager(
+            "torch F.kl_div batchmean",
+            lambda t, p, q: t.nn.functional.kl_div(t.log(q), p, reduction="batchmean"),
+        ),
+        _torch_compiled(
             "torch.compile xlogy(p,p)-xlogy(p,q)",
-            "torch.compile",
-            _torch_compiled(
-                lambda t, p, q: (t.special.xlogy(p, p) - t.special.xlogy(p, q)).sum(1).mean(),
-                "p",
-                "q",
-            ),
-            compiles=True,
+            lambda t, p, q: (t.special.xlogy(p, p) - t.special.xlogy(p, q)).sum(1).mean(),
         ),
-        Impl(
+        _jax_jitted(
             "jax.jit rel_entr(p, q) mean",
-            "jax",
-            _jax_jitted(
-                lambda j, p, q: j.numpy.mean(j.scipy.special.rel_entr(p, q).sum(axis=1)),
-                "p",
-                "q",
-            ),
-            compiles=True,
+            lambda j, p, q: j.numpy.mean(j.scipy.special.rel_entr(p, q).sum(axis=1)),
         ),
-        Impl("scipy stats.entropy(p, q)", "scipy", scipy_stats),
-        Impl("scipy special.rel_entr", "scipy", scipy_rel_entr),
-        Impl("numpy einsum(p, log p/q)", "numpy", numpy),
+        _imported(
+            "scipy stats.entropy(p, q)",
+            "scipy.stats",
+            lambda stats, p, q: stats.entropy(p, q, axis=1).mean(),
+        ),
+        _imported(
+            "scipy special.rel_entr",
+            "scipy.special",
+            lambda special, p, q: special.rel_entr(p, q).sum(axis=1).mean(),
+        ),
+        _plain(
+            "numpy einsum(p, log p/q)",
+            "numpy",
+            lambda p, q: np.einsum("ij,ij->i", p, np.log(p / q)).mean(),
+        ),
     ]
 
 
@@ -518,109 +479,75 @@ def _kl_impls() -> list[Impl]:
 
 
 def _bce_probability_impls() -> list[Impl]:
-    def fast(d: Inputs) -> Call:
-        y, p = d["y"], d["p"]
-        return lambda: fastce.binary_cross_entropy(y, p, reduction="mean")
-
-    def torch(d: Inputs) -> Call | None:
-        # F.binary_cross_entropy on probabilities, reduction="mean" (over all elements).
-        t = _torch()
-        if t is None:
-            return None
-        y, p = t.from_numpy(d["y"]), t.from_numpy(d["p"])
-        f = t.nn.functional.binary_cross_entropy
-        return lambda: f(p, y, reduction="mean")
-
-    def sklearn(d: Inputs) -> Call | None:
-        metrics = _module("sklearn.metrics")
-        if metrics is None:
-            return None
-        y, p = d["y"], d["p"]
-        return lambda: metrics.log_loss(y, p)
-
-    def scipy(d: Inputs) -> Call | None:
-        special = _module("scipy.special")
-        if special is None:
-            return None
-        y, p = d["y"], d["p"]
-        return lambda: -(special.xlogy(y, p) + special.xlog1py(1.0 - y, -p)).mean()
-
-    def numpy(d: Inputs) -> Call:
-        y, p = d["y"], d["p"]
-        return lambda: -(y * np.log(p) + (1.0 - y) * np.log1p(-p)).mean()
-
     return [
-        Impl("fastce", "fastce", fast),
-        Impl("torch F.binary_cross_entropy", "torch", torch),
-        Impl(
+        _plain(
+            "fastce", "fastce", lambda y, p: fastce.binary_cross_entropy(y, p, reduction="mean")
+        ),
+        # F.binary_cross_entropy on probabilities, reduction="mean" (over all elements).
+        _torch_eager(
+            "torch F.binary_cross_entropy",
+            lambda t, y, p: t.nn.functional.binary_cross_entropy(p, y, reduction="mean"),
+        ),
+        _torch_compiled(
             "torch.compile F.binary_cross_entropy",
-            "torch.compile",
-            _torch_compiled(lambda t, y, p: t.nn.functional.binary_cross_entropy(p, y), "y", "p"),
-            compiles=True,
+            lambda t, y, p: t.nn.functional.binary_cross_entropy(p, y),
         ),
-        Impl(
+        _jax_jitted(
             "jax.jit xlogy + xlog1py",
-            "jax",
-            _jax_jitted(
-                lambda j, y, p: (
-                    -j.numpy.mean(j.scipy.special.xlogy(y, p) + j.scipy.special.xlog1py(1 - y, -p))
-                ),
-                "y",
-                "p",
+            lambda j, y, p: (
+                -j.numpy.mean(j.scipy.special.xlogy(y, p) + j.scipy.special.xlog1py(1 - y, -p))
             ),
-            compiles=True,
         ),
-        Impl("sklearn log_loss", "sklearn", sklearn),
-        Impl("scipy xlogy + xlog1py", "scipy", scipy),
-        Impl("numpy y log p + (1-y) log1p(-p)", "numpy", numpy),
+        _imported(
+            "sklearn log_loss", "sklearn.metrics", lambda metrics, y, p: metrics.log_loss(y, p)
+        ),
+        _imported(
+            "scipy xlogy + xlog1py",
+            "scipy.special",
+            lambda special, y, p: -(special.xlogy(y, p) + special.xlog1py(1.0 - y, -p)).mean(),
+        ),
+        _plain(
+            "numpy y log p + (1-y) log1p(-p)",
+            "numpy",
+            lambda y, p: -(y * np.log(p) + (1.0 - y) * np.log1p(-p)).mean(),
+        ),
     ]
 
 
 def _bce_logit_impls() -> list[Impl]:
-    def fast(d: Inputs) -> Call:
-        y, x = d["y"], d["x"]
-        return lambda: fastce.binary_cross_entropy(y, x, from_logits=True, reduction="mean")
-
-    def torch(d: Inputs) -> Call | None:
-        # F.binary_cross_entropy_with_logits, reduction="mean": the stable fused form.
-        t = _torch()
-        if t is None:
-            return None
-        y, x = t.from_numpy(d["y"]), t.from_numpy(d["x"])
-        f = t.nn.functional.binary_cross_entropy_with_logits
-        return lambda: f(x, y, reduction="mean")
-
-    def scipy(d: Inputs) -> Call | None:
-        special = _module("scipy.special")
-        if special is None:
-            return None
-        y, x = d["y"], d["x"]
-        return lambda: -(y * special.log_expit(x) + (1 - y) * special.log_expit(-x)).mean()
-
-    def numpy(d: Inputs) -> Call:
-        # softplus(x) - y x, with softplus as the stable np.logaddexp(0, x)
-        y, x = d["y"], d["x"]
-        return lambda: (np.logaddexp(0, x) - y * x).mean()
-
     return [
-        Impl("fastce", "fastce", fast),
-        Impl("torch F.bce_with_logits", "torch", torch),
-        Impl(
-            "torch.compile F.bce_with_logits",
-            "torch.compile",
-            _torch_compiled(
-                lambda t, y, x: t.nn.functional.binary_cross_entropy_with_logits(x, y), "y", "x"
+        _plain(
+            "fastce",
+            "fastce",
+            lambda y, x: fastce.binary_cross_entropy(y, x, from_logits=True, reduction="mean"),
+        ),
+        # F.binary_cross_entropy_with_logits, reduction="mean": the stable fused form.
+        _torch_eager(
+            "torch F.bce_with_logits",
+            lambda t, y, x: t.nn.functional.binary_cross_entropy_with_logits(
+                x, y, reduction="mean"
             ),
-            compiles=True,
         ),
-        Impl(
-            "jax.jit softplus(x) - x y",
-            "jax",
-            _jax_jitted(lambda j, y, x: j.numpy.mean(j.nn.softplus(x) - x * y), "y", "x"),
-            compiles=True,
+        _torch_compiled(
+            "torch.compile F.bce_with_logits",
+            lambda t, y, x: t.nn.functional.binary_cross_entropy_with_logits(x, y),
         ),
-        Impl("scipy special.log_expit", "scipy", scipy),
-        Impl("numpy logaddexp(0, x) - y x", "numpy", numpy),
+        _jax_jitted(
+            "jax.jit softplus(x) - x y", lambda j, y, x: j.numpy.mean(j.nn.softplus(x) - x * y)
+        ),
+        _imported(
+            "scipy special.log_expit",
+            "scipy.special",
+            lambda special, y, x: (
+                -(y * special.log_expit(x) + (1 - y) * special.log_expit(-x)).mean()
+            ),
+        ),
+        # softplus(x) - y x, with softplus as the stable np.logaddexp(0, x)
+        _plain(
+            "numpy logaddexp(0, x) - y x",
+            "numpy",
+            lambda y, x: (np.logaddexp(0, x) - y * x).mean(),
+        ),
     ]
 
 
@@ -628,17 +555,6 @@ def _bce_logit_impls() -> list[Impl]:
 
 
 def _log_loss_impls() -> list[Impl]:
-    def fast(d: Inputs) -> Call:
-        y, p = d["y"], d["p"]
-        return lambda: fastce.log_loss(y, p)
-
-    def sklearn(d: Inputs) -> Call | None:
-        metrics = _module("sklearn.metrics")
-        if metrics is None:
-            return None
-        y, p = d["y"], d["p"]
-        return lambda: metrics.log_loss(y, p)
-
     def numpy(d: Inputs) -> Call:
         # For scale only: it makes none of the checks log_loss makes (labels, range, sums).
         y, p = d["y"], d["p"]
@@ -646,97 +562,68 @@ def _log_loss_impls() -> list[Impl]:
         return lambda: -np.log(p[rows, y]).mean()
 
     return [
-        Impl("fastce.log_loss", "fastce", fast),
-        Impl("sklearn.metrics.log_loss", "sklearn", sklearn),
+        _plain("fastce.log_loss", "fastce", lambda y, p: fastce.log_loss(y, p)),
+        _imported(
+            "sklearn.metrics.log_loss",
+            "sklearn.metrics",
+            lambda metrics, y, p: metrics.log_loss(y, p),
+        ),
         Impl("numpy -log p[y] (no checks)", "numpy", numpy),
     ]
+
+
+def _ce_workload(
+    name: str,
+    rows: int,
+    n_classes: int,
+    dtype: Any,
+    note: str = "",
+    spatial: int | None = None,
+    **options: Any,
+) -> Workload:
+    """Cross-entropy from (N, C) logits, or (N, C, d) ones with ``spatial`` d, and class
+    indices; the description says the sizes."""
+    dtype = np.dtype(dtype)
+    if spatial is None:
+        inputs = f"int labels, logits {rows:,} x {n_classes:,} {dtype}"
+    else:
+        inputs = (
+            f"int labels ({rows}, {spatial}), logits {rows:,} x {n_classes:,} x {spatial:,} "
+            f"{dtype}, class axis 1"
+        )
+    return Workload(
+        name,
+        f"cross-entropy, {inputs}{note}",
+        rows,
+        n_classes,
+        dtype.name,
+        _make_ce_logits(n_classes, dtype),
+        _ce_logits_impls(),
+        spatial=spatial,
+        **options,
+    )
+
+
+def _probability_workload(name: str, measure: str, names: str, impls: list[Impl]) -> Workload:
+    """``measure`` on 1,000,000 rows of 100 float64 probabilities, one array per name."""
+    description = f"{measure}, probabilities 1,000,000 x 100 float64"
+    return Workload(
+        name, description, 1_000_000, 100, "float64", _make_probabilities(*names), impls
+    )
 
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
-        Workload(
-            "W1a",
-            "cross-entropy, int labels, logits 1,000,000 x 100 float32",
-            1_000_000,
-            100,
-            "float32",
-            _make_ce_logits(100, np.float32),
-            _ce_logits_impls(),
-        ),
-        Workload(
-            "W1b",
-            "cross-entropy, int labels, logits 100,000 x 1,000 float32",
-            100_000,
-            1_000,
-            "float32",
-            _make_ce_logits(1_000, np.float32),
-            _ce_logits_impls(),
-        ),
-        Workload(
-            "W1c",
-            "cross-entropy, int labels, logits 8,192 x 50,257 float32 (LM vocabulary)",
-            8_192,
-            50_257,
-            "float32",
-            _make_ce_logits(50_257, np.float32),
-            _ce_logits_impls(),
-        ),
-        Workload(
-            "W1d",
-            "cross-entropy, int labels, logits 1,000,000 x 100 float64",
-            1_000_000,
-            100,
-            "float64",
-            _make_ce_logits(100, np.float64),
-            _ce_logits_impls(),
-        ),
-        Workload(
-            "W1e",
-            "cross-entropy, int labels (64, 512), logits 64 x 1,000 x 512 float32, class axis 1",
-            64,
-            1_000,
-            "float32",
-            _make_ce_logits(1_000, np.float32),
-            _ce_logits_impls(),
-            spatial=512,
-        ),
-        Workload(
-            "W1f",
-            "cross-entropy, int labels, logits 10,000,000 x 2 float32",
-            10_000_000,
-            2,
-            "float32",
-            _make_ce_logits(2, np.float32),
-            _ce_logits_impls(),
-        ),
-        Workload(
-            "W2",
-            "cross-entropy, soft targets, probabilities 1,000,000 x 100 float64",
-            1_000_000,
-            100,
-            "float64",
-            _make_pair,
-            _soft_ce_impls(),
-        ),
-        Workload(
-            "W3",
-            "entropy, probabilities 1,000,000 x 100 float64",
-            1_000_000,
-            100,
-            "float64",
-            _make_entropy,
-            _entropy_impls(),
-        ),
-        Workload(
-            "W4",
-            "KL divergence, probabilities 1,000,000 x 100 float64",
-            1_000_000,
-            100,
-            "float64",
-            _make_pair,
-            _kl_impls(),
-        ),
+        _ce_workload("W1a", 1_000_000, 100, np.float32),
+        _ce_workload("W1b", 100_000, 1_000, np.float32),
+        _ce_workload("W1c", 8_192, 50_257, np.float32, " (LM vocabulary)"),
+        _ce_workload("W1d", 1_000_000, 100, np.float64),
+        _ce_workload("W1e", 64, 1_000, np.float32, spatial=512),
+        _ce_workload("W1f", 10_000_000, 2, np.float32),
+        _probability_workload("W2", "cross-entropy, soft targets", "pq", _soft_ce_impls()),
+        _probability_workload("W3", "entropy", "p", _entropy_impls()),
+        _probability_workload("W4", "KL divergence", "pq", _kl_impls()),
         Workload(
             "W5a",
             "binary cross-entropy, 10,000,000 float64 probabilities",
@@ -764,16 +651,8 @@ WORKLOADS: dict[str, Workload] = {
             _make_log_loss,
             _log_loss_impls(),
         ),
-        Workload(
-            "W7",
-            "cross-entropy, int labels, logits 100 x 10 float32 (call overhead, per call)",
-            100,
-            10,
-            "float32",
-            _make_ce_logits(10, np.float32),
-            _ce_logits_impls(),
-            per_call=True,
-            scalable=False,
+        _ce_workload(
+            "W7", 100, 10, np.float32, " (call overhead, per call)", per_call=True, scalable=False
         ),
     ]
 }
@@ -1355,32 +1234,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _peer_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PEER_LIBRARIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown peer(s) {', '.join(unknown) or '(none given)'}; "
-            f"expected a comma-separated list of {', '.join(PEER_LIBRARIES)}"
-        )
-    return names
+def _name_list(what: str, known: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of names from ``known`` (``what`` they are)."""
 
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; "
+                f"expected a comma-separated list of {', '.join(known)}"
+            )
+        return names
 
-def _workload_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in WORKLOADS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown workload(s) {', '.join(unknown) or '(none given)'}; "
-            f"expected a comma-separated list of {', '.join(WORKLOADS)}"
-        )
-    return names
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workloads",
-        type=_workload_list,
+        type=_name_list("workload", list(WORKLOADS)),
         default=list(WORKLOADS),
         metavar="W1a,W3,...",
         help="workloads to run, comma-separated (default: all: " + ", ".join(WORKLOADS) + ")",
@@ -1419,7 +1292,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--peers",
-        type=_peer_list,
+        type=_name_list("peer", PEER_LIBRARIES),
         default=None,
         metavar="torch,jax,...",
         help="only these peers, comma-separated: "

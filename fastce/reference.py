@@ -152,6 +152,30 @@ def _weights(sample_weight: Any, n: int) -> list[float]:
     return [float(w) for w in np.asarray(sample_weight, dtype=np.float64).reshape(-1)]
 
 
+def _ln_base(base: float | None) -> float:
+    """What a value in nats is divided by to be in units of ``base``."""
+    return 1.0 if base is None else math.log(base)
+
+
+def _per_row(
+    measure: Any,
+    arrays: list[np.ndarray],
+    axis: int,
+    base: float | None,
+    reduction: str,
+    sample_weight: Any,
+) -> Any:
+    """``measure(*rows)`` of each sample, its rows taken along ``axis`` of each array (the
+    first array's other axes give the shape), in units of ``base``, times its sample weight,
+    reduced with the sample weights."""
+    first, shape = _rows(arrays[0], axis)
+    others = [_rows(a, axis)[0] for a in arrays[1:]]
+    lnb = _ln_base(base)
+    sw = _weights(sample_weight, len(first))
+    values = [measure(*rows) / lnb * s for *rows, s in zip(first, *others, sw, strict=True)]
+    return _reduce(values, sw, reduction, shape)
+
+
 def entropy(
     p: Any,
     *,
@@ -161,26 +185,20 @@ def entropy(
     reduction: str = "none",
     sample_weight: Any = None,
 ) -> Any:
-    rows, shape = _rows(_promoted(p), axis)
-    lnb = 1.0 if base is None else math.log(base)
-    sw = _weights(sample_weight, len(rows))
-    values = []
-    for r, s in zip(rows, sw, strict=True):
-        row = list(r)
-        if from_logits:
-            if any(math.isnan(x) for x in row) or max(row, default=-math.inf) == -math.inf:
-                h = math.nan
-            else:
-                lse = _lse(row)
-                h = 0.0
-                for x in row:
-                    q = math.exp(x - lse)
-                    if q != 0.0:
-                        h -= q * (x - lse)
-        else:
-            h = -math.fsum(pc * _log(pc) for pc in row if pc != 0.0)
-        values.append(h / lnb * s)
-    return _reduce(values, sw, reduction, shape)
+    def h(row: list[float]) -> float:
+        if not from_logits:
+            return -math.fsum(pc * _log(pc) for pc in row if pc != 0.0)
+        if any(math.isnan(x) for x in row) or _undefined_softmax(row):
+            return math.nan
+        lse = _lse(row)
+        total = 0.0
+        for x in row:
+            q = math.exp(x - lse)
+            if q != 0.0:
+                total -= q * (x - lse)
+        return total
+
+    return _per_row(h, [_promoted(p)], axis, base, reduction, sample_weight)
 
 
 def cross_entropy(
@@ -199,33 +217,13 @@ def cross_entropy(
 ) -> Any:
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
-    rows, shape = _rows(pred_arr, axis)
     n_classes = np.moveaxis(pred_arr, axis, -1).shape[-1]
-    lnb = 1.0 if base is None else math.log(base)
     cw = [1.0] * n_classes if class_weight is None else [float(w) for w in class_weight]
-    sw = _weights(sample_weight, len(rows))
     s = float(label_smoothing)
     t = np.asarray(target)
-    values: list[float] = []
-    weights: list[float] = []
-    if t.shape == np.moveaxis(pred_arr, axis, -1).shape[:-1]:
-        for r, y, sweight in zip(rows, t.reshape(-1).tolist(), sw, strict=True):
-            if ignore_index is not None and y == ignore_index:
-                values.append(0.0)
-                continue
-            y = int(y)
-            logq = _log_q(list(r), from_logits, e)
-            if not from_logits and any(math.isnan(q) for q in r):
-                logq = [math.nan] * n_classes
-            nll = -cw[y] * logq[y]
-            if s:
-                smooth = -math.fsum(w * lq for w, lq in zip(cw, logq, strict=True))
-                nll = (1 - s) * nll + s / n_classes * smooth
-            values.append(nll / lnb * sweight)
-            weights.append(cw[y] * sweight)
-    else:
-        trows, _ = _rows(_promoted(target), axis)
-        for r, pr, sweight in zip(rows, trows, sw, strict=True):
+    if t.shape != np.moveaxis(pred_arr, axis, -1).shape[:-1]:  # probabilities
+
+        def soft(r: list[float], pr: list[float]) -> float:
             logq = _log_q(list(r), from_logits, e)
             loss = 0.0
             for c in range(n_classes):
@@ -233,9 +231,31 @@ def cross_entropy(
                 if pc != 0.0:
                     loss -= cw[c] * pc * logq[c]
             if any(math.isnan(q) for q in r) or (from_logits and _undefined_softmax(r)):
-                loss = math.nan
-            values.append(loss / lnb * sweight)
-            weights.append(sweight)
+                return math.nan
+            return loss
+
+        arrays = [pred_arr, _promoted(target)]
+        return _per_row(soft, arrays, axis, base, reduction, sample_weight)
+    # Class indices: an ignored sample counts for nothing, and the class weights weigh the mean.
+    rows, shape = _rows(pred_arr, axis)
+    lnb = _ln_base(base)
+    sw = _weights(sample_weight, len(rows))
+    values: list[float] = []
+    weights: list[float] = []
+    for r, y, sweight in zip(rows, t.reshape(-1).tolist(), sw, strict=True):
+        if ignore_index is not None and y == ignore_index:
+            values.append(0.0)
+            continue
+        y = int(y)
+        logq = _log_q(list(r), from_logits, e)
+        if not from_logits and any(math.isnan(q) for q in r):
+            logq = [math.nan] * n_classes
+        nll = -cw[y] * logq[y]
+        if s:
+            smooth = -math.fsum(w * lq for w, lq in zip(cw, logq, strict=True))
+            nll = (1 - s) * nll + s / n_classes * smooth
+        values.append(nll / lnb * sweight)
+        weights.append(cw[y] * sweight)
     return _reduce(values, weights, reduction, shape)
 
 
@@ -259,21 +279,18 @@ def kl_divergence(
 ) -> Any:
     q_arr = _promoted(q)
     e = _eps(eps, q_arr.dtype)
-    prow, shape = _rows(_promoted(p), axis)
-    qrow, _ = _rows(q_arr, axis)
-    lnb = 1.0 if base is None else math.log(base)
-    sw = _weights(sample_weight, len(prow))
-    values = []
-    for pr, qr, s in zip(prow, qrow, sw, strict=True):
+
+    def kl(pr: list[float], qr: list[float]) -> float:
         logq = _log_q(list(qr), from_logits, e)
-        kl = 0.0
+        total = 0.0
         for pc, lq in zip(pr, logq, strict=True):
             if pc != 0.0:
-                kl += pc * (_log(pc) - lq)
+                total += pc * (_log(pc) - lq)
         if any(math.isnan(x) for x in qr) or (from_logits and _undefined_softmax(qr)):
-            kl = math.nan
-        values.append(kl / lnb * s)
-    return _reduce(values, sw, reduction, shape)
+            return math.nan
+        return total
+
+    return _per_row(kl, [_promoted(p), q_arr], axis, base, reduction, sample_weight)
 
 
 def js_divergence(
@@ -285,21 +302,17 @@ def js_divergence(
     reduction: str = "none",
     sample_weight: Any = None,
 ) -> Any:
-    prow, shape = _rows(_promoted(p), axis)
-    qrow, _ = _rows(_promoted(q), axis)
-    lnb = 1.0 if base is None else math.log(base)
-    sw = _weights(sample_weight, len(prow))
-    values = []
-    for pr, qr, s in zip(prow, qrow, sw, strict=True):
-        js = 0.0
+    def js(pr: list[float], qr: list[float]) -> float:
+        total = 0.0
         for pc, qc in zip(pr, qr, strict=True):
             m = (pc + qc) / 2
             if pc != 0.0:
-                js += 0.5 * pc * (_log(pc) - _log(m))
+                total += 0.5 * pc * (_log(pc) - _log(m))
             if qc != 0.0:
-                js += 0.5 * qc * (_log(qc) - _log(m))
-        values.append(js / lnb * s)
-    return _reduce(values, sw, reduction, shape)
+                total += 0.5 * qc * (_log(qc) - _log(m))
+        return total
+
+    return _per_row(js, [_promoted(p), _promoted(q)], axis, base, reduction, sample_weight)
 
 
 def binary_cross_entropy(
@@ -330,7 +343,7 @@ def binary_cross_entropy(
         if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
             w = w.reshape(w.shape + (1,) * (len(shape) - 1))
         sw_all = np.broadcast_to(w, shape).reshape(-1)
-    lnb = 1.0 if base is None else math.log(base)
+    lnb = _ln_base(base)
     values = []
     for y, x, pw, s in zip(
         y_all.tolist(), x_all.tolist(), pw_all.tolist(), sw_all.tolist(), strict=True
