@@ -54,6 +54,7 @@ import numba
 import numpy as np
 
 import fastce
+from fastce._measures import MEASURES
 
 __all__ = ["WORKLOADS", "main", "measure_bandwidth", "run"]
 
@@ -179,6 +180,15 @@ def _plain(label: str, library: str, fn: Callable[..., Any]) -> Impl:
     """fastce or NumPy (always installed): the timed call is ``fn(*arrays)``."""
     names = _input_names(fn, module_first=False)
     return Impl(label, library, lambda d: functools.partial(fn, *[d[name] for name in names]))
+
+
+def _fastce(measure: str, inputs: str, label: str = "fastce", **options: Any) -> Impl:
+    """fastce's function for ``measure`` (a key of the table of measures) on ``inputs`` (one
+    letter an input), with ``options``: the timed call is ``function(*arrays, **options)``."""
+    function = MEASURES[measure].function
+    return Impl(
+        label, "fastce", lambda d: functools.partial(function, *[d[n] for n in inputs], **options)
+    )
 
 
 def _imported(label: str, module: str, fn: Callable[..., Any]) -> Impl:
@@ -322,9 +332,8 @@ def _jax_ce(jax: Any, x: Any, y: Any) -> Any:
 def _ce_logits_impls() -> list[Impl]:
     def fast(d: Inputs) -> Call:
         x, y = d["x"], d["y"]
-        if x.ndim == 2:
-            return lambda: fastce.cross_entropy(y, x, from_logits=True, reduction="mean")
-        return lambda: fastce.cross_entropy(y, x, from_logits=True, axis=1, reduction="mean")
+        function = MEASURES["cross_entropy"].function  # the class axis is 1 in (N, C, d)
+        return functools.partial(function, y, x, from_logits=True, axis=1, reduction="mean")
 
     def _picked(x: np.ndarray, y: np.ndarray) -> Call:
         """x[i, y[i]] (or x[i, y[i, j], j]): the label's logit, as a call."""
@@ -378,7 +387,7 @@ def _ce_logits_impls() -> list[Impl]:
 
 def _soft_ce_impls() -> list[Impl]:
     return [
-        _plain("fastce", "fastce", lambda p, q: fastce.cross_entropy(p, q, reduction="mean")),
+        _fastce("cross_entropy", "pq", reduction="mean"),
         # -(p * log q).sum() / N: the formula written with tensor ops. The other formulation,
         # F.cross_entropy(torch.log(q), p) (probability targets), was about 4x slower here: it
         # takes a log_softmax of log q (one more pass and temporary) to renormalise q.
@@ -409,7 +418,7 @@ def _soft_ce_impls() -> list[Impl]:
 
 def _entropy_impls() -> list[Impl]:
     return [
-        _plain("fastce", "fastce", lambda p: fastce.entropy(p, reduction="mean")),
+        _fastce("entropy", "p", reduction="mean"),
         # torch.special.entr: -p log p element-wise in one op with 0 log 0 = 0 (the fastest
         # correct form; Categorical(probs=p).entropy() renormalises and is slower).
         _torch_eager("torch special.entr", lambda t, p: t.special.entr(p).sum(dim=1).mean()),
@@ -441,7 +450,7 @@ def _entropy_impls() -> list[Impl]:
 
 def _kl_impls() -> list[Impl]:
     return [
-        _plain("fastce", "fastce", lambda p, q: fastce.kl_divergence(p, q, reduction="mean")),
+        _fastce("kl_divergence", "pq", reduction="mean"),
         # F.kl_div takes log q as its input and p as the target; "batchmean" is the sum over
         # all elements / N, i.e. the mean over samples of KL(p_i || q_i). Taking log q is
         # part of the work (the inputs are probabilities) and is timed.
@@ -480,9 +489,7 @@ def _kl_impls() -> list[Impl]:
 
 def _bce_probability_impls() -> list[Impl]:
     return [
-        _plain(
-            "fastce", "fastce", lambda y, p: fastce.binary_cross_entropy(y, p, reduction="mean")
-        ),
+        _fastce("binary_cross_entropy", "yp", reduction="mean"),
         # F.binary_cross_entropy on probabilities, reduction="mean" (over all elements).
         _torch_eager(
             "torch F.binary_cross_entropy",
@@ -516,11 +523,7 @@ def _bce_probability_impls() -> list[Impl]:
 
 def _bce_logit_impls() -> list[Impl]:
     return [
-        _plain(
-            "fastce",
-            "fastce",
-            lambda y, x: fastce.binary_cross_entropy(y, x, from_logits=True, reduction="mean"),
-        ),
+        _fastce("binary_cross_entropy", "yx", from_logits=True, reduction="mean"),
         # F.binary_cross_entropy_with_logits, reduction="mean": the stable fused form.
         _torch_eager(
             "torch F.bce_with_logits",
@@ -562,7 +565,7 @@ def _log_loss_impls() -> list[Impl]:
         return lambda: -np.log(p[rows, y]).mean()
 
     return [
-        _plain("fastce.log_loss", "fastce", lambda y, p: fastce.log_loss(y, p)),
+        _fastce("log_loss", "yp", "fastce.log_loss"),
         _imported(
             "sklearn.metrics.log_loss",
             "sklearn.metrics",
