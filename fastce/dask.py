@@ -55,21 +55,7 @@ from ._measures import MEASURES, Measure
 from .accumulator import MEASURES as ACCUMULATED
 from .accumulator import Accumulator
 
-__all__ = [
-    "SPLIT_EVERY",
-    "accumulate",
-    "binary_cross_entropy",
-    "configure_workers",
-    "cross_entropy",
-    "entropy",
-    "js_divergence",
-    "kl_divergence",
-    "log_loss",
-    "log_softmax",
-    "logsumexp",
-    "perplexity",
-    "softmax",
-]
+__all__ = ["SPLIT_EVERY", "accumulate", "configure_workers", *sorted(MEASURES)]
 
 SPLIT_EVERY = 8
 """How many accumulator states one merge task combines (the fan-in of the tree)."""
