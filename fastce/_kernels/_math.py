@@ -38,7 +38,6 @@ from .vmath import exp32_fma as exp32
 from .vmath import exp64_fma as exp64
 from .vmath import log1p32_fma as log1p32
 from .vmath import log1p64_fma as log1p64
-from .vmath import log32_fma as log32
 from .vmath import log64_fma as log64
 
 # ---------------------------------------------------------------------------------------------
@@ -48,11 +47,6 @@ from .vmath import log64_fma as log64
 # Not inlined at Numba's IR level (that multiplies type inference and IR work by the number of
 # call sites): each is compiled once as a small function, and LLVM inlines it into the loops
 # that call it, where it vectorises as before.
-@njit(cache=True)
-def exp(x):
-    return exp64(np.float64(x))
-
-
 @njit(cache=True)
 def log(x):
     return log64(np.float64(x))
@@ -125,19 +119,6 @@ def _exp_lite(x):
         return lambda x: exp32(x)
     if x == types.float64:
         return lambda x: exp64_lite(x)
-    return None
-
-
-def log_native(x):
-    """log(x) in x's own float dtype."""
-
-
-@overload(log_native)
-def _log_native(x):
-    if x == types.float32:
-        return lambda x: log32(x)
-    if x == types.float64:
-        return lambda x: log64(x)
     return None
 
 
@@ -418,19 +399,6 @@ def any_nan(row):
         v = row[k]
         nan |= v != v
     return nan != 0
-
-
-def cast_like(row, v):
-    """``v`` converted to the dtype of ``row``'s elements."""
-
-
-@overload(cast_like)
-def _cast_like(row, v):
-    if row.dtype == types.float32:
-        return lambda row, v: np.float32(v)
-    if row.dtype == types.float64:
-        return lambda row, v: np.float64(v)
-    return None
 
 
 def is_float32(row):
