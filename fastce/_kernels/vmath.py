@@ -13,7 +13,7 @@ Functions: ``exp64_fma``, ``log64_fma``, ``log1p64_fma`` (float64), ``exp32_fma`
 Accuracy and determinism
 ------------------------
 * Each function is a fixed sequence of IEEE-754 operations with an explicit fused multiply-add
-  (``_fma``: LLVM's ``llvm.fma``, one rounding, exactly IEEE fusedMultiplyAdd).  It is not
+  (``_simd.fma``: LLVM's ``llvm.fma``, one rounding, exactly IEEE fusedMultiplyAdd).  It is not
   the ``contract`` fast-math flag, which lets the compiler fuse or not as it likes: every
   ``fma`` is fused and no other operation is, so the results are the same bits on every machine
   and at every vector width.  With FMA hardware (x86-64 since Haswell / Zen, AArch64) each is one
@@ -55,7 +55,7 @@ The functions are ``@njit(inline="always")``: Numba inlines them into the caller
 level, so they are compiled with the *caller's* flags.  A caller compiled with fast-math flags
 lets LLVM reassociate away the error-free transformations and fuse further multiply-adds
 (``test_fma_fastmath_flags_report`` measures it): call them from kernels compiled without
-fast-math flags.  Division goes through an intrinsic that emits a bare ``fdiv``, so
+fast-math flags.  Division is ``fdiv``, compiled on its own with NumPy's error model, so
 the caller's ``error_model="python"`` cannot insert a zero-division branch that would stop the
 loop from vectorising.
 
@@ -72,10 +72,10 @@ are fdlibm's constants.  The polynomials and the compensated final sums are our 
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import overload
+
+from ._simd import bits_to_float, clamp, float_to_bits, fma
 
 __all__ = [
     "exp32_fma",
@@ -88,209 +88,111 @@ __all__ = [
 
 _f32 = np.float32
 
+
+@njit(cache=True, error_model="numpy")
+def fdiv(a, b):
+    """``a / b`` with no zero-division branch whatever the caller's error model (a branch would
+    stop the loop around it from vectorising): a function of its own with NumPy's error model,
+    which LLVM inlines as a bare ``fdiv``."""
+    return a / b
+
+
 # --------------------------------------------------------------------------------------------
-# Intrinsics: bit-level operations that nopython mode cannot express on scalars (no ``.view``),
-# and a bare division.  Each one is a handful of LLVM instructions, so it vectorises.
+# Bit-level steps: integer arithmetic on a float's bits, in the float's own width (Numba widens
+# int32 arithmetic to int64; LLVM narrows it back, so float32 loops keep 16 lanes per register,
+# checked by tests/test_vmath.py::test_fma_vectorises).  Each wraps where the integer width
+# would, so the bits are those of the same operations on i32 / i64.
 # --------------------------------------------------------------------------------------------
 
+# (integer type, bias, mantissa bits, bits of about sqrt(2)/2, of the shifter 1.5 * 2**p, and
+# of the reciprocal's magic constant), by float type
+_LAYOUT = {
+    types.float64: (
+        np.int64,
+        1023,
+        52,
+        0x3FE6A09E667F3BCD,
+        0x4338000000000000,
+        0x7FDE623822FC16E6,
+    ),
+    types.float32: (np.int32, 127, 23, 0x3F3504F3, 0x4B400000, 0x7EF311C3),
+}
 
-def _int_type(fltype):
-    return ir.IntType(64) if fltype == types.float64 else ir.IntType(32)
+
+def _log_reduce(x):
+    """(m, k): x = 2**k * m with m in [sqrt(2)/2, sqrt(2)) and k a float of x's type, for a
+    positive normal finite x: subtracting the bits of (about) sqrt(2)/2 moves the exponent
+    boundary there, and k is the difference shifted down."""
 
 
-@intrinsic
-def float_to_bits(typingctx, x):
-    """Reinterpret a float64 as int64 (float32 as int32): LLVM ``bitcast``."""
-    if x == types.float64:
-        sig = types.int64(types.float64)
-    elif x == types.float32:
-        sig = types.int32(types.float32)
-    else:
+@overload(_log_reduce)
+def _log_reduce_impl(x):
+    if x not in _LAYOUT:
         return None
+    ity, _, shift, sqrt_half, _, _ = _LAYOUT[x]
+    fty = np.float64 if ity == np.int64 else np.float32
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], _int_type(signature.args[0]))
+    def impl(x):
+        bits = float_to_bits(x)
+        k = ity(bits - sqrt_half) >> shift
+        return bits_to_float(ity(bits - (k << shift))), fty(k)
 
-    return sig, codegen
-
-
-@intrinsic
-def bits_to_float(typingctx, i):
-    """Reinterpret an int64 as float64 (int32 as float32): LLVM ``bitcast``."""
-    if i == types.int64:
-        sig = types.float64(types.int64)
-        lltype = ir.DoubleType()
-    elif i == types.int32:
-        sig = types.float32(types.int32)
-        lltype = ir.FloatType()
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], lltype)
-
-    return sig, codegen
+    return impl
 
 
-@intrinsic
-def _fdiv(typingctx, a, b):
-    """``a / b`` as a bare IEEE ``fdiv``: no zero-division check, whatever the error model."""
-    if a in (types.float32, types.float64) and b == a:
-
-        def codegen(context, builder, signature, args):
-            return builder.fdiv(args[0], args[1])
-
-        return a(a, b), codegen
-    return None
-
-
-# log's reduction x = 2**k * m with m in [sqrt(2)/2, sqrt(2)): subtracting the bits of
-# (about) sqrt(2)/2 moves the exponent boundary there; k is the shifted-down difference.
-_SQRT_HALF_BITS64 = 0x3FE6A09E667F3BCD
-_SQRT_HALF_BITS32 = 0x3F3504F3
-
-
-def _reduce_params(fltype):
-    if fltype == types.float64:
-        return ir.IntType(64), _SQRT_HALF_BITS64, 52, ir.DoubleType()
-    return ir.IntType(32), _SQRT_HALF_BITS32, 23, ir.FloatType()
-
-
-@intrinsic
-def _log_mantissa(typingctx, x):
-    """m with x = 2**k * m, m in [sqrt(2)/2, sqrt(2)), for positive normal finite x."""
-    if x not in (types.float32, types.float64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ity, off, shift, fty = _reduce_params(signature.args[0])
-        ix = builder.bitcast(args[0], ity)
-        k = builder.ashr(builder.sub(ix, ir.Constant(ity, off)), ir.Constant(ity, shift))
-        return builder.bitcast(builder.sub(ix, builder.shl(k, ir.Constant(ity, shift))), fty)
-
-    return x(x), codegen
-
-
-@intrinsic
-def _log_exponent(typingctx, x):
-    """k (as a float of x's type) with x = 2**k * m, m in [sqrt(2)/2, sqrt(2))."""
-    if x not in (types.float32, types.float64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ity, off, shift, fty = _reduce_params(signature.args[0])
-        ix = builder.bitcast(args[0], ity)
-        k = builder.ashr(builder.sub(ix, ir.Constant(ity, off)), ir.Constant(ity, shift))
-        return builder.sitofp(k, fty)
-
-    return x(x), codegen
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """``a * b + c`` rounded once: LLVM ``llvm.fma`` (an FMA instruction, or libm's ``fma``)."""
-    if a in (types.float32, types.float64) and b == a and c == a:
-
-        def codegen(context, builder, signature, args):
-            return builder.fma(args[0], args[1], args[2])
-
-        return a(a, b, c), codegen
-    return None
-
-
-@intrinsic
-def _clamp(typingctx, x, lo, hi):
-    """min(max(x, lo), hi) with NaN -> lo: LLVM ``maxnum``/``minnum``.  With constant bounds
-    these are one vmaxps and one vminps; the same clamp written as two selects comes out as
-    three compares and two blends (LLVM merges the selects' conditions)."""
-    if x not in (types.float32, types.float64) or lo != x or hi != x:
-        return None
-
-    def codegen(context, builder, signature, args):
-        fty = args[0].type
-        suffix = "f64" if signature.args[0] == types.float64 else "f32"
-        fnty = ir.FunctionType(fty, [fty, fty])
-        fmax = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.maxnum.{suffix}")
-        fmin = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.minnum.{suffix}")
-        return builder.call(fmin, [builder.call(fmax, [args[0], args[1]]), args[2]])
-
-    return x(x, x, x), codegen
-
-
-# adding the shifter 1.5 * 2**52 (2**23) rounds to an integer k and leaves k in the low bits
-_SHIFTER_BITS64 = 0x4338000000000000
-_SHIFTER_BITS32 = 0x4B400000
-
-
-@intrinsic
-def _scale_shifted(typingctx, y, z):
+def _scale_shifted(y, z):
     """``y * 2**k`` where ``z = 1.5 * 2**52 + k`` (float32: ``1.5 * 2**23 + k``), |k| < 2**20.
 
-    k comes out of z's bits by an integer subtraction and is applied in two halves: k >> 1
-    added to y's exponent field (exact, for y and y * 2**(k >> 1) normal, as they are in the
-    callers, or k >> 1 == 0), then a multiplication by 2**(k - (k >> 1)), a normal number for every
-    |k| <= 2 * (bias - 1).  The one rounding is in that multiplication, so a result in the
-    subnormal range is rounded once from y (gradual underflow) and a result past the largest
-    float becomes inf.  Integer arithmetic plus one multiplication: a caller's fast-math flags
-    cannot reassociate it into an overflowing 2**k1 * 2**k2.  A NaN y may come out as
-    anything: callers put NaN back with a select.
+    k (z's bits less the shifter's) goes in two halves: k >> 1 added to y's exponent field
+    (exact while y and y * 2**(k >> 1) are normal, as here), then a multiplication by
+    2**(k - (k >> 1)), normal for |k| <= 2 (bias - 1).  That one rounding takes a subnormal
+    result through gradual underflow once and an overflow to inf, and a caller's fast-math
+    flags cannot reassociate integer arithmetic into an overflowing 2**k1 * 2**k2.  A NaN y may
+    come out as anything: the callers put NaN back with a select.
     """
-    if y not in (types.float32, types.float64) or z != y:
+
+
+@overload(_scale_shifted)
+def _scale_shifted_impl(y, z):
+    if y not in _LAYOUT or z != y:
         return None
+    ity, bias, shift, _, shifter, _ = _LAYOUT[y]
 
-    def codegen(context, builder, signature, args):
-        if signature.args[0] == types.float64:
-            ity, bias, shift, shifter = ir.IntType(64), 1023, 52, _SHIFTER_BITS64
-        else:
-            ity, bias, shift, shifter = ir.IntType(32), 127, 23, _SHIFTER_BITS32
-        fty = args[0].type
-        k = builder.sub(builder.bitcast(args[1], ity), ir.Constant(ity, shifter))
-        k1 = builder.ashr(k, ir.Constant(ity, 1))
-        k2 = builder.sub(k, k1)
-        shift_c = ir.Constant(ity, shift)
-        y1 = builder.add(builder.bitcast(args[0], ity), builder.shl(k1, shift_c))
-        s2 = builder.shl(builder.add(k2, ir.Constant(ity, bias)), shift_c)
-        return builder.fmul(builder.bitcast(y1, fty), builder.bitcast(s2, fty))
+    def impl(y, z):
+        k = ity(float_to_bits(z) - shifter)
+        k1 = ity(k >> 1)
+        y1 = ity(float_to_bits(y) + ity(k1 << shift))
+        s2 = ity(ity(k - k1 + bias) << shift)
+        return bits_to_float(y1) * bits_to_float(s2)
 
-    return y(y, z), codegen
+    return impl
 
 
-@intrinsic
-def _pow2_shifted(typingctx, z):
-    """``2**k`` where ``z = 1.5 * 2**52 + k`` (float32: ``1.5 * 2**23 + k``), for k in the
-    normal exponent range: k sits in z's low bits, so ``(bits(z) + bias) << mantissa_bits``
-    (the shifter's own bits fall off the top) is the bit pattern of 2**k. Two integer
-    operations, no conversion."""
-    if z not in (types.float32, types.float64):
+def _pow2_shifted(z):
+    """``2**k`` where ``z = 1.5 * 2**52 + k`` (float32: ``1.5 * 2**23 + k``), k in the normal
+    range: k sits in z's low bits, so ``(bits(z) + bias) << mantissa_bits`` (the shifter's own
+    bits fall off the top) is the bit pattern of 2**k.  Two integer operations, no conversion."""
+
+
+@overload(_pow2_shifted)
+def _pow2_shifted_impl(z):
+    if z not in _LAYOUT:
         return None
-
-    def codegen(context, builder, signature, args):
-        if signature.args[0] == types.float64:
-            ity, bias, shift = ir.IntType(64), 1023, 52
-        else:
-            ity, bias, shift = ir.IntType(32), 127, 23
-        bits = builder.add(builder.bitcast(args[0], ity), ir.Constant(ity, bias))
-        return builder.bitcast(builder.shl(bits, ir.Constant(ity, shift)), args[0].type)
-
-    return z(z), codegen
+    ity, bias, shift, _, _, _ = _LAYOUT[z]
+    return lambda z: bits_to_float(ity(ity(float_to_bits(z) + bias) << shift))
 
 
-@intrinsic
-def _recip_approx(typingctx, x):
-    """1/x within 5.1% for a positive normal x (and |1/x| normal): a magic constant minus
-    the bits of x (one integer subtraction)."""
-    if x not in (types.float32, types.float64):
+def _recip_approx(x):
+    """1/x within 5.1% for a positive normal x (and 1/x normal): a magic constant less the bits
+    of x (one integer subtraction)."""
+
+
+@overload(_recip_approx)
+def _recip_approx_impl(x):
+    if x not in _LAYOUT:
         return None
-
-    def codegen(context, builder, signature, args):
-        if signature.args[0] == types.float64:
-            ity, magic = ir.IntType(64), 0x7FDE623822FC16E6
-        else:
-            ity, magic = ir.IntType(32), 0x7EF311C3
-        ix = builder.bitcast(args[0], ity)
-        return builder.bitcast(builder.sub(ir.Constant(ity, magic), ix), args[0].type)
-
-    return x(x), codegen
+    ity, _, _, _, _, magic = _LAYOUT[x]
+    return lambda x: bits_to_float(ity(magic - float_to_bits(x)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,15 +300,15 @@ _MHALF32 = _f32(-0.5)
 @njit(inline="always", cache=True)
 def _exp_h64(r):
     """H(r) with exp(r) = 1 + r + r^2 H(r): Horner with FMA."""
-    h = _fma(_EXP64_H9, r, _EXP64_H8)
-    h = _fma(h, r, _EXP64_H7)
-    h = _fma(h, r, _EXP64_H6)
-    h = _fma(h, r, _EXP64_H5)
-    h = _fma(h, r, _EXP64_H4)
-    h = _fma(h, r, _EXP64_H3)
-    h = _fma(h, r, _EXP64_H2)
-    h = _fma(h, r, _EXP64_H1)
-    return _fma(h, r, _EXP64_H0)
+    h = fma(_EXP64_H9, r, _EXP64_H8)
+    h = fma(h, r, _EXP64_H7)
+    h = fma(h, r, _EXP64_H6)
+    h = fma(h, r, _EXP64_H5)
+    h = fma(h, r, _EXP64_H4)
+    h = fma(h, r, _EXP64_H3)
+    h = fma(h, r, _EXP64_H2)
+    h = fma(h, r, _EXP64_H1)
+    return fma(h, r, _EXP64_H0)
 
 
 @njit(inline="always", cache=True)
@@ -414,18 +316,18 @@ def exp64_fma(x):
     """e**x for float64 x with explicit FMA; below 1 ulp including gradual underflow."""
     # k in [-1155, 1024]: exp(-800) underflows, exp(710) overflows.  NaN lands on -800 (and
     # is put back at the end).
-    xc = _clamp(x, -800.0, 710.0)
-    z = _fma(xc, _INV_LN2_F64, _SHIFTER64)  # 1.5*2**52 + k, k = x/ln2 rounded to an integer
+    xc = clamp(x, -800.0, 710.0)
+    z = fma(xc, _INV_LN2_F64, _SHIFTER64)  # 1.5*2**52 + k, k = x/ln2 rounded to an integer
     kf = z - _SHIFTER64
-    hi = _fma(kf, _NLN2F_HI, xc)  # exact: x = k ln2_hi + hi
-    r = _fma(kf, _NLN2F_LO, hi)  # the reduced argument, rounded once; |r| <= ln2/2
+    hi = fma(kf, _NLN2F_HI, xc)  # exact: x = k ln2_hi + hi
+    r = fma(kf, _NLN2F_LO, hi)  # the reduced argument, rounded once; |r| <= ln2/2
     h = _exp_h64(r)
     # exp(r) = 1 + hi - k ln2_lo + r^2 H(r).  Fast2Sum (|1| >= |hi|): s + (1 - s) + hi is
     # exactly 1 + hi; only terms below 0.07 are rounded.  r * h rather than r * r keeps the
     # product normal down to |x| ~ 2**-1021.
     s = 1.0 + hi
-    e1 = _fma(kf, _NLN2F_LO, (1.0 - s) + hi)
-    y = _scale_shifted(s + _fma(r, r * h, e1), z)
+    e1 = fma(kf, _NLN2F_LO, (1.0 - s) + hi)
+    y = _scale_shifted(s + fma(r, r * h, e1), z)
     if x != x:
         y = x
     return y
@@ -449,16 +351,16 @@ def exp64_lite(x):
     """
     low = x < _EXPL_MIN  # False for NaN, which flows through the arithmetic to the end
     xc = _EXPL_MIN if low else x
-    z = _fma(xc, _INV_LN2_F64, _SHIFTER64)
+    z = fma(xc, _INV_LN2_F64, _SHIFTER64)
     kf = z - _SHIFTER64
-    r = _fma(kf, _NLN2_F64, xc)
-    q = _fma(_EXPL_Q6, r, _EXPL_Q5)
-    q = _fma(q, r, _EXPL_Q4)
-    q = _fma(q, r, _EXPL_Q3)
-    q = _fma(q, r, _EXPL_Q2)
-    q = _fma(q, r, _EXPL_Q1)
-    q = _fma(q, r, _EXPL_Q0)
-    y = _fma(r, q, 1.0) * _pow2_shifted(z)
+    r = fma(kf, _NLN2_F64, xc)
+    q = fma(_EXPL_Q6, r, _EXPL_Q5)
+    q = fma(q, r, _EXPL_Q4)
+    q = fma(q, r, _EXPL_Q3)
+    q = fma(q, r, _EXPL_Q2)
+    q = fma(q, r, _EXPL_Q1)
+    q = fma(q, r, _EXPL_Q0)
+    y = fma(r, q, 1.0) * _pow2_shifted(z)
     return 0.0 if low else y
 
 
@@ -467,18 +369,18 @@ def exp32_fma(x):
     """e**x for float32 x in float32 arithmetic with explicit FMA; below 1 ulp, gradual
     underflow included."""
     # k in [-173, 128]: exp(-120) underflows, exp(89) overflows; NaN lands on -120
-    xc = _clamp(x, _M120_32, _P89_32)
-    z = _fma(xc, _INV_LN2_F32, _SHIFTER32)
+    xc = clamp(x, _M120_32, _P89_32)
+    z = fma(xc, _INV_LN2_F32, _SHIFTER32)
     kf = z - _SHIFTER32
-    hi = _fma(kf, _NLN2F_HI_32, xc)
-    r = _fma(kf, _NLN2F_LO_32, hi)
-    h = _fma(_EXP32_H4, r, _EXP32_H3)
-    h = _fma(h, r, _EXP32_H2)
-    h = _fma(h, r, _EXP32_H1)
-    h = _fma(h, r, _EXP32_H0)
+    hi = fma(kf, _NLN2F_HI_32, xc)
+    r = fma(kf, _NLN2F_LO_32, hi)
+    h = fma(_EXP32_H4, r, _EXP32_H3)
+    h = fma(h, r, _EXP32_H2)
+    h = fma(h, r, _EXP32_H1)
+    h = fma(h, r, _EXP32_H0)
     s = _ONE32 + hi
-    e1 = _fma(kf, _NLN2F_LO_32, (_ONE32 - s) + hi)
-    y = _scale_shifted(s + _fma(r, r * h, e1), z)
+    e1 = fma(kf, _NLN2F_LO_32, (_ONE32 - s) + hi)
+    y = _scale_shifted(s + fma(r, r * h, e1), z)
     if x != x:
         y = x
     return y
@@ -495,17 +397,17 @@ def exp32_fma(x):
 @njit(inline="always", cache=True)
 def _log_fma_core64(kf, f, extra):
     """k ln2 + log(1 + f) + extra for f in [sqrt(1/2)-1, sqrt(2)-1] and a tiny extra."""
-    s = _fdiv(f, 2.0 + f)
+    s = fdiv(f, 2.0 + f)
     z = s * s
-    g = _fma(_LOG64_G7, z, _LOG64_G6)
-    g = _fma(g, z, _LOG64_G5)
-    g = _fma(g, z, _LOG64_G4)
-    g = _fma(g, z, _LOG64_G3)
-    g = _fma(g, z, _LOG64_G2)
-    g = _fma(g, z, _LOG64_G1)
-    g = _fma(g, z, _LOG64_G0)
+    g = fma(_LOG64_G7, z, _LOG64_G6)
+    g = fma(g, z, _LOG64_G5)
+    g = fma(g, z, _LOG64_G4)
+    g = fma(g, z, _LOG64_G3)
+    g = fma(g, z, _LOG64_G2)
+    g = fma(g, z, _LOG64_G1)
+    g = fma(g, z, _LOG64_G0)
     f2 = f * f
-    f2l = _fma(f, f, -f2)
+    f2l = fma(f, f, -f2)
     hf = 0.5 * f2
     hk = kf * _LN2_HI  # exact: ln2_hi has 32 significant bits
     # Fast2Sum twice: |hk| >= 0.69 > |f| unless k == 0; |t| > 0.27 > hf, or t == f, |f| > hf
@@ -513,31 +415,31 @@ def _log_fma_core64(kf, f, extra):
     et = (hk - t) + f
     t2 = t - hf
     et2 = (t - t2) - hf
-    c = _fma(kf, _LN2_LO, (et + et2) + extra)
-    c = _fma(-0.5, f2l, c)
-    c = _fma(s, _fma(z, g, hf), c)
+    c = fma(kf, _LN2_LO, (et + et2) + extra)
+    c = fma(-0.5, f2l, c)
+    c = fma(s, fma(z, g, hf), c)
     return t2 + c
 
 
 @njit(inline="always", cache=True)
 def _log_fma_core32(kf, f, extra):
     """float32 _log_fma_core64 (same identities, the float32 G)."""
-    s = _fdiv(f, _TWO32 + f)
+    s = fdiv(f, _TWO32 + f)
     z = s * s
-    g = _fma(_LOG32_G3, z, _LOG32_G2)
-    g = _fma(g, z, _LOG32_G1)
-    g = _fma(g, z, _LOG32_G0)
+    g = fma(_LOG32_G3, z, _LOG32_G2)
+    g = fma(g, z, _LOG32_G1)
+    g = fma(g, z, _LOG32_G0)
     f2 = f * f
-    f2l = _fma(f, f, -f2)
+    f2l = fma(f, f, -f2)
     hf = _HALF32 * f2
     hk = kf * _LN2_HI_32  # exact: 15 significant bits times |k| < 2**9
     t = hk + f
     et = (hk - t) + f
     t2 = t - hf
     et2 = (t - t2) - hf
-    c = _fma(kf, _LN2_LO_32, (et + et2) + extra)
-    c = _fma(_MHALF32, f2l, c)
-    c = _fma(s, _fma(z, g, hf), c)
+    c = fma(kf, _LN2_LO_32, (et + et2) + extra)
+    c = fma(_MHALF32, f2l, c)
+    c = fma(s, fma(z, g, hf), c)
     return t2 + c
 
 
@@ -550,8 +452,7 @@ def log64_fma(x):
     ax = abs(x)
     tiny = ax < _DBL_MIN
     xs = ax * _TWO54 if tiny else ax
-    m = _log_mantissa(xs)
-    kf = _log_exponent(xs)
+    m, kf = _log_reduce(xs)
     kf = kf - 54.0 if tiny else kf
     y = _log_fma_core64(kf, m - 1.0, -0.0)  # m - 1 is exact; + (-0.0) folds away
     if x < 0.0:
@@ -576,8 +477,7 @@ def log1p64_fma(x):
     b = 1.0 if x > 1.0 else x
     c = (a - u) + b
     au = abs(u)  # x < -1: a harmless positive number (NaN is set below)
-    m = _log_mantissa(au)
-    kf = _log_exponent(au)
+    m, kf = _log_reduce(au)
     k0 = kf == 0.0
     tiny = abs(x) < _TWO_M54
     f = x if k0 else m - 1.0
@@ -605,8 +505,7 @@ def log1p32_fma(x):
     b = _ONE32 if x > _ONE32 else x
     c = (a - u) + b
     au = abs(u)
-    m = _log_mantissa(au)
-    kf = _log_exponent(au)
+    m, kf = _log_reduce(au)
     k0 = kf == _ZERO32
     tiny = abs(x) < _TWO_M25_32
     f = x if k0 else m - _ONE32
