@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ._plain import lane_sum16  # one lane of lanes_sum16 in scalar code (its twin uses it too)
 from ._simd import (
     bits_to_float,
     copy_max_f32,
@@ -366,18 +367,3 @@ def _block_max(buf, n):
     if buf.dtype == types.float64 and buf.layout == "C":
         return lambda buf, n: lanes8_max_f64(buf, n)
     return lambda buf, n: row_max(buf[:n])
-
-
-@njit(inline="always", cache=True)
-def lane_sum16(cols, lane):
-    """``lanes_sum16`` for one lane, in scalar arithmetic (the same operations in the same
-    order)."""
-    a0 = (0.0 + cols[lane]) + cols[64 + lane]
-    a1 = (0.0 + cols[8 + lane]) + cols[72 + lane]
-    a2 = (0.0 + cols[16 + lane]) + cols[80 + lane]
-    a3 = (0.0 + cols[24 + lane]) + cols[88 + lane]
-    a4 = (0.0 + cols[32 + lane]) + cols[96 + lane]
-    a5 = (0.0 + cols[40 + lane]) + cols[104 + lane]
-    a6 = (0.0 + cols[48 + lane]) + cols[112 + lane]
-    a7 = (0.0 + cols[56 + lane]) + cols[120 + lane]
-    return (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) + 0.0

@@ -8,7 +8,10 @@
   covers every source file here, kernel functions carry LLVM's "prefer-vector-width", and
   alias analysis learns that ``unowned(a)`` is ``a``. And ``count_compiles``, on Numba's events.
 
-Nothing else in fastce imports llvmlite or ``numba.core``.
+Every intrinsic has a twin of the same name in ``_plain.py``, ordinary Numba with the same bits;
+``FASTCE_PLAIN=1`` at import exports the twins instead (no LLVM IR: slower, the same results),
+for a Numba or llvmlite release that breaks an intrinsic. ``tests/test_simd.py`` compares each
+pair and checks each patch, naming it where its Numba internal has moved.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+PLAIN = os.environ.get("FASTCE_PLAIN", "").strip() not in ("", "0")
 
 _FLOATS = (types.float32, types.float64)
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
@@ -470,7 +475,7 @@ def sources_digest() -> str:
         if name.endswith(".py"):
             with open(os.path.join(_HERE, name), "rb") as f:
                 digest.update(name.encode() + b"\0" + f.read())
-    return f"{digest.hexdigest()}-vw{PREFER_VECTOR_WIDTH}"
+    return f"{digest.hexdigest()}-vw{PREFER_VECTOR_WIDTH}{'-plain' if PLAIN else ''}"
 
 
 def _install_package_stamp() -> None:
@@ -586,3 +591,9 @@ def count_compiles() -> Iterator[list[str]]:
 
     with event.install_listener("numba:compile", Listener()):
         yield names
+
+
+if PLAIN:  # the plain twins (one per intrinsic above) replace the intrinsics for every importer
+    from . import _plain
+
+    globals().update({name: getattr(_plain, name) for name in _plain.__all__})
