@@ -34,7 +34,7 @@ from fastce._kernels import vmath
 from fastce.benchmark import WORKLOADS
 
 # Functions compiled in a module whose name is inside ``fastce._kernels`` get the kernels'
-# "prefer-vector-width" attribute (fastce/_kernels/__init__.py); without it LLVM picks ymm on
+# "prefer-vector-width" attribute (fastce/_kernels/_simd.py); without it LLVM picks ymm on
 # Intel cores with AVX-512 and a map loop measures ~1.6x slower than inside a kernel.
 _PROBE_MODULE = "fastce._kernels._bench_probe"
 

@@ -42,9 +42,10 @@ def _pool_threads() -> int:
 
 def _numba_thread_limit() -> int:
     """``NUMBA_NUM_THREADS``: the most threads ``numba.set_num_threads`` accepts."""
-    from numba.np.ufunc import parallel
+    import numba
 
-    return int(parallel.NUM_THREADS)
+    # numba.config sets its options at run time, out of mypy's sight
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def _use_numba_threads() -> None:

@@ -12,37 +12,16 @@ compile their own variants on first use.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
 
+from ._kernels._simd import count_compiles
 
-@contextlib.contextmanager
-def count_compiles() -> Iterator[list[str]]:
-    """A list that fills with the name of every function Numba compiles in the block (loads
-    from Numba's on-disk cache are not compiles), from Numba's event API; stays empty where
-    that API is missing."""
-    names: list[str] = []
-    try:
-        from numba.core import event
-    except ImportError:  # pragma: no cover - an older or newer Numba without the event API
-        yield names
-        return
-
-    class Listener(event.Listener):
-        def on_start(self, ev: Any) -> None:
-            dispatcher = (ev.data or {}).get("dispatcher")
-            names.append(getattr(getattr(dispatcher, "py_func", None), "__qualname__", "?"))
-
-        def on_end(self, ev: Any) -> None:
-            pass
-
-    with event.install_listener("numba:compile", Listener()):
-        yield names
+__all__ = ["count_compiles", "warmup"]
 
 
 Call = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]

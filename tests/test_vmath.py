@@ -4,7 +4,8 @@ Every function is exercised the way the kernels compile it: inlined into a modul
 ``@njit(nogil=True)`` wrapper with a loop over rows and an inner loop over columns, compiled
 with no fast-math flag (Numba inlines a helper with its caller's flags, so calling the helper
 directly would test something else).  The wrappers deliberately do not use ``cache=True``:
-Numba's cache would not notice an edit to vmath.py.
+Numba's cache would not notice an edit to vmath.py.  The harness knows each function by its
+base name (``exp64`` for ``vmath.exp64_fma``), which fixes its dtype and reference.
 
 Errors are measured against the exact value: float64 results against long double (x87, 64-bit
 significand, 11 bits beyond float64) with mpmath (200 bits) deciding every case where the long
@@ -28,23 +29,21 @@ import pytest
 from numba import njit, prange
 
 try:
-    from fastce._kernels import vmath
+    from fastce._kernels import _simd, vmath
 except ImportError:  # running from a checkout without an installed fastce
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from fastce._kernels import vmath
+    from fastce._kernels import _simd, vmath
 
 mp = pytest.importorskip("mpmath")
 
 FASTMATH_FLAGS = {"reassoc", "contract", "arcp", "nsz", "afn"}
-NAMES64 = ("exp64", "log64", "log1p64", "expm1_64")
-NAMES32 = ("exp32", "log32", "log1p32")
+NAMES64 = ("exp64", "log64", "log1p64")
+NAMES32 = ("exp32", "log1p32")
 MATH_NAME = {
     "exp64": "exp",
     "log64": "log",
     "log1p64": "log1p",
-    "expm1_64": "expm1",
     "exp32": "exp",
-    "log32": "log",
     "log1p32": "log1p",
 }
 ROW = 1024  # wrapper row length: long enough for the vectorised loop body to run
@@ -64,9 +63,13 @@ def _make_map(fn, fastmath=False):
     return apply_rows
 
 
+def function(name):
+    """The vmath function under the base name ``name``."""
+    return getattr(vmath, name + "_fma")
+
+
 # Built once at import (nothing is compiled until first use); one wrapper per function.
-STRICT = {name: _make_map(getattr(vmath, name)) for name in NAMES64 + NAMES32}
-FAST = {name: _make_map(getattr(vmath, name), FASTMATH_FLAGS) for name in NAMES64 + NAMES32}
+STRICT = {name: _make_map(function(name)) for name in NAMES64 + NAMES32}
 
 
 def run(name, x, row=ROW, kernels=STRICT):
@@ -85,7 +88,7 @@ def run(name, x, row=ROW, kernels=STRICT):
 # exact references
 # --------------------------------------------------------------------------------------------
 
-_MP_FUNCS = {"exp": mp.exp, "log": mp.log, "log1p": mp.log1p, "expm1": mp.expm1}
+_MP_FUNCS = {"exp": mp.exp, "log": mp.log, "log1p": mp.log1p}
 _FORMAT = {np.float64: (53, -1074, 1024), np.float32: (24, -149, 128)}
 
 
@@ -188,7 +191,7 @@ def check_mp(report, name, x, ours, nan_bad, special_bad):
 
 
 _LD_OK = np.finfo(np.longdouble).nmant >= 63
-_LD_FUNCS = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1}
+_LD_FUNCS = {"exp": np.exp, "log": np.log, "log1p": np.log1p}
 
 
 def measure64(name, x, kernels=STRICT, report=None):
@@ -271,8 +274,8 @@ def _make_check32(ref):
                     flag[i, j] = 1
                     continue
                 err = abs(np.float64(yv) - r) / ulp
-                a = np.int64(vmath.float_to_bits(yv))
-                b = np.int64(vmath.float_to_bits(cr))
+                a = np.int64(_simd.float_to_bits(yv))
+                b = np.int64(_simd.float_to_bits(cr))
                 a = -2147483648 - a if a < 0 else a
                 b = -2147483648 - b if b < 0 else b
                 worst = max(worst, err)
@@ -289,20 +292,11 @@ def _libm_exp(x):
 
 
 @njit(inline="always")
-def _libm_log(x):
-    return math.log(x) if x > 0.0 else (-math.inf if x == 0.0 else math.nan)
-
-
-@njit(inline="always")
 def _libm_log1p(x):
     return math.log1p(x) if x > -1.0 else (-math.inf if x == -1.0 else math.nan)
 
 
-CHECK32 = {
-    "exp32": _make_check32(_libm_exp),
-    "log32": _make_check32(_libm_log),
-    "log1p32": _make_check32(_libm_log1p),
-}
+CHECK32 = {"exp32": _make_check32(_libm_exp), "log1p32": _make_check32(_libm_log1p)}
 
 
 def measure32(name, x, kernels=STRICT, report=None):
@@ -371,20 +365,18 @@ def samples64(name, n, seed=0):
     bits = bits[np.isfinite(bits)]
     tiny = np.ldexp(rng.uniform(-1, 1, n), rng.integers(-1074, -20, n))
     parts = [bits, tiny]
-    if name in ("exp64", "expm1_64"):
-        lo_end = -745.2 if name == "exp64" else -40.0
+    if name == "exp64":
         k = rng.integers(-1075, 1025, n).astype(np.float64)
         parts += [
             bits[np.abs(bits) < 800.0],
-            rng.uniform(lo_end, 709.8, n),
+            rng.uniform(-745.2, 709.8, n),
             rng.uniform(-2.0, 2.0, n),
             # range-reduction boundaries x = (k + 1/2) ln 2, where |r| is largest
             (k + 0.5) * ln2 * (1.0 + rng.uniform(-1e-12, 1e-12, n)),
             _around([709.782712893384, -708.3964185322641, -745.1332191019411], 2000),
             _around([ln2 / 2, -ln2 / 2, ln2, -ln2], 500),
+            rng.uniform(-745.2, -708.0, n),  # subnormal results
         ]
-        if name == "exp64":
-            parts.append(rng.uniform(-745.2, -708.0, n))  # subnormal results
     else:
         pos = np.abs(bits)
         k = rng.integers(-1074, 1024, n)
@@ -516,44 +508,29 @@ SPECIAL_CASES = [
     ("log1p", -5e-324, -5e-324),
     ("log1p", 1e-300, 1e-300),
     ("log1p", 2.0**-60, 2.0**-60),  # 2**-60 - 2**-121 rounds to 2**-60
-    ("expm1", 0.0, 0.0),
-    ("expm1", -0.0, -0.0),
-    ("expm1", -np.inf, -1.0),
-    ("expm1", np.inf, np.inf),
-    ("expm1", -50.0, -1.0),
-    ("expm1", 5e-324, 5e-324),
-    ("expm1", -1e-300, -1e-300),
-    ("expm1", 2.0**-60, 2.0**-60),
-    ("expm1", 709.782712893384, 1.7976931348622732e308),
-    ("expm1", 709.7827128933841, np.inf),
 ]
 
 
 @pytest.mark.parametrize(("name", "x", "expected"), SPECIAL_CASES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_special_values(name, x, expected, dtype):
-    _check_special_value(name, x, expected, dtype, STRICT)
-
-
-def _check_special_value(name, x, expected, dtype, kernels):
-    fname = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1_"}[name]
-    fname += "64" if dtype == np.float64 else "32"
-    if fname not in kernels:
-        return  # there is no expm1 for float32
+    fname = name + ("64" if dtype == np.float64 else "32")
+    if fname not in STRICT:
+        return  # there is no float32 log
     with np.errstate(over="ignore", under="ignore"):
         x = dtype(x)
     v = mp_exact(name, x)
     if dtype == np.float32:
         # the thresholds are float64 ones: for float32 take the correctly rounded result
-        # (mpmath has no -0: log1p and expm1 pass a signed zero through)
+        # (mpmath has no -0: log1p passes a signed zero through)
         expected = np.float32(np.nan) if v is None else mp_round(v, np.float32)
-        if x == 0 and name in ("log1p", "expm1"):
+        if x == 0 and name == "log1p":
             expected = x
     elif v is not None and expected != 0:
         assert mp_round(v, np.float64) == expected  # the table itself is right
     # short row: the scalar remainder loop; long row: the vectorised loop body
-    got = run(fname, np.array([x] * 3, dtype=dtype), kernels=kernels)
-    got_vec = run(fname, np.full(4096, x, dtype=dtype), kernels=kernels)
+    got = run(fname, np.array([x] * 3, dtype=dtype))
+    got_vec = run(fname, np.full(4096, x, dtype=dtype))
     for g in (got[0], got_vec[0], got_vec[-1]):
         if np.isnan(expected):
             assert np.isnan(g), (fname, x, g)
@@ -568,16 +545,18 @@ def test_nan_in_nan_out(name):
     x = np.concatenate([x, np.frombuffer(b"\x01\x00\xc0\x7f" * 2, np.float32).astype(dtype)])
     got = run(name, np.tile(x, 100))
     assert np.isnan(got).sum() == 400
+    got = run(name, x)  # the scalar remainder loop
+    assert np.isnan(got).sum() == 4
 
 
 @pytest.mark.parametrize("name", NAMES64 + NAMES32)
 def test_same_bits_scalar_and_vector(name):
-    """The vector body and the scalar remainder loop give identical bits (no FMA, no
-    reassociation: the results do not depend on the vector width)."""
+    """Every operation is exactly specified (an explicit FMA is one rounding, nothing else is
+    fused or reassociated): the vector body and the scalar remainder loop give identical bits."""
     x = samples64(name.replace("32", "64"), 2000, seed=3)
     dtype = np.float32 if name.endswith("32") else np.float64
     with np.errstate(all="ignore"):
-        x = x.astype(dtype)
+        x = np.concatenate([x.astype(dtype), SPECIALS64.astype(dtype)])
     vec = run(name, x, row=ROW)
     scalar = run(name, x, row=1)  # inner loop of length 1: never enters the vector body
     np.testing.assert_array_equal(vec.view(np.uint8), scalar.view(np.uint8))
@@ -592,35 +571,47 @@ def _simple_loop(fn):
     return loop
 
 
+def _fma_hardware():
+    import llvmlite.binding as llvm
+
+    return "+fma" in llvm.get_host_cpu_features().flatten().split(",")
+
+
 @pytest.mark.skipif(
     not re.match(r"x86_64|AMD64", __import__("platform").machine()), reason="x86 asm"
 )
 @pytest.mark.parametrize("name", NAMES64 + NAMES32)
 def test_vectorises(name):
-    """The plain loop compiles to packed SIMD arithmetic and calls no libm function."""
+    """The plain loop compiles to packed SIMD arithmetic with packed FMA instructions and calls
+    no libm function."""
+    if not _fma_hardware():
+        pytest.skip("no FMA on this CPU: llvm.fma becomes a call to libm's fma")
     dtype = np.float32 if name.endswith("32") else np.float64
-    loop = _simple_loop(getattr(vmath, name))
+    suffix = "ps" if dtype == np.float32 else "pd"
+    loop = _simple_loop(function(name))
     x = np.ones(64, dtype)
     loop(x, np.empty_like(x))
     asm = loop.inspect_asm(loop.signatures[0])
-    suffix = "ps" if dtype == np.float32 else "pd"
-    packed = re.findall(rf"\bv(?:mul|add|sub|div){suffix}\s+[^\n]*%[xyz]mm", asm)
-    assert len(packed) >= 20, f"{name}: only {len(packed)} packed arithmetic instructions"
-    assert not re.search(r"\$(exp|log|log1p|expm1)f?\b", asm), f"{name} calls libm"
+    packed = re.findall(
+        rf"\bv(?:mul|add|sub|div|min|max|fn?m(?:add|sub)\d{{3}}){suffix}\s+[^\n]*%[yz]mm", asm
+    )
+    fma = re.findall(rf"\bvfn?m(?:add|sub)\d{{3}}{suffix}\s+[^\n]*%[xyz]mm", asm)
+    assert not re.search(r"\$(exp|log|log1p|fmaf?)\b", asm), f"{name} calls libm"
+    assert len(packed) >= 15, f"{name}: only {len(packed)} packed ymm/zmm arithmetic instructions"
+    assert len(fma) >= 4, f"{name}: only {len(fma)} packed FMA instructions"
 
 
 def test_fastmath_flags_report():
-    """Report (not assert) the error with the NaN-keeping fast-math flag set; run with -s."""
+    """Report (not assert) the error with the NaN-keeping fast-math flag set (``contract`` may
+    fuse further operations, ``reassoc`` may undo the Fast2Sums); run with -s."""
     lines = []
-    for name in NAMES64:
-        report, nan_bad, special_bad = measure64(
-            name, np.concatenate([samples64(name, 5000, seed=7), SPECIALS64]), kernels=FAST
-        )
-        lines.append(
-            f"fastmath {report}; NaN/special mismatches: {len(nan_bad) + len(special_bad)}"
-        )
-    for name in NAMES32:
-        report, nan_bad, special_bad = measure32(name, slice32()[::4], kernels=FAST)
+    for name in NAMES64 + NAMES32:
+        kernels = {name: _make_map(function(name), FASTMATH_FLAGS)}
+        if name.endswith("32"):
+            report, nan_bad, special_bad = measure32(name, slice32()[::4], kernels=kernels)
+        else:
+            x = np.concatenate([samples64(name, 5000, seed=7), SPECIALS64])
+            report, nan_bad, special_bad = measure64(name, x, kernels=kernels)
         lines.append(
             f"fastmath {report}; NaN/special mismatches: {len(nan_bad) + len(special_bad)}"
         )
@@ -683,13 +674,6 @@ def remez(f, a, b, degree, ngrid=3000, iters=30):
     return coeffs
 
 
-def _exp_p(r):
-    """(e**r - 1 - r - r**2/2) / r**3, the part of exp the polynomial P approximates."""
-    if abs(r) < mp.mpf("1e-12"):
-        return mp.mpf(1) / 6 + r / 24 + r**2 / 120
-    return (mp.exp(r) - 1 - r - r * r / 2) / r**3
-
-
 def _log_g(z):
     """G with 2 atanh(s) = 2s + s z G(z), z = s**2."""
     if z < mp.mpf("1e-20"):
@@ -699,163 +683,18 @@ def _log_g(z):
 
 
 @pytest.mark.slow
-def test_coefficients_regenerate():
-    """The constants in vmath.py are what this Remez fit produces (provenance check)."""
+def test_log_coefficients_regenerate():
+    """The log polynomials G in vmath.py are what this Remez fit produces (provenance)."""
     with mp.workdps(60):
-        r_max = mp.log(2) / 2 + mp.mpf("1e-6")  # |r| after rint(x / ln 2), with margin
         z_max = ((mp.sqrt(2) - 1) / (mp.sqrt(2) + 1)) ** 2 * (1 + mp.mpf("1e-6"))
         fits = [
-            ("_EXP64_P", _exp_p, -r_max, r_max, 9, float),
-            ("_LOG64_G", _log_g, 0, z_max, 7, float),
-            ("_EXP32_P", _exp_p, -r_max, r_max, 4, lambda v: np.float32(float(v))),
-            ("_LOG32_G", _log_g, 0, z_max, 3, lambda v: np.float32(float(v))),
+            ("_LOG64_G", 7, float),
+            ("_LOG32_G", 3, lambda v: np.float32(float(v))),
         ]
-        for prefix, f, a, b, degree, rnd in fits:
-            coeffs = remez(f, a, b, degree)
+        for prefix, degree, rnd in fits:
+            coeffs = remez(_log_g, 0, z_max, degree)
             have = [getattr(vmath, f"{prefix}{j}") for j in range(degree + 1)]
             assert [rnd(c) for c in coeffs] == have, prefix
-
-
-# --------------------------------------------------------------------------------------------
-# FMA variants (exp32_fma, ..., expm1_64_fma): same harness, same bounds
-# --------------------------------------------------------------------------------------------
-
-FMA_NAMES64 = ("exp64_fma", "log64_fma", "log1p64_fma", "expm1_64_fma")
-FMA_NAMES32 = ("exp32_fma", "log32_fma", "log1p32_fma")
-# The harness knows a function by its base name (dtype, reference, checker): each FMA variant
-# runs under its base name, through a wrapper of its own.
-FMA_BASE = {name: name.removesuffix("_fma") for name in FMA_NAMES64 + FMA_NAMES32}
-FMA_STRICT = {FMA_BASE[name]: _make_map(getattr(vmath, name)) for name in FMA_BASE}
-
-
-def _fma_kernels(name):
-    return {FMA_BASE[name]: FMA_STRICT[FMA_BASE[name]]}
-
-
-@pytest.mark.parametrize("name", FMA_NAMES64)
-def test_fma_float64_accuracy(name):
-    base = FMA_BASE[name]
-    x = np.concatenate([samples64(base, 20_000, seed=1), SPECIALS64])
-    _assert_report(*measure64(base, x, kernels=_fma_kernels(name), report=Report(name)))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", FMA_NAMES64)
-def test_fma_float64_accuracy_large(name):
-    base, report = FMA_BASE[name], Report(name)
-    for seed in range(10, 16):
-        _, nan_bad, special_bad = measure64(
-            base, samples64(base, 400_000, seed), kernels=_fma_kernels(name), report=report
-        )
-        assert not nan_bad and not special_bad, (nan_bad[:5], special_bad[:5])
-    _assert_report(report, [], [])
-
-
-@pytest.mark.parametrize("name", FMA_NAMES32)
-def test_fma_float32_accuracy(name):
-    base = FMA_BASE[name]
-    _assert_report(*measure32(base, slice32(), kernels=_fma_kernels(name), report=Report(name)))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", FMA_NAMES32)
-def test_fma_float32_exhaustive(name):
-    """All 2**32 float32 inputs."""
-    base, report = FMA_BASE[name], Report(name)
-    chunk = 1 << 26
-    for start in range(0, 1 << 32, chunk):
-        pats = np.arange(start, start + chunk, dtype=np.uint64).astype(np.uint32)
-        _, nan_bad, special_bad = measure32(
-            base, pats.view(np.float32), kernels=_fma_kernels(name), report=report
-        )
-        assert not nan_bad and not special_bad, (nan_bad[:5], special_bad[:5])
-    _assert_report(report, [], [])
-
-
-@pytest.mark.parametrize(("name", "x", "expected"), SPECIAL_CASES)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fma_special_values(name, x, expected, dtype):
-    _check_special_value(name, x, expected, dtype, FMA_STRICT)
-
-
-@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
-def test_fma_nan_in_nan_out(name):
-    base = FMA_BASE[name]
-    dtype = np.float32 if base.endswith("32") else np.float64
-    x = np.array([np.nan, -np.nan, 1.0], dtype=dtype)
-    x = np.concatenate([x, np.frombuffer(b"\x01\x00\xc0\x7f" * 2, np.float32).astype(dtype)])
-    got = run(base, np.tile(x, 100), kernels=_fma_kernels(name))
-    assert np.isnan(got).sum() == 400
-    got = run(base, x, kernels=_fma_kernels(name))  # the scalar remainder loop
-    assert np.isnan(got).sum() == 4
-
-
-@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
-def test_fma_same_bits_scalar_and_vector(name):
-    """An explicit FMA is exactly specified: the vector body and the scalar remainder loop
-    give identical bits."""
-    base = FMA_BASE[name]
-    x = samples64(base.replace("32", "64"), 2000, seed=3)
-    dtype = np.float32 if base.endswith("32") else np.float64
-    with np.errstate(all="ignore"):
-        x = np.concatenate([x.astype(dtype), SPECIALS64.astype(dtype)])
-    vec = run(base, x, row=ROW, kernels=_fma_kernels(name))
-    scalar = run(base, x, row=1, kernels=_fma_kernels(name))
-    np.testing.assert_array_equal(vec.view(np.uint8), scalar.view(np.uint8))
-
-
-@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
-def test_fma_close_to_plain_variant(name):
-    """Both variants are within 1 ulp of the exact value, so they are at most 2 steps apart
-    (in practice mostly identical: report the share that differs)."""
-    base = FMA_BASE[name]
-    dtype = np.float32 if base.endswith("32") else np.float64
-    with np.errstate(all="ignore"):
-        x = samples64(base.replace("32", "64"), 5000, seed=5).astype(dtype)
-    a = run(base, x, kernels=_fma_kernels(name))
-    b = run(base, x)
-    same_nan = np.isnan(a) == np.isnan(b)
-    assert same_nan.all()
-    ok = ~np.isnan(a)
-    steps = np.abs(ordered(a[ok]) - ordered(b[ok]))
-    assert steps.max() <= 2
-    print(f"{name}: {np.count_nonzero(steps)} of {steps.size} results differ from {base}")
-
-
-def _fma_hardware():
-    import llvmlite.binding as llvm
-
-    return "+fma" in llvm.get_host_cpu_features().flatten().split(",")
-
-
-@pytest.mark.skipif(
-    not re.match(r"x86_64|AMD64", __import__("platform").machine()), reason="x86 asm"
-)
-@pytest.mark.parametrize("name", FMA_NAMES64 + FMA_NAMES32)
-def test_fma_vectorises(name):
-    """The plain loop compiles to packed SIMD arithmetic with packed FMA instructions, no libm
-    call, and fewer packed arithmetic instructions than the variant without FMA."""
-    if not _fma_hardware():
-        pytest.skip("no FMA on this CPU: llvm.fma becomes a call to libm's fma")
-    base = FMA_BASE[name]
-    dtype = np.float32 if base.endswith("32") else np.float64
-    suffix = "ps" if dtype == np.float32 else "pd"
-    counts = {}
-    for fname in (name, base):
-        loop = _simple_loop(getattr(vmath, fname))
-        x = np.ones(64, dtype)
-        loop(x, np.empty_like(x))
-        asm = loop.inspect_asm(loop.signatures[0])
-        packed = re.findall(
-            rf"\bv(?:mul|add|sub|div|min|max|fn?m(?:add|sub)\d{{3}}){suffix}\s+[^\n]*%[yz]mm", asm
-        )
-        fma = re.findall(rf"\bvfn?m(?:add|sub)\d{{3}}{suffix}\s+[^\n]*%[xyz]mm", asm)
-        assert not re.search(r"\$(exp|log|log1p|expm1|fmaf?)\b", asm), f"{fname} calls libm"
-        counts[fname] = (len(packed), len(fma))
-    n_packed, n_fma = counts[name]
-    assert n_packed >= 15, f"{name}: only {n_packed} packed ymm/zmm arithmetic instructions"
-    assert n_fma >= 4, f"{name}: only {n_fma} packed FMA instructions"
-    assert n_packed < counts[base][0], (name, counts)
 
 
 def _exp_h(r):
@@ -919,9 +758,8 @@ def remez_weighted(f, w, a, b, degree, ngrid=3000, iters=40):
 
 
 @pytest.mark.slow
-def test_fma_coefficients_regenerate():
-    """The FMA variants' exp polynomials are what remez_weighted produces (provenance); their
-    log and expm1 polynomials are log64/log32's G and exp64's P (test_coefficients_regenerate)."""
+def test_exp_coefficients_regenerate():
+    """The exp polynomials H are what remez_weighted produces (provenance)."""
     with mp.workdps(60):
         eps2 = mp.mpf("0.02") ** 2
 
@@ -939,26 +777,6 @@ def test_fma_coefficients_regenerate():
             assert [rnd(c) for c in coeffs] == have, prefix
 
 
-def test_fma_fastmath_flags_report():
-    """Report (not assert) the FMA variants' error with the NaN-keeping fast-math flag set
-    (``contract`` may fuse further operations, ``reassoc`` may undo the Fast2Sums); run -s."""
-    lines = []
-    for name in FMA_NAMES64 + FMA_NAMES32:
-        base = FMA_BASE[name]
-        kernels = {base: _make_map(getattr(vmath, name), FASTMATH_FLAGS)}
-        if base.endswith("32"):
-            report, nan_bad, special_bad = measure32(
-                base, slice32()[::4], kernels=kernels, report=Report(name)
-            )
-        else:
-            x = np.concatenate([samples64(base, 5000, seed=7), SPECIALS64])
-            report, nan_bad, special_bad = measure64(base, x, kernels=kernels, report=Report(name))
-        lines.append(
-            f"fastmath {report}; NaN/special mismatches: {len(nan_bad) + len(special_bad)}"
-        )
-    print("\n" + "\n".join(lines))
-
-
 _GENERIC_CPU_SCRIPT = """
 import sys
 import numpy as np
@@ -967,7 +785,7 @@ from fastce._kernels import vmath
 
 out = {}
 for name in sys.argv[2].split(","):
-    fn = getattr(vmath, name)
+    fn = getattr(vmath, name + "_fma")
 
     @njit
     def loop(x, y):
@@ -985,18 +803,17 @@ np.savez(sys.argv[1] + "/generic.npz", **out)
 
 
 @pytest.mark.slow
-def test_fma_same_bits_without_fma_hardware(tmp_path):
+def test_same_bits_without_fma_hardware(tmp_path):
     """Compiled for a CPU without FMA (NUMBA_CPU_NAME=generic), llvm.fma becomes a call to
     libm's fma: slow and scalar, but the same bits as the FMA instructions."""
-    names = FMA_NAMES64 + FMA_NAMES32
+    names = NAMES64 + NAMES32
     inputs = {}
     rng = np.random.default_rng(11)
     for name in names:
-        base = FMA_BASE[name]
-        dtype = np.float32 if base.endswith("32") else np.float64
+        dtype = np.float32 if name.endswith("32") else np.float64
         ity = np.uint32 if dtype == np.float32 else np.uint64
         with np.errstate(all="ignore"):
-            x = np.concatenate([samples64(base.replace("32", "64"), 3000, seed=4), SPECIALS64])
+            x = np.concatenate([samples64(name.replace("32", "64"), 3000, seed=4), SPECIALS64])
             x = x.astype(dtype)
         bits = rng.integers(0, np.iinfo(ity).max, 20_000, dtype=ity, endpoint=True)
         inputs[name] = np.concatenate([x, bits.view(dtype)])
@@ -1013,8 +830,7 @@ def test_fma_same_bits_without_fma_hardware(tmp_path):
     )
     generic = np.load(tmp_path / "generic.npz")
     for name in names:
-        base = FMA_BASE[name]
-        here = run(base, inputs[name], kernels=_fma_kernels(name))
+        here = run(name, inputs[name])
         np.testing.assert_array_equal(
             here.view(np.uint8), generic[name].view(np.uint8), err_msg=name
         )

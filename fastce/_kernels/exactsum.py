@@ -52,16 +52,15 @@ them LLVM may treat a NaN or infinite ``x`` as impossible, and the special-value
 never be set. (Under ``nsz`` a computed -0.0 may arrive as +0.0, which only matters for the sign
 of an all-negative-zero sum.)
 
-Caching caveat: Numba's on-disk cache keys a function on its own source file only. A kernel in
-another module that calls (and so inlines) these helpers keeps its stale cached machine code when
-this file changes; clear ``__pycache__`` (or touch the caller's file) after editing this module.
+Bit patterns are read and written with ``_simd``'s bit casts (``float_to_bits``/``bits_to_float``
+on float64/int64); everything else here is plain Numba.
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import njit
-from numba.core import types
-from numba.extending import intrinsic
+
+from ._simd import bits_to_float as _bits_to_f64
+from ._simd import float_to_bits as _f64_to_bits
 
 # --- layout -------------------------------------------------------------------------------------
 
@@ -96,35 +95,6 @@ _NAN_BITS = np.int64(0x7FF8000000000000)
 _N_LIMBS = 72
 # Highest limb that canonical form can store back (bin 32 * 67 + 1 = 2145 < N_BINS).
 _MAX_CANONICAL_LIMB = (N_BINS - 2) // 32
-
-# --- bit casts ----------------------------------------------------------------------------------
-
-
-@intrinsic
-def _f64_to_bits(typingctx, x):
-    """Reinterpret a float64 as int64 (LLVM bitcast); NumPy's scalar .view is not in nopython."""
-    if not (isinstance(x, types.Float) and x.bitwidth == 64):
-        return None
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def _bits_to_f64(typingctx, bits):
-    """Reinterpret an int64 as float64 (LLVM bitcast)."""
-    if not (isinstance(bits, types.Integer) and bits.bitwidth == 64 and bits.signed):
-        return None
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
-
 
 # --- adding -------------------------------------------------------------------------------------
 
