@@ -120,45 +120,39 @@ def exp_diff(a, b):
 # Element functions in the row's own dtype (inner loops).
 
 
-def exp_native(x):
-    """e**x in x's own float dtype (float32 or float64)."""
+def _by_dtype(name, doc, f32, f64):
+    """A function of one float that Numba resolves, at compile time, to ``f32`` for a float32
+    argument and ``f64`` for a float64 one (both jitted, inlined where called)."""
+
+    def chosen(x):
+        pass
+
+    chosen.__name__ = chosen.__qualname__ = name
+    chosen.__doc__ = doc
+
+    @overload(chosen)
+    def _chosen(x):
+        if x == types.float32:
+            return lambda x: f32(x)
+        if x == types.float64:
+            return lambda x: f64(x)
+        return None
+
+    return chosen
 
 
-@overload(exp_native)
-def _exp_native(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    if x == types.float64:
-        return lambda x: exp64(x)
-    return None
-
-
-def exp_lite(x):
+exp_native = _by_dtype(
+    "exp_native", "e**x in x's own float dtype (float32 or float64).", exp32, exp64
+)
+exp_lite = _by_dtype(
+    "exp_lite",
     """e**x for x <= 0 (or NaN), accurate enough for a float32 result: ``exp64_lite`` for
     float64 x (relative error below 2**-34), ``exp32`` for float32 x. The exps of a float32
-    row's ``x - m`` (float64, exact) use it."""
-
-
-@overload(exp_lite)
-def _exp_lite(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    if x == types.float64:
-        return lambda x: exp64_lite(x)
-    return None
-
-
-def log1p_native(x):
-    """log1p(x) in x's own float dtype."""
-
-
-@overload(log1p_native)
-def _log1p_native(x):
-    if x == types.float32:
-        return lambda x: log1p32(x)
-    if x == types.float64:
-        return lambda x: log1p64(x)
-    return None
+    row's ``x - m`` (float64, exact) use it.""",
+    exp32,
+    exp64_lite,
+)
+log1p_native = _by_dtype("log1p_native", "log1p(x) in x's own float dtype.", log1p32, log1p64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +290,11 @@ def _is_float32(row):
     return lambda row: flag
 
 
+def _contiguous(array_type, dtype):
+    """Whether an array type is C-contiguous of ``dtype`` (what the lane intrinsics take)."""
+    return array_type.dtype == dtype and array_type.layout == "C"
+
+
 def copy_max(seg, buf):
     """Copy ``seg`` into ``buf`` padded with -inf to a multiple of 16 entries; return
     ``block_max`` of the padded copy (float64)."""
@@ -303,12 +302,7 @@ def copy_max(seg, buf):
 
 @overload(copy_max)
 def _copy_max(seg, buf):
-    if (
-        seg.dtype == types.float32
-        and seg.layout == "C"
-        and buf.dtype == types.float64
-        and buf.layout == "C"
-    ):
+    if _contiguous(seg, types.float32) and _contiguous(buf, types.float64):
         return lambda seg, buf: copy_max_f32(seg, buf)
 
     def impl(seg, buf):
@@ -334,12 +328,7 @@ def copy_max_index(seg, buf):
 
 @overload(copy_max_index)
 def _copy_max_index(seg, buf):
-    if (
-        seg.dtype == types.float64
-        and seg.layout == "C"
-        and buf.dtype == types.float64
-        and buf.layout == "C"
-    ):
+    if _contiguous(seg, types.float64) and _contiguous(buf, types.float64):
 
         def fused(seg, buf):
             m, j = copy_max_index_f64(seg, buf)
