@@ -298,16 +298,32 @@ _MHALF32 = _f32(-0.5)
 
 
 @njit(inline="always", cache=True)
+def horner(x, coefficients):
+    """The polynomial with ``coefficients`` (highest degree first) at ``x``: Horner's rule
+    with one FMA a step (LLVM unrolls the fixed count: the same operations as written out)."""
+    acc = coefficients[0]
+    for k in range(1, len(coefficients)):
+        acc = fma(acc, x, coefficients[k])
+    return acc
+
+
+@njit(inline="always", cache=True)
 def _exp_h64(r):
     """H(r) with exp(r) = 1 + r + r^2 H(r): Horner with FMA."""
-    h = fma(_EXP64_H9, r, _EXP64_H8)
-    h = fma(h, r, _EXP64_H7)
-    h = fma(h, r, _EXP64_H6)
-    h = fma(h, r, _EXP64_H5)
-    h = fma(h, r, _EXP64_H4)
-    h = fma(h, r, _EXP64_H3)
-    h = fma(h, r, _EXP64_H2)
-    h = fma(h, r, _EXP64_H1)
+    h = horner(
+        r,
+        (
+            _EXP64_H9,
+            _EXP64_H8,
+            _EXP64_H7,
+            _EXP64_H6,
+            _EXP64_H5,
+            _EXP64_H4,
+            _EXP64_H3,
+            _EXP64_H2,
+            _EXP64_H1,
+        ),
+    )
     return fma(h, r, _EXP64_H0)
 
 
@@ -354,12 +370,7 @@ def exp64_lite(x):
     z = fma(xc, _INV_LN2_F64, _SHIFTER64)
     kf = z - _SHIFTER64
     r = fma(kf, _NLN2_F64, xc)
-    q = fma(_EXPL_Q6, r, _EXPL_Q5)
-    q = fma(q, r, _EXPL_Q4)
-    q = fma(q, r, _EXPL_Q3)
-    q = fma(q, r, _EXPL_Q2)
-    q = fma(q, r, _EXPL_Q1)
-    q = fma(q, r, _EXPL_Q0)
+    q = horner(r, (_EXPL_Q6, _EXPL_Q5, _EXPL_Q4, _EXPL_Q3, _EXPL_Q2, _EXPL_Q1, _EXPL_Q0))
     y = fma(r, q, 1.0) * _pow2_shifted(z)
     return 0.0 if low else y
 
@@ -374,10 +385,7 @@ def exp32_fma(x):
     kf = z - _SHIFTER32
     hi = fma(kf, _NLN2F_HI_32, xc)
     r = fma(kf, _NLN2F_LO_32, hi)
-    h = fma(_EXP32_H4, r, _EXP32_H3)
-    h = fma(h, r, _EXP32_H2)
-    h = fma(h, r, _EXP32_H1)
-    h = fma(h, r, _EXP32_H0)
+    h = horner(r, (_EXP32_H4, _EXP32_H3, _EXP32_H2, _EXP32_H1, _EXP32_H0))
     s = _ONE32 + hi
     e1 = fma(kf, _NLN2F_LO_32, (_ONE32 - s) + hi)
     y = _scale_shifted(s + fma(r, r * h, e1), z)
@@ -399,13 +407,9 @@ def _log_fma_core64(kf, f, extra):
     """k ln2 + log(1 + f) + extra for f in [sqrt(1/2)-1, sqrt(2)-1] and a tiny extra."""
     s = fdiv(f, 2.0 + f)
     z = s * s
-    g = fma(_LOG64_G7, z, _LOG64_G6)
-    g = fma(g, z, _LOG64_G5)
-    g = fma(g, z, _LOG64_G4)
-    g = fma(g, z, _LOG64_G3)
-    g = fma(g, z, _LOG64_G2)
-    g = fma(g, z, _LOG64_G1)
-    g = fma(g, z, _LOG64_G0)
+    g = horner(
+        z, (_LOG64_G7, _LOG64_G6, _LOG64_G5, _LOG64_G4, _LOG64_G3, _LOG64_G2, _LOG64_G1, _LOG64_G0)
+    )
     f2 = f * f
     f2l = fma(f, f, -f2)
     hf = 0.5 * f2
@@ -426,9 +430,7 @@ def _log_fma_core32(kf, f, extra):
     """float32 _log_fma_core64 (same identities, the float32 G)."""
     s = fdiv(f, _TWO32 + f)
     z = s * s
-    g = fma(_LOG32_G3, z, _LOG32_G2)
-    g = fma(g, z, _LOG32_G1)
-    g = fma(g, z, _LOG32_G0)
+    g = horner(z, (_LOG32_G3, _LOG32_G2, _LOG32_G1, _LOG32_G0))
     f2 = f * f
     f2l = fma(f, f, -f2)
     hf = _HALF32 * f2
