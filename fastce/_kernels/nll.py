@@ -380,51 +380,48 @@ def log_loss_kernel(proba, index, binary, round_f32, eps, sample_weight, acc, co
 
     ``binary``: ``proba`` is (n, 1) holding P(positive) and q is ``[1 - p, p]``, with ``1 - p``
     rounded to the input dtype first (``round_f32``), exactly as scikit-learn's stacking does.
-    ``stats[k]`` collects what scikit-learn checks, over every call on chunk k's buffers
+    ``stats[0]`` collects what scikit-learn checks, over every call on a thread's buffers
     (min, max start at +inf, -inf, the flags at 0): min, max, any NaN, any inf, and
     whether some row does not sum to one within ``1e-8 + sqrt(eps)`` (its ``isclose``).
     """
     n, c = proba.shape
-    nchunks = counts.shape[0]
     tol = 1e-8 + np.sqrt(eps)
     proba, index, sample_weight = unowned(proba), unowned(index), unowned(sample_weight)
     acc, counts, stats = unowned(acc), unowned(counts), unowned(stats)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        lowest = np.inf
-        highest = -np.inf
-        has_nan = 0.0
-        has_inf = 0.0
-        not_normalised = 0.0
-        for i in range(lo, hi):
-            row_sum = 0.0
-            for col in range(c):
-                v = np.float64(proba[i, col])
-                if v != v:
-                    has_nan = 1.0
-                elif v == np.inf or v == -np.inf:
-                    has_inf = 1.0
-                lowest = min(lowest, v)
-                highest = max(highest, v)
-                row_sum += v
-            if not binary and not abs(row_sum - 1.0) <= tol:
-                not_normalised = 1.0
-            y = index[i]
-            if binary:
-                p = np.float64(proba[i, 0])
-                if y == 0:
-                    p = 1.0 - p
-                    if round_f32:
-                        p = np.float64(np.float32(p))
-            else:
-                p = np.float64(proba[i, y])
-            sw = weight_at(sample_weight, i)
-            value = -log(clip(p, eps)) * sw
-            acc_add(acc[k, 0], value)
-            acc_add(acc[k, 1], sw)
-        counts[k] += hi - lo if hi > lo else 0
-        stats[k, 0] = min(stats[k, 0], lowest)
-        stats[k, 1] = max(stats[k, 1], highest)
-        stats[k, 2] = max(stats[k, 2], has_nan)
-        stats[k, 3] = max(stats[k, 3], has_inf)
-        stats[k, 4] = max(stats[k, 4], not_normalised)
+    lowest = np.inf
+    highest = -np.inf
+    has_nan = 0.0
+    has_inf = 0.0
+    not_normalised = 0.0
+    for i in range(n):
+        row_sum = 0.0
+        for col in range(c):
+            v = np.float64(proba[i, col])
+            if v != v:
+                has_nan = 1.0
+            elif v == np.inf or v == -np.inf:
+                has_inf = 1.0
+            lowest = min(lowest, v)
+            highest = max(highest, v)
+            row_sum += v
+        if not binary and not abs(row_sum - 1.0) <= tol:
+            not_normalised = 1.0
+        y = index[i]
+        if binary:
+            p = np.float64(proba[i, 0])
+            if y == 0:
+                p = 1.0 - p
+                if round_f32:
+                    p = np.float64(np.float32(p))
+        else:
+            p = np.float64(proba[i, y])
+        sw = weight_at(sample_weight, i)
+        value = -log(clip(p, eps)) * sw
+        acc_add(acc[0, 0], value)
+        acc_add(acc[0, 1], sw)
+    counts[0] += n
+    stats[0, 0] = min(stats[0, 0], lowest)
+    stats[0, 1] = max(stats[0, 1], highest)
+    stats[0, 2] = max(stats[0, 2], has_nan)
+    stats[0, 3] = max(stats[0, 3], has_inf)
+    stats[0, 4] = max(stats[0, 4], not_normalised)
