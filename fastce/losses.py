@@ -23,19 +23,15 @@ from . import _validate as v
 from ._kernels import binary, nll, pair
 from ._kernels import entropy as entropy_kernels
 from ._kernels import logsumexp as lse_kernels
-from ._launch import Split, Transform, run
+from ._kernels._common import COL_BLOCK
+from ._kernels._driver import RowKernels, Transform
+from ._launch import run
 
-_ENTROPY = (
-    entropy_kernels.entropy_kernel,
-    Split(entropy_kernels.entropy_tiles, entropy_kernels.entropy_fold),
-)
-_NLL = (nll.nll_kernel, Split(nll.nll_tiles, nll.nll_fold))
-# logits, no smoothing, at most COL_BLOCK classes: the hot path's kernel alone
-_NLL_LOGITS = (nll.nll_logits_kernel, _NLL[1])
-_PAIR = (pair.pair_kernel, Split(pair.pair_tiles, pair.pair_fold))
-_LOGSUMEXP = Transform(lse_kernels.logsumexp_rows, lse_kernels.logsumexp_from_parts, False)
-_LOG_SOFTMAX = Transform(lse_kernels.log_softmax_rows, lse_kernels.log_softmax_from_parts, True)
-_SOFTMAX = Transform(lse_kernels.softmax_rows, lse_kernels.softmax_from_parts, True)
+
+def _kernels(family: dict[str, RowKernels], name: str, from_logits: bool) -> RowKernels:
+    """A measure's kernels for the kind of input given (``_kernels._driver``)."""
+    return family[f"{name}_logits" if from_logits else f"{name}_probs"]
+
 
 __all__ = [
     "binary_cross_entropy",
@@ -138,10 +134,10 @@ def entropy(
         v.explain_probabilities(arr, "p", logits_hint=True)
 
     return run(
-        _ENTROPY,
+        _kernels(entropy_kernels.KERNELS, "entropy", from_logits),
         batch_shape,
         [rows],
-        [from_logits, ln_base],
+        [ln_base],
         [weights],
         checked_reduction,
         rows.dtype,
@@ -187,12 +183,15 @@ def _cross_entropy(
             v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value)
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
-        hot = from_logits and smoothing == 0.0 and n_classes <= lse_kernels.COL_BLOCK
+        kernels = _kernels(nll.KERNELS, "nll", from_logits)
+        if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
+            # the hot path: a kernel of its own (rows this short are never split)
+            kernels = kernels._replace(rows=nll.nll_hot_kernel)
         return run(
-            _NLL_LOGITS if hot else _NLL,
+            kernels,
             batch_shape,
             [rows, labels],
-            [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
+            [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
             [weights],
             checked_reduction,
             dtype,
@@ -218,10 +217,10 @@ def _cross_entropy(
                 v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
         return run(
-            _PAIR,
+            _kernels(pair.KERNELS, "soft_ce", from_logits),
             batch_shape,
             [soft_rows, rows],
-            [0, from_logits, eps_value, cw, smoothing, ln_base],
+            [eps_value, cw, smoothing, ln_base],
             [weights],
             checked_reduction,
             soft_dtype,
@@ -403,7 +402,7 @@ def _small_labels_fast_path(
     if dtype not in _FAST_DTYPES or reduction not in ("mean", "sum", "none"):
         return None
     n, c = pred.shape
-    if n == 0 or not 0 < c <= lse_kernels.COL_BLOCK or target.shape[0] != n:
+    if n == 0 or not 0 < c <= COL_BLOCK or target.shape[0] != n:
         return None
     if _launch.n_chunks(n, c) != 1:
         return None
@@ -411,10 +410,9 @@ def _small_labels_fast_path(
         return None  # an Accumulator needs the exact state: the general path records it
     reduce = reduction != "none"
     result = np.empty(0 if reduce else n, dtype)
-    small = nll.nll_small_logits if from_logits else nll.nll_small_probabilities
-    total, bad = small(
-        _readonly(pred), _readonly(target), from_logits, _FAST_EPS[dtype], False, -100, reduce,
-        result,
+    total, bad = nll.SMALL["logits" if from_logits else "probs"](
+        _readonly(pred), _readonly(target), _FAST_EPS[dtype], _NO_CLASS_WEIGHT, 0.0, False, -100,
+        reduce, result,
     )  # fmt: skip
     if bad:
         return None  # the general path explains the offending label or probability
@@ -573,10 +571,10 @@ def kl_divergence(
             v.explain_probabilities(q_arr, "q", logits_hint=True)
 
     return run(
-        _PAIR,
+        _kernels(pair.KERNELS, "kl", from_logits),
         batch_shape,
         [p_rows, q_rows],
-        [1, from_logits, eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
+        [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
         [weights],
         checked_reduction,
         dtype,
@@ -648,10 +646,10 @@ def js_divergence(
         v.explain_probabilities(q_arr, "q")
 
     return run(
-        _PAIR,
+        pair.KERNELS["js_probs"],
         batch_shape,
         [p_rows, q_rows],
-        [2, False, 0.0, _NO_CLASS_WEIGHT, 0.0, ln_base],
+        [0.0, _NO_CLASS_WEIGHT, 0.0, ln_base],
         [weights],
         checked_reduction,
         dtype,
@@ -848,7 +846,7 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     array([  0., -inf])
     """
     return _transform(
-        _LOGSUMEXP,
+        lse_kernels.TRANSFORMS["logsumexp"],
         x,
         axis,
         keep_class_axis=False,
@@ -884,7 +882,7 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     array([-0.69314718, -0.69314718])
     """
     return _transform(
-        _LOG_SOFTMAX,
+        lse_kernels.TRANSFORMS["log_softmax"],
         x,
         axis,
         keep_class_axis=True,
@@ -920,7 +918,7 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     array([0.25, 0.25, 0.25, 0.25])
     """
     return _transform(
-        _SOFTMAX,
+        lse_kernels.TRANSFORMS["softmax"],
         x,
         axis,
         keep_class_axis=True,

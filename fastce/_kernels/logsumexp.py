@@ -34,7 +34,8 @@ can show and costs about half the vector operations of the full float64 exp.
 import numpy as np
 from numba import njit
 
-from ._common import chunk_bounds
+from ._common import COL_BLOCK, block_bounds, buffer_len, n_blocks
+from ._driver import Transform, define_kernels
 from ._math import (
     any_nan,
     block_sum,
@@ -54,28 +55,8 @@ from ._math import (
     unowned,
 )
 
-COL_BLOCK = 2048
-"""Columns per block: a float64 buffer of this many values (16 KiB) stays in L1."""
-
 ROWS_PER_BATCH = 4096
 """Rows whose (M, S') are kept at once when rows are split across threads (bounds scratch)."""
-
-
-@njit(inline="always", cache=True)
-def n_blocks(c):
-    return max(1, (c + COL_BLOCK - 1) // COL_BLOCK)
-
-
-@njit(inline="always", cache=True)
-def block_bounds(c, b):
-    c0 = b * COL_BLOCK
-    return c0, min(c, c0 + COL_BLOCK)
-
-
-@njit(inline="always", cache=True)
-def buffer_len(c):
-    """Length of a block buffer: a block's columns rounded up to a multiple of 16."""
-    return (min(max(c, 1), COL_BLOCK) + 15) & ~15
 
 
 # float32 rows (or buffers) whose sum of exps S = 1 + s' is at least this take s' = S - 1 (the
@@ -251,7 +232,14 @@ def lse_fold(nb, rows, part_m, part_s, m_out, s_out):
 
 
 @njit(inline="always", cache=True)
-def write_log_softmax(row, out_row, c0, c1, m, s):
+def write_logsumexp(x, out, i, c0, c1, m, s):
+    if c0 == 0:  # once per row (the first of its tiles)
+        out[i] = m + log1p(s)
+
+
+@njit(inline="always", cache=True)
+def write_log_softmax(x, out, i, c0, c1, m, s):
+    row, out_row = x[i], out[i]
     lp = log1p(s)
     for col in range(c0, c1):
         # (x - m) - log1p(s') rather than x - lse: exact for the maximum's own entry.
@@ -259,7 +247,8 @@ def write_log_softmax(row, out_row, c0, c1, m, s):
 
 
 @njit(inline="always", cache=True)
-def write_softmax(row, out_row, c0, c1, m, s):
+def write_softmax(x, out, i, c0, c1, m, s):
+    row, out_row = x[i], out[i]
     # A +inf logit makes every entry undefined (inf / inf): NaN, as SciPy and PyTorch.
     total, total_err = two_sum(1.0, s)
     if m == np.inf:
@@ -280,72 +269,52 @@ def write_softmax(row, out_row, c0, c1, m, s):
             out_row[col] = fma(e, inv, e * inv_lo)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def logsumexp_rows(x, out, nchunks):
-    n, c = x.shape
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf = sc[k]
-        for i in range(lo, hi):
-            m, s = lse_row(x[i], buf)
-            out[i] = m + log1p(s)
+@njit(inline="always", cache=True)
+def each_row(write, x, out):
+    """``write`` each row of x into ``out`` from the row's (M, S')."""
+    c = x.shape[1]
+    scratch = np.empty(buffer_len(c))
+    x, out, buf = unowned(x), unowned(out), unowned(scratch)
+    for i in range(x.shape[0]):
+        m, s = lse_row(x[i], buf)
+        write(x, out, i, 0, c, m, s)
     keep(scratch)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def logsumexp_from_parts(x, out, lo, t0, t1, m_row, s_row):
-    """out[lo + i] = M + log1p(S') for rows i in [t0, t1) of a batch (one tile per row)."""
-    for i in range(t0, t1):
-        out[lo + i] = m_row[i] + log1p(s_row[i])
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def log_softmax_rows(x, out, nchunks):
-    n, c = x.shape
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf = sc[k]
-        for i in range(lo, hi):
-            m, s = lse_row(x[i], buf)
-            write_log_softmax(x[i], out[i], 0, c, m, s)
-    keep(scratch)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def log_softmax_from_parts(x, out, lo, t0, t1, m_row, s_row):
-    """The log-softmax of tiles [t0, t1) of a batch from its rows' folded (M, S')."""
+@njit(inline="always", cache=True)
+def each_tile(write, x, out, lo, t0, t1, m_row, s_row):
+    """``write`` tiles [t0, t1) of a batch of long rows (from row ``lo`` on) from the rows'
+    folded (M, S') (``lse_tiles``, ``lse_fold``)."""
     c = x.shape[1]
     nb = n_blocks(c)
     for t in range(t0, t1):
         i = t // nb
         c0, c1 = block_bounds(c, t % nb)
-        write_log_softmax(x[lo + i], out[lo + i], c0, c1, m_row[i], s_row[i])
+        write(x, out, lo + i, c0, c1, m_row[i], s_row[i])
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def softmax_rows(x, out, nchunks):
-    n, c = x.shape
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf = sc[k]
-        for i in range(lo, hi):
-            m, s = lse_row(x[i], buf)
-            write_softmax(x[i], out[i], 0, c, m, s)
-    keep(scratch)
+_TRANSFORM = """
+def {name}_rows(x, out):
+    each_row(write, x, out)
 
+def {name}_tiles(x, out, lo, t0, t1, m_row, s_row):
+    each_tile(write, x, out, lo, t0, t1, m_row, s_row)
+"""
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def softmax_from_parts(x, out, lo, t0, t1, m_row, s_row):
-    """The softmax of tiles [t0, t1) of a batch from its rows' folded (M, S')."""
-    c = x.shape[1]
-    nb = n_blocks(c)
-    for t in range(t0, t1):
-        i = t // nb
-        c0, c1 = block_bounds(c, t % nb)
-        write_softmax(x[lo + i], out[lo + i], c0, c1, m_row[i], s_row[i])
+# A row in, a row (or a value) out: each transform is its ``write`` (see ``_driver``).
+TRANSFORMS = {
+    name: Transform(
+        *define_kernels(
+            __name__,
+            _TRANSFORM,
+            name,
+            {"each_row": each_row, "each_tile": each_tile, "write": write},
+            Transform._fields,
+        )
+    )
+    for name, write in [
+        ("logsumexp", write_logsumexp),
+        ("log_softmax", write_log_softmax),
+        ("softmax", write_softmax),
+    ]
+}

@@ -1,17 +1,17 @@
 """Partials of a row's column blocks, shared by the row kernels (entropy, nll, pair).
 
-Every row kernel (``entropy``, ``nll``, ``pair``) has the same shape. A row is cut into column
-blocks (``COL_BLOCK`` columns, boundaries fixed by the column index); a *block function* reduces
-one block to a partial (a 6-tuple of float64), a *merge* folds the partials of a row in block
-order, a *finish* turns the folded partial into the loss in nats, and
+Every row measure (``entropy``, ``nll``, ``pair``) has the same shape, run by ``_driver``. A row
+is cut into column blocks (``COL_BLOCK`` columns, boundaries fixed by the column index); a
+*block function* reduces one block to a partial (a 6-tuple of float64), a *merge* folds the
+partials of a row in block order, a *finish* turns the folded partial into the loss in nats, and
 
     value  = loss_nats / ln_base * sample_weight       (ln_base = 1.0 for nats)
     weight = class_weight[y] * sample_weight            (what ``"mean"`` divides by)
 
 is emitted to ``out`` and/or the exact accumulators. The launcher spreads chunks of rows over
-threads; for a few very long rows it spreads the blocks of each row instead (the families'
-``*_tiles`` kernels) and folds them afterwards in the same order (``*_fold``), so a row's value
-is the same bits for every thread count.
+threads; for a few very long rows it spreads the blocks of each row instead (the ``*_tiles``
+kernels) and folds them afterwards in the same order (``*_fold``), so a row's value is the
+same bits for every thread count.
 
 Inside a block every sweep is a vectorised map into a small buffer followed by ``block_sum``
 (eight explicit float64 lanes, compensated for long blocks of a float64 result), with no
@@ -104,13 +104,10 @@ def sum_merge(st, part):
 
 
 @njit(inline="always", cache=True)
-def put(part, t, v):
-    part[t, 0], part[t, 1], part[t, 2], part[t, 3], part[t, 4], part[t, 5] = v
-
-
-@njit(inline="always", cache=True)
-def get(part, t):
-    return part[t, 0], part[t, 1], part[t, 2], part[t, 3], part[t, 4], part[t, 5]
+def sum_finish(st, ops, i, params):
+    """(value, weight 1, ok) of a folded ``sum_merge`` partial: the compensated sum, plus the
+    nan slot (NaN when the row held one)."""
+    return (st[0] + st[1]) + st[5], 1.0, st[4] == 0.0
 
 
 @njit(inline="always", cache=True)
@@ -150,6 +147,5 @@ def fill_class_weights(class_weight, c0, c1, wbuf):
         for k in range(n):
             wbuf[k] = 1.0
     else:
-        cw = class_weight[c0:c1]
-        for k in range(n):
-            wbuf[k] = cw[k]
+        for k in range(n):  # (indexed, not a view: no reference count to touch per block)
+            wbuf[k] = class_weight[c0 + k]
