@@ -8,7 +8,8 @@ partials and their folds):
     operands, ``params`` the measure's parameters (tuples), the buffers hold a block each.
     Compiled as a function of its own, once per dtype and layout.
 ``merge(st, part)``
-    the fold of the next block's partial into a row's running partial (inlined).
+    the fold of the next block's partial into a row's running partial (a function of its own:
+    see ``partials``).
 ``finish(st, ops, i, params)``
     (the row's value in nats, its weight in a ``"mean"``, ok): ok is False when the row met
     an invalid value (inlined).
@@ -22,7 +23,8 @@ partials and their folds):
 * ``<name>_rows``: rows one after the other, each row's blocks folded in column order;
 * ``<name>_tiles`` and ``<name>_fold``: for a few long rows, the partials of a range of tiles
   (a row's column blocks), which the launcher spreads over threads, then the fold of each
-  row's partials in the same order, so the same bits as ``<name>_rows``.
+  row's partials in the same order, so the same bits as ``<name>_rows`` (bodies with the
+  same merge, finish and status share one fold).
 
 Each kernel is a module-level ``@njit(nogil=True, cache=True)`` function of its own, written
 from a template when its family's module is imported, whose globals name its body: Numba
@@ -46,6 +48,7 @@ from ._common import (
     block_bounds,
     buffer_len,
     emit,
+    emit_out_of_line,
     get,
     n_blocks,
     put,
@@ -55,13 +58,13 @@ from ._math import keep, unowned
 from .exactsum import ACC_LEN, acc_value
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def always_valid(ops, i, params):
     """The status of every row of a measure without class-index targets: computed."""
     return 0
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def skip_row(status, i, out, bad):
     """A row whose label is ignored (status 1) or invalid (2, flagged): its output is 0."""
     if status == 2:
@@ -71,7 +74,7 @@ def skip_row(status, i, out, bad):
 
 
 @njit(inline="always", cache=True)
-def emit_row(finish, st, ops, i, params, ln_base, sample_weight, out, acc, counts, bad):
+def emit_row(emit, finish, st, ops, i, params, ln_base, sample_weight, out, acc, counts, bad):
     """Row i's value from its folded partial, in the requested base and weighted."""
     value, weight, ok = finish(st, ops, i, params)
     if not ok:
@@ -99,7 +102,7 @@ def rows(block, merge, finish, status, ops, params, ln_base, sample_weight, out,
         for b in range(1, nb):
             c0, c1 = block_bounds(c, b)
             st = merge(st, block(ops, i, c0, c1, params, buf, buf64, wbuf))
-        emit_row(finish, st, ops, i, params, ln_base, sample_weight, out, acc, counts, bad)
+        emit_row(emit, finish, st, ops, i, params, ln_base, sample_weight, out, acc, counts, bad)
     keep(scratch)
 
 
@@ -134,7 +137,10 @@ def fold(
         st = get(part, r * nb)
         for b in range(1, nb):
             st = merge(st, get(part, r * nb + b))
-        emit_row(finish, st, ops, i, params, ln_base, sample_weight, out, acc, counts, bad)
+        emit_row(
+            emit_out_of_line, finish, st, ops, i, params, ln_base, sample_weight, out, acc,
+            counts, bad,
+        )  # fmt: skip
 
 
 class Body(NamedTuple):
@@ -223,16 +229,23 @@ def row_kernels(
         "ops": _tuple(operands, operands),
         "params": _tuple(params, array_params),
     }
-    template = (_BODY_TEMPLATE + _FOLD_TEMPLATE).format(**fields)
     drivers = {"rows": rows, "tiles": tiles, "fold": fold, "unowned": unowned}
-    return {
-        name: RowKernels(
-            *define_kernels(
-                module, template, name, {**drivers, **body._asdict()}, RowKernels._fields
-            )
+    kernels = {}
+    folds: dict[tuple[Any, Any, Any], Any] = {}
+    for name, body in bodies.items():
+        namespace = {**drivers, **body._asdict()}
+        rows_kernel, tiles_kernel = define_kernels(
+            module, _BODY_TEMPLATE.format(**fields), name, namespace, ("rows", "tiles")
         )
-        for name, body in bodies.items()
-    }
+        # Bodies with the same merge, finish and status share one fold (named after the
+        # first of them): the same code, compiled once.
+        shared = (body.merge, body.finish, body.status)
+        if shared not in folds:
+            folds[shared] = define_kernels(
+                module, _FOLD_TEMPLATE.format(**fields), name, namespace, ("fold",)
+            )[0]
+        kernels[name] = RowKernels(rows_kernel, tiles_kernel, folds[shared])
+    return kernels
 
 
 @njit(inline="always", cache=True)

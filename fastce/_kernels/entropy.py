@@ -54,7 +54,7 @@ def entropy_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
     return m, s, block_sum(buf64, c1 - c0, is_float32(row)), 0.0, 0.0, 0.0
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def entropy_logits_merge(st, part):
     m_acc, s_acc, t_acc = st[0], st[1], st[2]
     m, s, t = part[0], part[1], part[2]

@@ -59,7 +59,13 @@ def shift(a, w, delta):
     return a + delta * w if w != 0.0 else a
 
 
-@njit(inline="always", cache=True)
+# The merges are functions of their own, not inlined: a row folds them once per column block
+# (rows longer than COL_BLOCK only), so a call costs nothing, while every kernel that inlined
+# one re-typed it (Numba's inlining and typing were most of a kernel's compile time). Each is
+# compiled once per process, for every kernel and dtype (partials are float64 tuples).
+
+
+@njit(cache=True)
 def lin_merge(st, part):
     """Fold (m, s', A, P, bad, nan) partials: A = sum_c a_c (m - x_c) is a sum of terms
     measured from the block maximum, P = sum_c a_c their weights; moving the reference from m
@@ -71,7 +77,7 @@ def lin_merge(st, part):
     return m_new, s_new, a_new, p_acc + p, max(bad_acc, bad), nan_acc + nan
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def add_merge(st, part):
     """Fold partials that are plain sums (and flags)."""
     return (
@@ -84,7 +90,7 @@ def add_merge(st, part):
     )
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def sum_merge(st, part):
     """Fold partials whose slot 0 is a sum of terms, compensated: slot 1 collects the rounding
     error of each fold (TwoSum), which the finish adds back. A row of 100,000 equal terms
