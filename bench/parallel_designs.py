@@ -86,7 +86,9 @@ def _fold(b: Any) -> float:
 
 def nll(x: np.ndarray, y: np.ndarray, nchunks: int, prange: Any = None) -> float:
     from fastce import _launch
-    from fastce._kernels.nll import nll_hot_kernel as nll_kernel
+    from fastce._kernels.nll import HOT
+
+    nll_kernel = HOT["logits"]
 
     empty, no_out = np.empty(0), np.empty(0, x.dtype)
     fixed = (0.0, empty, 0.0, False, -100, 1.0)
@@ -153,7 +155,9 @@ def _alternate(pool: Any, prange: Any, rounds: int) -> list[dict[str, float]]:
 
 
 def _time_w1a(scale: float, nchunks: int, rounds: int) -> list[dict[str, float]]:
-    from fastce._kernels.nll import nll_hot_kernel as nll_kernel
+    from fastce._kernels.nll import HOT
+
+    nll_kernel = HOT["logits"]
 
     x, y = w1a(scale)
     par = prange_variant(nll_kernel)
@@ -185,7 +189,9 @@ def speed(scale: float, rounds: int) -> dict[str, Any]:
 def _child(which: str, design: str) -> float:
     """Seconds to the first result of a 2-chunk call (compiling everything it needs)."""
     from fastce._kernels.binary import bce_kernel
-    from fastce._kernels.nll import nll_hot_kernel as nll_kernel
+    from fastce._kernels.nll import HOT
+
+    nll_kernel = HOT["logits"]
 
     t0 = time.perf_counter()
     if which == "nll":

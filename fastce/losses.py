@@ -33,6 +33,12 @@ def _kernels(family: dict[str, RowKernels], name: str, from_logits: bool) -> Row
     return family[f"{name}_logits" if from_logits else f"{name}_probs"]
 
 
+def _hot_path(dtype: np.dtype, n_classes: int) -> str:
+    """Which of the class-index hot path's kernels (``nll.HOT``) takes logits of ``dtype``."""
+    lanes = dtype == np.float32 and n_classes <= nll.LANES_MAX_CLASSES
+    return "lanes" if lanes else "logits"
+
+
 __all__ = [
     "binary_cross_entropy",
     "cross_entropy",
@@ -186,7 +192,7 @@ def _cross_entropy(
         kernels = _kernels(nll.KERNELS, "nll", from_logits)
         if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
             # the hot path: a kernel of its own (rows this short are never split)
-            kernels = kernels._replace(rows=nll.nll_hot_kernel)
+            kernels = kernels._replace(rows=nll.HOT[_hot_path(rows.dtype, n_classes)])
         return run(
             kernels,
             batch_shape,
@@ -410,7 +416,7 @@ def _small_labels_fast_path(
         return None  # an Accumulator needs the exact state: the general path records it
     reduce = reduction != "none"
     result = np.empty(0 if reduce else n, dtype)
-    total, bad = nll.SMALL["logits" if from_logits else "probs"](
+    total, bad = nll.SMALL[_hot_path(dtype, c) if from_logits else "probs"](
         _readonly(pred), _readonly(target), _FAST_EPS[dtype], _NO_CLASS_WEIGHT, 0.0, False, -100,
         reduce, result,
     )  # fmt: skip

@@ -181,6 +181,7 @@ def test_kernels_are_serial_and_release_the_gil():
     # and the kernels that _driver writes for each entry of the families' tables
     entries += [k for m in (entropy, nll, pair) for ks in m.KERNELS.values() for k in ks]
     entries += [k for ks in logsumexp.TRANSFORMS.values() for k in ks]
+    entries += list(nll.HOT.values())
     assert len(entries) >= 30
     for kernel in entries:
         assert kernel.targetoptions.get("nogil") is True, kernel.py_func.__name__
@@ -264,7 +265,7 @@ def test_kernels_use_512_bit_vectors_where_the_cpu_has_them():
 
     # An uncached copy of a kernel helper (so its assembly can be inspected); it keeps its
     # module, hence fastce's mangled name and the attribute.
-    f = numba.njit(error_model="numpy")(logsumexp.lse_block.py_func)
+    f = numba.njit(error_model="numpy")(logsumexp.lse_block64.py_func)
     f(np.zeros(100), np.empty(112))
     asm = f.inspect_asm(f.signatures[0])
     assert len(re.findall(r"zmm", asm)) > 50, "the exp loop should use 512-bit registers"

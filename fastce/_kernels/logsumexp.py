@@ -32,7 +32,8 @@ can show and costs about half the vector operations of the full float64 exp.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ._common import COL_BLOCK, block_bounds, buffer_len, n_blocks
 from ._driver import Transform, define_kernels
@@ -66,54 +67,69 @@ ROWS_PER_BATCH = 4096
 _SUBTRACT_FROM = 1.0 + 2.0**-10
 
 
-@njit(cache=True, error_model="numpy")
 def lse_block(seg, buf):
     """(m, s') of a block (a slice of a row): m its maximum (float64), s' = sum_{c != j}
-    e^(x_c - m) with j the first position of the maximum.
+    e^(x_c - m) with j the first position of the maximum; ``buf`` a float64 buffer of at least
+    the block's length rounded up to 16.
 
     The block is copied into ``buf`` padded with -inf to a multiple of 16 entries, so that
     every sweep (exps, sum) is a vector loop with no scalar remainder; the copy finds the
-    maximum (``copy_max``; float64 blocks ``copy_max_index``, with the maximum's first position
-    j, whose entry becomes -inf so that its exp is the 0 that s' needs). float32 blocks take
-    ``exp_lite``, float64 ones ``exp_diff``. On return ``buf[:len(seg)]`` holds e^(x_c - m)
-    (the maximum's entry 1 or 0).
+    maximum. On return ``buf[:len(seg)]`` holds e^(x_c - m) (the maximum's entry 1 or 0).
     A block of -inf (or an empty one) has m = -inf and s' = 0, or NaN if it holds a NaN; a
     block whose maximum is +inf has s' = 0 (or NaN): its logsumexp is +inf however many
     entries are +inf.
+
+    ``lse_block32`` for float32 blocks, ``lse_block64`` for others, chosen when the caller is
+    compiled: a kernel compiles only the one its dtype takes (as one function with a branch on
+    the dtype, each dtype's compile typed and lowered both, ~40% of its time).
     """
+
+
+@overload(lse_block)
+def _lse_block(seg, buf):
+    impl = lse_block32 if seg.dtype == types.float32 else lse_block64
+    return lambda seg, buf: impl(seg, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def lse_block64(seg, buf):
+    """``lse_block`` of a float64 block: ``copy_max_index`` gives the maximum's first position
+    j too, whose entry becomes -inf before the exps (its exp is +0.0, what s' needs) and the sum
+    does not wait for a search of the row after the exps (measured 60 ns of ~290 per row); the
+    exps are ``exp_diff``."""
     n = seg.shape[0]
     n16 = (n + 15) & ~15
-    wide = not (is_float32(seg) or is_float32(buf))
-    if wide:
-        # float64: the maximum's first position comes out of the copy too, so the maximum's
-        # entry is -inf before the exps (its exp is +0.0, what the sum needs) and the sum does
-        # not wait for a search of the row after the exps (measured 60 ns of ~290 per row).
-        m, j = copy_max_index(seg, buf)
-    else:
-        m, j = copy_max(seg, buf), n
+    m, j = copy_max_index(seg, buf)
     padded = buf[:n16]
     if m == -np.inf or m == np.inf:
         return np.float64(m), (np.nan if any_nan(seg) else 0.0)
-    if wide:
-        if j < n:  # not found only when m is NaN, and then every term is NaN anyway
-            padded[j] = -np.inf
-        for k in range(n16):
-            padded[k] = exp_diff(padded[k], m)
-        return np.float64(m), block_sum(padded, n16, False, 0)
-    if is_float32(seg):
-        for k in range(n16):  # x - m is exact in float64
-            padded[k] = exp_lite(padded[k] - m)
-    else:
-        for k in range(n16):
-            padded[k] = exp_diff(padded[k], m)
-    total = block_sum(padded, n16, is_float32(seg), 0)
-    if total >= _SUBTRACT_FROM:  # (a float32 row or buffer here)
+    if j < n:  # not found only when m is NaN, and then every term is NaN anyway
+        padded[j] = -np.inf
+    for k in range(n16):
+        padded[k] = exp_diff(padded[k], m)
+    return np.float64(m), block_sum(padded, n16, False, 0)
+
+
+@njit(cache=True, error_model="numpy")
+def lse_block32(seg, buf):
+    """``lse_block`` of a float32 block: ``copy_max`` (one pass, 16 lanes), then the exps
+    ``exp_lite`` of x - m (exact in float64)."""
+    n = seg.shape[0]
+    n16 = (n + 15) & ~15
+    m = copy_max(seg, buf)
+    padded = buf[:n16]
+    if m == -np.inf or m == np.inf:
+        return np.float64(m), (np.nan if any_nan(seg) else 0.0)
+    for k in range(n16):  # x - m is exact in float64
+        padded[k] = exp_lite(padded[k] - m)
+    total = block_sum(padded, n16, True, 0)
+    if total >= _SUBTRACT_FROM:
         # A float32 result needs s' to about 2**-26 only; S - 1 is within 2**-42 of it.
         return np.float64(m), total - 1.0
     j = first_index(seg, m)
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
         padded[j] = 0.0
-    return np.float64(m), block_sum(padded, n16, is_float32(seg), 0)
+    return np.float64(m), block_sum(padded, n16, True, 0)
 
 
 LANE_TILE = 8 * 16 * 2 + 16

@@ -3,7 +3,8 @@ logits, with class weights, label smoothing and ``ignore_index``; and scikit-lea
 ``log_loss`` with its input checks fused into the one pass.
 
 A body per kind of input and ``KERNELS``, the table ``_driver`` makes their kernels from;
-a kernel of its own for the hot path (``nll_hot_kernel``), and small calls' entry points
+kernels of their own for the hot path (``HOT``: ``nll_hot_kernel``, and
+``nll_hot_lanes_kernel`` for float32 rows of at most 16 classes), and small calls' entry points
 (``SMALL``). The partials and their merges are described in ``partials``.
 """
 
@@ -11,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from ._common import clip, emit, weight_at
-from ._driver import Body, row_kernels, skip_row, small_call
+from ._driver import Body, define_kernels, row_kernels, skip_row, small_call
 from ._math import (
     block_sum,
     is_float32,
@@ -140,52 +141,54 @@ def log1p_group(v):
         v[j] = log1p(v[j])
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def nll_hot_kernel(
-    x,
-    labels,
-    eps,
-    class_weight,
-    smoothing,
-    has_ignore,
-    ignore_index,
-    ln_base,
-    sample_weight,
-    out,
-    acc,
-    counts,
-    bad,
-):
-    """``nll_logits_rows`` for logits with no label smoothing and rows of at most ``COL_BLOCK``
-    classes (``smoothing`` is taken as 0): the hot path, in a kernel of its own so that a first
-    call compiles only what it runs. What the driver computes, without building and folding
-    partials, ``ROW_GROUP`` rows at a time so that their log1p runs as one vector loop (a
-    scalar log1p per row was ~15% of a C = 100 row)."""
+@njit(inline="always", cache=True)
+def no_prologue(x, g0, g1, c, tiles):
+    pass
+
+
+@njit(inline="always", cache=True)
+def lanes_prologue(x, g0, g1, c, tiles):
+    """(m, s') of the group's rows, eight rows per vector (``lse_rows8``; the same bits)."""
+    lse_rows8(x, g0, min(g1, g0 + 8), c, tiles[0])
+    if g1 > g0 + 8:
+        lse_rows8(x, g0 + 8, g1, c, tiles[1])
+
+
+@njit(inline="always", cache=True)
+def block_lse(x, i, g0, buf, tiles):
+    return lse_block(x[i], buf)
+
+
+@njit(inline="always", cache=True)
+def lanes_lse(x, i, g0, buf, tiles):
+    """Row i's (m, s') from its group's ``lanes_prologue``."""
+    tile = tiles[0] if i < g0 + 8 else tiles[1]
+    lane = (i - g0) % 8
+    return tile[256 + lane], tile[264 + lane]
+
+
+@njit(inline="always", cache=True)
+def hot_path(
+    prologue, row_lse, tile_len, x, labels, class_weight, has_ignore, ignore_index, ln_base,
+    sample_weight, out, acc, counts, bad,
+):  # fmt: skip
+    """What the driver computes for ``nll_logits`` with no smoothing and one block per row,
+    without building and folding partials, ``ROW_GROUP`` rows at a time so that their log1p
+    runs as one vector loop (a scalar log1p per row was ~15% of a C = 100 row); each row's
+    (m, s') from ``row_lse`` after the group's ``prologue``."""
     n, c = x.shape
-    blen = buffer_len(c)
-    # float32 rows of at most 16 classes: eight rows per vector (lse_rows8), the same bits
-    lanes = is_float32(x) and c <= 16
-    scratch = np.empty((3, blen))
-    lane_tiles = np.empty((2, LANE_TILE if lanes else 0))
+    scratch = np.empty((3, buffer_len(c)))
+    lane_tiles = np.empty((2, tile_len))
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
-    counts, bad, sc, lt = unowned(counts), unowned(bad), unowned(scratch), unowned(lane_tiles)
+    counts, bad, sc, tiles = unowned(counts), unowned(bad), unowned(scratch), unowned(lane_tiles)
     buf, lse_terms, log_terms = sc[0], sc[1], sc[2]
-    tile, tile2 = lt[0], lt[1]
     for g0 in range(0, n, ROW_GROUP):
         g1 = min(n, g0 + ROW_GROUP)
-        if lanes:
-            lse_rows8(x, g0, min(g1, g0 + 8), c, tile)
-            if g1 > g0 + 8:
-                lse_rows8(x, g0 + 8, g1, c, tile2)
+        prologue(x, g0, g1, c, tiles)
         for i in range(g0, g1):
             if label_status(labels[i], c, has_ignore, ignore_index) == 0:
-                if lanes:
-                    t = tile if i < g0 + 8 else tile2
-                    lane = (i - g0) % 8
-                    m, s = t[256 + lane], t[264 + lane]
-                else:
-                    m, s = lse_block(x[i], buf)
+                m, s = row_lse(x, i, g0, buf, tiles)
                 lse_terms[i - g0] = m - np.float64(x[i, np.int64(labels[i])])
                 log_terms[i - g0] = s
             else:
@@ -205,11 +208,42 @@ def nll_hot_kernel(
     keep(lane_tiles)
 
 
+_HOT_TEMPLATE = """
+def {name}_kernel(x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base,
+                  sample_weight, out, acc, counts, bad):
+    hot_path(prologue, row_lse, tile_len, x, labels, class_weight, has_ignore, ignore_index,
+             ln_base, sample_weight, out, acc, counts, bad)
+"""
+
+# The hot path (logits, no smoothing, at most COL_BLOCK classes; ``smoothing`` is taken as 0):
+# kernels of their own, with ``nll_logits_rows``'s arguments and values, so that a first call
+# compiles only what it runs. ``lanes``: float32 rows of at most 16 classes, eight rows per
+# vector; ``logits``: any other.
+HOT = {
+    key: define_kernels(
+        __name__,
+        _HOT_TEMPLATE,
+        name,
+        {"hot_path": hot_path, "prologue": prologue, "row_lse": row_lse, "tile_len": tile_len},
+        ("kernel",),
+    )[0]
+    for key, name, prologue, row_lse, tile_len in [
+        ("logits", "nll_hot", no_prologue, block_lse, 0),
+        ("lanes", "nll_hot_lanes", lanes_prologue, lanes_lse, LANE_TILE),
+    ]
+}
+LANES_MAX_CLASSES = 16
+
+
 # A small call from logits or probabilities, every option at its default: one compiled call
 # (``_driver.small_call``) of the kernel that a large call of the same inputs runs.
 SMALL = {
     key: small_call(__name__, f"nll_small_{key}", kernel, ("x", "labels", *PARAMS))
-    for key, kernel in [("probs", KERNELS["nll_probs"].rows), ("logits", nll_hot_kernel)]
+    for key, kernel in [
+        ("probs", KERNELS["nll_probs"].rows),
+        ("logits", HOT["logits"]),
+        ("lanes", HOT["lanes"]),
+    ]
 }
 
 
