@@ -451,7 +451,9 @@ def run(
     n_slots = slots(n_tasks)
     buffers = Buffers.new(n_slots, reduce)
     row_kernel = kernel.rows if isinstance(kernel, RowKernels) else kernel
+    # Read-only, as the views of given weights are: one compiled signature for both.
     no_weight = np.empty((0,) * inner, np.float64)
+    no_weight.flags.writeable = False
     no_out = np.empty((0,) * inner, out_dtype)
     tasks: list[Callable[[int], None]] = []
     for piece in pieces:

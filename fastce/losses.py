@@ -54,6 +54,8 @@ __all__ = [
 Reduction = Literal["none", "sum", "mean"]
 
 _NO_CLASS_WEIGHT = np.empty(0, np.float64)
+_NO_WEIGHT = np.empty(0, np.float64)  # no sample weights: read-only, as _launch passes it
+_NO_WEIGHT.flags.writeable = False
 
 
 def _rows(x: Any, name: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -418,7 +420,7 @@ def _small_labels_fast_path(
     result = np.empty(0 if reduce else n, dtype)
     total, bad = nll.SMALL[_hot_path(dtype, c) if from_logits else "probs"](
         _readonly(pred), _readonly(target), _FAST_EPS[dtype], _NO_CLASS_WEIGHT, 0.0, False, -100,
-        reduce, result,
+        _NO_WEIGHT, reduce, result,
     )  # fmt: skip
     if bad:
         return None  # the general path explains the offending label or probability

@@ -250,9 +250,9 @@ def row_kernels(
 
 @njit(inline="always", cache=True)
 def small_buffers(reduce):
-    """A small call's accumulator, counter, flag and "no weights" (one chunk)."""
+    """A small call's accumulator, counter and flag (one chunk)."""
     acc = np.zeros((1, 2, ACC_LEN if reduce else 0), np.int64)
-    return acc, np.zeros(1, np.int64), np.zeros(1, np.int64), np.empty(0, np.float64)
+    return acc, np.zeros(1, np.int64), np.zeros(1, np.int64)
 
 
 @njit(inline="always", cache=True)
@@ -264,20 +264,21 @@ def small_result(acc, bad, reduce):
 
 
 _SMALL_TEMPLATE = """
-def {name}({args}, reduce, out):
-    acc, counts, bad, none = small_buffers(reduce)
-    kernel({args}, 1.0, none, out, acc, counts, bad)
+def {name}({args}, no_weight, reduce, out):
+    acc, counts, bad = small_buffers(reduce)
+    kernel({args}, 1.0, no_weight, out, acc, counts, bad)
     return small_result(acc, bad, reduce)
 """
 
 
 def small_call(module: str, name: str, kernel: Any, args: Sequence[str]) -> Any:
-    """``name(*args, reduce, out) -> (sum of the values, bad)``: ``kernel`` (a rows kernel
-    taking ``args``) over a whole small call, with no weights and in nats, its buffers
-    allocated and its exact sum folded in the same compiled call (a training loop's small batch
-    is mostly call overhead). bad: an invalid input, which the caller explains by taking the
-    general path. ``args`` come from the caller, not as constants here: Numba would compile the
-    kernel again for their literal types, besides the variant that large calls use."""
+    """``name(*args, no_weight, reduce, out) -> (sum of the values, bad)``: ``kernel`` (a rows
+    kernel taking ``args``) over a whole small call, in nats and with no weights (``no_weight``:
+    an empty read-only array, as the launcher passes), its buffers allocated and its exact sum
+    folded in the same compiled call (a training loop's small batch is mostly call overhead).
+    bad: an invalid input, which the caller explains by taking the general path. Every
+    argument comes from the caller, none as a constant here: Numba would compile the kernel
+    again for its literal type, besides the variant that large calls use."""
     source = _SMALL_TEMPLATE.format(name=name, args=", ".join(args))
     namespace = _define(
         module,

@@ -202,7 +202,12 @@ def bce_kernel(
         if reduce:
             add_segment(acc[0, 0], buf, n)
             if sample_weight.shape[0] > 0:
-                add_segment(acc[0, 1], sample_weight[i, j0:j1], n)
+                # the weights through buf (free now): one compiled add_segment, not a second
+                # one for the weights' read-only type
+                ws = sample_weight[i, j0:j1]
+                for t in range(n):
+                    buf[t] = ws[t]
+                add_segment(acc[0, 1], buf, n)
         counts[0] += n
         e += n
     if flags:
