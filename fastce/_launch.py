@@ -241,11 +241,31 @@ def chunk_tasks(
     """The tasks of a row kernel over ``n_rows`` rows cut into ``nchunks`` chunks:
     ``args(rows, slot)`` gives the kernel's arguments for the rows ``rows`` (a slice) run with
     the buffers of ``slot``."""
+    return [
+        partial(_call, kernel, args, slice(*bounds(n_rows, nchunks, k))) for k in range(nchunks)
+    ]
 
-    def task(rows: slice, slot: int) -> None:
-        kernel(*args(rows, slot))
 
-    return [partial(task, slice(*bounds(n_rows, nchunks, k))) for k in range(nchunks)]
+def _call(
+    kernel: Callable[..., None], args: Callable[[Any, int], tuple[Any, ...]], sel: Any, slot: int
+) -> None:
+    """A task: ``kernel`` on its arguments ``args(sel, slot)``."""
+    kernel(*args(sel, slot))
+
+
+def _kernel_args(
+    n_ops: int, per_elem: Sequence[np.ndarray], params: Sequence[Any], buffers: Buffers, sel: Any,
+    slot: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    """A kernel's arguments for the part ``sel`` of a piece (a slice of rows, or a box of a
+    (rows, L) piece): ``per_elem`` are its operands (the first ``n_ops``), weights and output,
+    ``params`` go between, and the buffers of ``slot`` last."""
+    return (
+        *[rows_of(a, sel) for a in per_elem[:n_ops]],
+        *params,
+        *[rows_of(a, sel) for a in per_elem[n_ops:]],
+        *buffers.slot(slot),
+    )
 
 
 def call_rows(
@@ -277,14 +297,14 @@ def _transposed(a: np.ndarray) -> bool:
 
 def _row_tasks(
     kernel: Callable[..., None],
-    n_ops: int,
+    args: Callable[[slice, int], tuple[Any, ...]],
     per_row: Sequence[np.ndarray],
-    params: Sequence[Any],
-    buffers: Buffers,
+    n_ops: int,
     nchunks: int,
 ) -> list[Callable[[int], None]]:
-    """The tasks of one piece of rows: ``per_row`` are the operands, then the weights and the
-    output (empty when absent), cut into ``nchunks`` chunks of rows.
+    """The tasks of one piece of rows: ``per_row`` are the operands (the first ``n_ops``), then
+    the weights and the output (empty when absent), cut into ``nchunks`` chunks of rows;
+    ``args`` gives the kernel's arguments for a chunk (``_kernel_args``).
 
     Operands stored transposed are read a tile of rows at a time instead: the tile's rows
     copied into a contiguous scratch of the running thread (``transpose_rows``, reading along
@@ -294,15 +314,6 @@ def _row_tasks(
     """
     n_rows = per_row[0].shape[0]
     flip = [_transposed(a) for a in per_row[:n_ops]]
-
-    def args(rows: slice, slot: int) -> tuple[Any, ...]:
-        return (
-            *[rows_of(a, rows) for a in per_row[:n_ops]],
-            *params,
-            *[rows_of(a, rows) for a in per_row[n_ops:]],
-            *buffers.slot(slot),
-        )
-
     if not any(flip):
         return chunk_tasks(kernel, n_rows, nchunks, args)
 
@@ -332,24 +343,6 @@ def _row_tasks(
 def _unslotted(fn: Callable[..., None], *args: Any) -> None:
     """A task that writes no per-thread buffer: ``fn(*args)``, whatever the slot (the last)."""
     fn(*args[:-1])
-
-
-def _box_task(
-    kernel: Callable[..., None],
-    n_ops: int,
-    per_elem: Sequence[np.ndarray],
-    params: Sequence[Any],
-    buffers: Buffers,
-    box: tuple[slice, slice],
-    slot: int,
-) -> None:
-    """The element-wise kernel on one box of a (rows, L) piece, into slot's buffers."""
-    kernel(
-        *[rows_of(a, box) for a in per_elem[:n_ops]],
-        *params,
-        *[rows_of(a, box) for a in per_elem[n_ops:]],
-        *buffers.slot(slot),
-    )
 
 
 def _tile_batches(
@@ -461,18 +454,16 @@ def run(
         piece_weights = [next(given) if w is not None else no_weight for w in weights]
         piece_out = next(given) if result is not None else no_out
         per_elem = (*piece[:n_ops], *piece_weights, piece_out)
+        args = partial(_kernel_args, n_ops, per_elem, params, buffers)
         if split:
             assert isinstance(kernel, RowKernels)
             head = (*piece[:n_ops], *params, *piece_weights)
             tail = (piece_out, *buffers.slot(0))
             _split_rows(kernel, piece[0].shape[0], row_len, nchunks, head, tail)
         elif cut is not None:
-            tasks += [
-                partial(_box_task, row_kernel, n_ops, per_elem, params, buffers, box)
-                for box in cut
-            ]
+            tasks += [partial(_call, row_kernel, args, box) for box in cut]
         else:
-            tasks += _row_tasks(row_kernel, n_ops, per_elem, params, buffers, nchunks)
+            tasks += _row_tasks(row_kernel, args, per_elem, n_ops, nchunks)
     run_tasks(tasks, n_slots)
     if buffers.bad.any():
         explain()

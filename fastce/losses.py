@@ -24,7 +24,7 @@ from ._kernels import binary, nll, pair
 from ._kernels import entropy as entropy_kernels
 from ._kernels import logsumexp as lse_kernels
 from ._kernels._common import COL_BLOCK
-from ._kernels._driver import RowKernels, Transform
+from ._kernels._driver import RowKernels
 from ._launch import run
 
 
@@ -561,13 +561,30 @@ def kl_divergence(
     >>> float(fastce.kl_divergence(P, P))
     0.0
     """
+    return _divergence("kl", p, q, axis, from_logits, base, eps, reduction, sample_weight, out)
+
+
+def _divergence(
+    measure: str,
+    p: Any,
+    q: Any,
+    axis: Any,
+    from_logits: Any,
+    base: Any,
+    eps: Any,
+    reduction: Any,
+    sample_weight: Any,
+    out: np.ndarray | None,
+) -> Any:
+    """KL (``measure="kl"``) or JS (``"js"``, with no ``from_logits`` and no ``eps``: False and
+    None) of the rows of p and q."""
     p_arr, p_rows = _rows(p, "p", axis)
     q_arr, q_rows = _rows(q, "q", axis)
     v.same_shape(p_arr, q_arr, "p", "q")
     from_logits = v.check_bool(from_logits, "from_logits")
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
-    eps_value = v.check_eps(eps, q_arr.dtype)
+    eps_value = 0.0 if eps is None else v.check_eps(eps, q_arr.dtype)
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
     dtype = np.result_type(p_arr.dtype, q_arr.dtype)
@@ -576,10 +593,10 @@ def kl_divergence(
     def explain() -> None:
         v.explain_probabilities(p_arr, "p")
         if not from_logits:
-            v.explain_probabilities(q_arr, "q", logits_hint=True)
+            v.explain_probabilities(q_arr, "q", logits_hint=measure == "kl")
 
     return run(
-        _kernels(pair.KERNELS, "kl", from_logits),
+        _kernels(pair.KERNELS, measure, from_logits),
         batch_shape,
         [p_rows, q_rows],
         [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
@@ -639,32 +656,7 @@ def js_divergence(
     >>> float(fastce.js_divergence([1.0, 0.0], [0.0, 1.0], base=2))
     1.0
     """
-    p_arr, p_rows = _rows(p, "p", axis)
-    q_arr, q_rows = _rows(q, "q", axis)
-    v.same_shape(p_arr, q_arr, "p", "q")
-    checked_reduction = v.check_reduction(reduction)
-    ln_base = v.ln_base(base)
-    batch_shape = p_rows.shape[:-1]
-    weights = v.check_sample_weight(sample_weight, batch_shape)
-    dtype = np.result_type(p_arr.dtype, q_arr.dtype)
-    out = v.check_out(out, batch_shape, dtype, checked_reduction)
-
-    def explain() -> None:
-        v.explain_probabilities(p_arr, "p")
-        v.explain_probabilities(q_arr, "q")
-
-    return run(
-        pair.KERNELS["js_probs"],
-        batch_shape,
-        [p_rows, q_rows],
-        [0.0, _NO_CLASS_WEIGHT, 0.0, ln_base],
-        [weights],
-        checked_reduction,
-        dtype,
-        explain,
-        p_rows.shape[-1],
-        out=out,
-    )
+    return _divergence("js", p, q, axis, False, base, None, reduction, sample_weight, out)
 
 
 def binary_cross_entropy(
@@ -786,7 +778,7 @@ def binary_cross_entropy(
     )
 
 
-def _transform(kernel: Transform, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
+def _transform(name: str, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
     arr, rows = _rows(x, "x", axis)
     batch_shape = rows.shape[:-1]
     result_shape = arr.shape if keep_class_axis else batch_shape
@@ -808,7 +800,7 @@ def _transform(kernel: Transform, x: Any, axis: Any, keep_class_axis: bool, out:
         result[...] = -np.inf
     if rows.size:
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            _launch.transform(kernel, x_piece, out_piece)
+            _launch.transform(lse_kernels.TRANSFORMS[name], x_piece, out_piece)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:
@@ -853,13 +845,7 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.logsumexp([[0.0, -np.inf], [-np.inf, -np.inf]])
     array([  0., -inf])
     """
-    return _transform(
-        lse_kernels.TRANSFORMS["logsumexp"],
-        x,
-        axis,
-        keep_class_axis=False,
-        out=out,
-    )
+    return _transform("logsumexp", x, axis, keep_class_axis=False, out=out)
 
 
 def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
@@ -889,13 +875,7 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     >>> fastce.log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
     """
-    return _transform(
-        lse_kernels.TRANSFORMS["log_softmax"],
-        x,
-        axis,
-        keep_class_axis=True,
-        out=out,
-    )
+    return _transform("log_softmax", x, axis, keep_class_axis=True, out=out)
 
 
 def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
@@ -925,10 +905,4 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.softmax([0.0, 0.0, 0.0, 0.0])
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _transform(
-        lse_kernels.TRANSFORMS["softmax"],
-        x,
-        axis,
-        keep_class_axis=True,
-        out=out,
-    )
+    return _transform("softmax", x, axis, keep_class_axis=True, out=out)
