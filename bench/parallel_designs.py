@@ -3,9 +3,10 @@
 * ``pool`` (what fastce does): the kernel is a serial ``@njit(nogil=True)`` function; the
   launcher (``fastce._launch``) calls it once per chunk of rows, on views of the chunk's rows
   and of its accumulator and counters, from a pool of Python threads (the caller works too).
-* ``prange``: the same kernel source with its loop over chunks turned into a ``prange`` and
-  compiled with ``parallel=True`` (what fastce did up to 0.4): one call, Numba's threading layer
-  running the chunks, handed out one at a time (``numba.set_parallel_chunksize(1)``).
+* ``prange``: a ``parallel=True`` function whose ``prange`` over the same chunks calls the same
+  serial kernel on each (as fastce did up to 0.4, with the chunk loop inside the kernel): one
+  call, Numba's threading layer running the chunks, handed out one at a time
+  (``numba.set_parallel_chunksize(1)``).
 
 Both take the same chunks and the per-row arithmetic is the same source, so the exact sums must
 be the same bits (checked before timing). Cold compile times are measured in fresh processes,
@@ -32,18 +33,33 @@ from typing import Any
 import numpy as np
 
 
-def prange_variant(kernel: Any) -> Any:
-    """``kernel``'s source with ``for k in range(nchunks)`` as a ``prange``, ``parallel=True``."""
+def prange_variant(kernel: Any, axis: int = 0) -> Any:
+    """A ``parallel=True`` function with ``kernel``'s arguments whose ``prange`` over the
+    chunks (``counts.shape[0]`` of them) calls the serial ``kernel`` on each chunk's part of
+    its two operands (ranges along ``axis``: rows, or the columns of a (1, N) view) with the
+    chunk's accumulator, count and flag. The arguments between must not be per row (the
+    benchmark passes no weights and no output)."""
     import numba
 
-    source = textwrap.dedent(inspect.getsource(kernel.py_func))
-    source = source[source.index("def ") :]  # drop the decorator
-    assert "for k in range(nchunks):" in source, kernel
-    source = source.replace("for k in range(nchunks):", "for k in numba.prange(nchunks):")
-    namespace = dict(kernel.py_func.__globals__, numba=numba)
+    names = list(inspect.signature(kernel.py_func).parameters)
+    ops, middle = names[:2], names[2:-3]
+    cut = "[lo:hi]" if axis == 0 else "[:, lo:hi]"
+    source = textwrap.dedent(
+        f"""
+        def chunked({", ".join(names)}):
+            nchunks = counts.shape[0]
+            n = {ops[0]}.shape[{axis}]
+            size = (n + nchunks - 1) // nchunks
+            for k in numba.prange(nchunks):
+                lo = min(n, k * size)
+                hi = min(n, lo + size)
+                kernel({ops[0]}{cut}, {ops[1]}{cut}, {", ".join(middle)}, acc[k : k + 1],
+                       counts[k : k + 1], bad[k : k + 1])
+        """
+    )
+    namespace = {"numba": numba, "kernel": kernel}
     exec(compile(source, f"<prange {kernel.py_func.__name__}>", "exec"), namespace)
-    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("nogil", "nopython")}
-    return numba.njit(parallel=True, **options)(namespace[kernel.py_func.__name__])
+    return numba.njit(parallel=True, error_model="numpy")(namespace["chunked"])
 
 
 def run_prange(kernel: Any, args: tuple[Any, ...]) -> None:
@@ -70,10 +86,12 @@ def _fold(b: Any) -> float:
 
 def nll(x: np.ndarray, y: np.ndarray, nchunks: int, prange: Any = None) -> float:
     from fastce import _launch
-    from fastce._kernels.nll import nll_logits_kernel as nll_kernel
+    from fastce._kernels.nll import HOT
+
+    nll_kernel = HOT["logits"]
 
     empty, no_out = np.empty(0), np.empty(0, x.dtype)
-    fixed = (True, 0.0, empty, 0.0, False, -100, 1.0)
+    fixed = (0.0, empty, 0.0, False, -100, 1.0)
     if prange is not None:
         b = _buffers(nchunks)
         run_prange(prange, (x, y, *fixed, empty, no_out, b.acc, b.counts, b.bad))
@@ -137,7 +155,9 @@ def _alternate(pool: Any, prange: Any, rounds: int) -> list[dict[str, float]]:
 
 
 def _time_w1a(scale: float, nchunks: int, rounds: int) -> list[dict[str, float]]:
-    from fastce._kernels.nll import nll_logits_kernel as nll_kernel
+    from fastce._kernels.nll import HOT
+
+    nll_kernel = HOT["logits"]
 
     x, y = w1a(scale)
     par = prange_variant(nll_kernel)
@@ -149,7 +169,7 @@ def _time_w5b(scale: float, nchunks: int, rounds: int) -> list[dict[str, float]]
     from fastce._kernels.binary import bce_kernel
 
     t, x = w5b(scale)
-    par = prange_variant(bce_kernel)
+    par = prange_variant(bce_kernel, axis=1)
     assert bce(t, x, nchunks) == bce(t, x, nchunks, par)
     return _alternate(lambda: bce(t, x, nchunks), lambda: bce(t, x, nchunks, par), rounds)
 
@@ -169,7 +189,9 @@ def speed(scale: float, rounds: int) -> dict[str, Any]:
 def _child(which: str, design: str) -> float:
     """Seconds to the first result of a 2-chunk call (compiling everything it needs)."""
     from fastce._kernels.binary import bce_kernel
-    from fastce._kernels.nll import nll_logits_kernel as nll_kernel
+    from fastce._kernels.nll import HOT
+
+    nll_kernel = HOT["logits"]
 
     t0 = time.perf_counter()
     if which == "nll":
@@ -177,7 +199,7 @@ def _child(which: str, design: str) -> float:
         nll(x, y, 2, prange_variant(nll_kernel) if design == "prange" else None)
     else:
         t, x = w5b(0.0)
-        bce(t, x, 2, prange_variant(bce_kernel) if design == "prange" else None)
+        bce(t, x, 2, prange_variant(bce_kernel, axis=1) if design == "prange" else None)
     return time.perf_counter() - t0
 
 

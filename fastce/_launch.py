@@ -24,9 +24,10 @@ fold as a row computed whole, so the same bits.
 Argument layout of a row kernel: ``(*operands, *params, *weights, out, acc, counts, bad)`` where
 the operands are (n, C) views with the class axis last (probabilities, logits) or (n,) views
 (class indices), the weights per-sample arrays (empty for none) and ``out`` the per-sample
-result (empty when only a reduction is wanted). A split family is a ``Split(tiles, fold)`` pair
-taking ``(*operands, *params, *weights, lo, t0, t1, part)`` and ``(*operands, *params,
-*weights, lo, hi, part, out, acc, counts, bad)``. The element-wise kernel takes (rows, L) views.
+result (empty when only a reduction is wanted). A measure's kernels (``_kernels._driver``'s
+``RowKernels``) add, for split rows, ``tiles`` taking ``(*operands, *params, *weights, lo, t0,
+t1, part)`` and ``fold`` taking ``(*operands, *params, *weights, lo, hi, part, out, acc, counts,
+bad)``. The element-wise kernel takes (rows, L) views.
 """
 
 from __future__ import annotations
@@ -34,19 +35,20 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import numba
 import numpy as np
 
 from . import _reduce
-from ._kernels._common import transpose_rows
+from ._kernels._common import COL_BLOCK, transpose_rows
+from ._kernels._driver import RowKernels, Transform
 from ._kernels.exactsum import ACC_LEN
-from ._kernels.logsumexp import COL_BLOCK, ROWS_PER_BATCH
+from ._kernels.logsumexp import ROWS_PER_BATCH, lse_fold, lse_tiles
 from ._validate import MAX_PIECES, BatchPlan
 
 # Rows x columns of work below which one chunk is used: handing chunks to threads and merging
@@ -200,13 +202,6 @@ def boxes(rows: int, cols: int, nchunks: int) -> list[tuple[slice, slice]]:
     ]
 
 
-class Split(NamedTuple):
-    """A family's kernels for a few long rows: per-tile partials, then the fold of each row."""
-
-    tiles: Callable[..., None]
-    fold: Callable[..., None]
-
-
 @dataclass
 class Buffers:
     """What a call's tasks write, one slot per thread (``run_tasks``): exact accumulators,
@@ -246,11 +241,31 @@ def chunk_tasks(
     """The tasks of a row kernel over ``n_rows`` rows cut into ``nchunks`` chunks:
     ``args(rows, slot)`` gives the kernel's arguments for the rows ``rows`` (a slice) run with
     the buffers of ``slot``."""
+    return [
+        partial(_call, kernel, args, slice(*bounds(n_rows, nchunks, k))) for k in range(nchunks)
+    ]
 
-    def task(rows: slice, slot: int) -> None:
-        kernel(*args(rows, slot))
 
-    return [partial(task, slice(*bounds(n_rows, nchunks, k))) for k in range(nchunks)]
+def _call(
+    kernel: Callable[..., None], args: Callable[[Any, int], tuple[Any, ...]], sel: Any, slot: int
+) -> None:
+    """A task: ``kernel`` on its arguments ``args(sel, slot)``."""
+    kernel(*args(sel, slot))
+
+
+def _kernel_args(
+    n_ops: int, per_elem: Sequence[np.ndarray], params: Sequence[Any], buffers: Buffers, sel: Any,
+    slot: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    """A kernel's arguments for the part ``sel`` of a piece (a slice of rows, or a box of a
+    (rows, L) piece): ``per_elem`` are its operands (the first ``n_ops``), weights and output,
+    ``params`` go between, and the buffers of ``slot`` last."""
+    return (
+        *[rows_of(a, sel) for a in per_elem[:n_ops]],
+        *params,
+        *[rows_of(a, sel) for a in per_elem[n_ops:]],
+        *buffers.slot(slot),
+    )
 
 
 def call_rows(
@@ -282,14 +297,14 @@ def _transposed(a: np.ndarray) -> bool:
 
 def _row_tasks(
     kernel: Callable[..., None],
-    n_ops: int,
+    args: Callable[[slice, int], tuple[Any, ...]],
     per_row: Sequence[np.ndarray],
-    params: Sequence[Any],
-    buffers: Buffers,
+    n_ops: int,
     nchunks: int,
 ) -> list[Callable[[int], None]]:
-    """The tasks of one piece of rows: ``per_row`` are the operands, then the weights and the
-    output (empty when absent), cut into ``nchunks`` chunks of rows.
+    """The tasks of one piece of rows: ``per_row`` are the operands (the first ``n_ops``), then
+    the weights and the output (empty when absent), cut into ``nchunks`` chunks of rows;
+    ``args`` gives the kernel's arguments for a chunk (``_kernel_args``).
 
     Operands stored transposed are read a tile of rows at a time instead: the tile's rows
     copied into a contiguous scratch of the running thread (``transpose_rows``, reading along
@@ -299,15 +314,6 @@ def _row_tasks(
     """
     n_rows = per_row[0].shape[0]
     flip = [_transposed(a) for a in per_row[:n_ops]]
-
-    def args(rows: slice, slot: int) -> tuple[Any, ...]:
-        return (
-            *[rows_of(a, rows) for a in per_row[:n_ops]],
-            *params,
-            *[rows_of(a, rows) for a in per_row[n_ops:]],
-            *buffers.slot(slot),
-        )
-
     if not any(flip):
         return chunk_tasks(kernel, n_rows, nchunks, args)
 
@@ -339,46 +345,48 @@ def _unslotted(fn: Callable[..., None], *args: Any) -> None:
     fn(*args[:-1])
 
 
-def _box_task(
-    kernel: Callable[..., None],
-    n_ops: int,
-    per_elem: Sequence[np.ndarray],
-    params: Sequence[Any],
-    buffers: Buffers,
-    box: tuple[slice, slice],
-    slot: int,
-) -> None:
-    """The element-wise kernel on one box of a (rows, L) piece, into slot's buffers."""
-    kernel(
-        *[rows_of(a, box) for a in per_elem[:n_ops]],
-        *params,
-        *[rows_of(a, box) for a in per_elem[n_ops:]],
-        *buffers.slot(slot),
-    )
-
-
-def _split_rows(
-    family: Split, n: int, c: int, nchunks: int, head: tuple[Any, ...], tail: tuple[Any, ...]
-) -> None:
-    """Run a split family over ``n`` long rows: for each batch of rows, its tiles spread over
-    the threads, then the batch's rows folded in order (into slot 0 of the buffers)."""
+def _tile_batches(
+    n: int, c: int, nchunks: int
+) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """(lo, hi, cuts) for each batch of at most ``ROWS_PER_BATCH`` of ``n`` rows of ``c``
+    columns: the batch's tiles (row-major: its rows' column blocks) cut into at most
+    ``nchunks`` ranges, one task each."""
     nb = -(-c // COL_BLOCK)
-    part = np.empty((min(n, ROWS_PER_BATCH) * nb, 6))
     for lo in range(0, n, ROWS_PER_BATCH):
         hi = min(n, lo + ROWS_PER_BATCH)
         tiles = (hi - lo) * nb
         k_tiles = min(nchunks, tiles)
-        cuts = [bounds(tiles, k_tiles, k) for k in range(k_tiles)]
-        run_tasks([partial(_unslotted, family.tiles, *head, lo, *t, part) for t in cuts],
-                  slots(k_tiles))  # fmt: skip
-        family.fold(*head, lo, hi, part, *tail)
+        yield lo, hi, [bounds(tiles, k_tiles, k) for k in range(k_tiles)]
+
+
+def _run_tiles(
+    kernel: Callable[..., None],
+    head: tuple[Any, ...],
+    cuts: list[tuple[int, int]],
+    tail: tuple[Any, ...] = (),
+) -> None:
+    """``kernel(*head, t0, t1, *tail)`` for every range of tiles, spread over the threads."""
+    tasks = [partial(_unslotted, kernel, *head, *t, *tail) for t in cuts]
+    run_tasks(tasks, slots(len(cuts)))
+
+
+def _split_rows(
+    kernels: RowKernels, n: int, c: int, nchunks: int, head: tuple[Any, ...], tail: tuple[Any, ...]
+) -> None:
+    """Run a measure's split kernels over ``n`` long rows: for each batch of rows, its tiles
+    spread over the threads, then the batch's rows folded in order (into slot 0 of the
+    buffers)."""
+    part = np.empty((min(n, ROWS_PER_BATCH) * -(-c // COL_BLOCK), 6))
+    for lo, hi, cuts in _tile_batches(n, c, nchunks):
+        _run_tiles(kernels.tiles, (*head, lo), cuts, (part,))
+        kernels.fold(*head, lo, hi, part, *tail)
 
 
 # --- a loss or measure --------------------------------------------------------------------------
 
 
 def run(
-    kernel: Callable[..., None] | tuple[Callable[..., None], Split],
+    kernel: Callable[..., None] | RowKernels,
     batch_shape: tuple[int, ...],
     operands: Sequence[np.ndarray],
     params: Sequence[Any],
@@ -396,9 +404,9 @@ def run(
     ``batch_shape`` are the leading axes shared by every operand and weight (the sample axes of
     a row kernel, every axis for the element-wise kernel, which uses ``inner=2``). ``explain``
     is called when the kernel flagged invalid input: it must raise the user-facing error.
-    ``kernel`` may be a pair (row kernel, ``Split`` family): the second is used for a few very
-    long rows. ``out`` (already checked by ``_validate.check_out``) receives the ``"none"``
-    result.
+    ``kernel`` is a measure's ``RowKernels`` (a row kernel and, for a few very long rows, its
+    split kernels) or the element-wise kernel. ``out`` (already checked by
+    ``_validate.check_out``) receives the ``"none"`` result.
     ``count_weights=False``: the kernel accumulates weights only when sample weights
     (the last of ``weights``) are given (the element-wise kernel); without them ``"mean"``
     divides by the number of values.
@@ -435,8 +443,10 @@ def run(
     n_tasks = len(pieces) * (1 if split else nchunks if cut is None else len(cut))
     n_slots = slots(n_tasks)
     buffers = Buffers.new(n_slots, reduce)
-    row_kernel = kernel[0] if isinstance(kernel, tuple) else kernel
+    row_kernel = kernel.rows if isinstance(kernel, RowKernels) else kernel
+    # Read-only, as the views of given weights are: one compiled signature for both.
     no_weight = np.empty((0,) * inner, np.float64)
+    no_weight.flags.writeable = False
     no_out = np.empty((0,) * inner, out_dtype)
     tasks: list[Callable[[int], None]] = []
     for piece in pieces:
@@ -444,18 +454,16 @@ def run(
         piece_weights = [next(given) if w is not None else no_weight for w in weights]
         piece_out = next(given) if result is not None else no_out
         per_elem = (*piece[:n_ops], *piece_weights, piece_out)
+        args = partial(_kernel_args, n_ops, per_elem, params, buffers)
         if split:
-            assert isinstance(kernel, tuple)
+            assert isinstance(kernel, RowKernels)
             head = (*piece[:n_ops], *params, *piece_weights)
             tail = (piece_out, *buffers.slot(0))
-            _split_rows(kernel[1], piece[0].shape[0], row_len, nchunks, head, tail)
+            _split_rows(kernel, piece[0].shape[0], row_len, nchunks, head, tail)
         elif cut is not None:
-            tasks += [
-                partial(_box_task, row_kernel, n_ops, per_elem, params, buffers, box)
-                for box in cut
-            ]
+            tasks += [partial(_call, row_kernel, args, box) for box in cut]
         else:
-            tasks += _row_tasks(row_kernel, n_ops, per_elem, params, buffers, nchunks)
+            tasks += _row_tasks(row_kernel, args, per_elem, n_ops, nchunks)
     run_tasks(tasks, n_slots)
     if buffers.bad.any():
         explain()
@@ -475,45 +483,21 @@ def run(
 # --- log-sum-exp, log-softmax, softmax: a row in, a row or a value out ---------------------------
 
 
-class Transform(NamedTuple):
-    """A row transform: its row kernel ``(x, out, nchunks)`` and, for a few long rows, the
-    kernel that writes a batch's output from its rows' folded (M, S')."""
-
-    rows: Callable[..., None]
-    from_parts: Callable[..., None]
-    per_tile: bool  # from_parts writes tiles (a row's columns), not one value per row
-
-
 def transform(kernel: Transform, x: np.ndarray, out: np.ndarray) -> None:
     """``kernel`` over the rows of the 2-D view ``x`` into ``out`` (rows, or rows x columns)."""
-    from ._kernels.logsumexp import lse_fold, lse_tiles
-
     n, c = x.shape
     nchunks, split = work_plan(n, c)
     if not split:
-        call_rows(kernel.rows, n, nchunks, lambda rows, slot: (x[rows], out[rows], 1))
+        call_rows(kernel.rows, n, nchunks, lambda rows, slot: (x[rows], out[rows]))
         return
     nb = -(-c // COL_BLOCK)
     rows = min(n, ROWS_PER_BATCH)
     part_m, part_s = np.empty(rows * nb), np.empty(rows * nb)
     m_row, s_row = np.empty(rows), np.empty(rows)
-    for lo in range(0, n, ROWS_PER_BATCH):
-        hi = min(n, lo + ROWS_PER_BATCH)
-        tiles = (hi - lo) * nb
-        k_tiles = min(nchunks, tiles)
-        cuts = [bounds(tiles, k_tiles, k) for k in range(k_tiles)]
-        run_tasks(
-            [partial(_unslotted, lse_tiles, x, lo, *t, part_m, part_s) for t in cuts],
-            slots(k_tiles),
-        )
+    for lo, hi, cuts in _tile_batches(n, c, nchunks):
+        _run_tiles(lse_tiles, (x, lo), cuts, (part_m, part_s))
         lse_fold(nb, hi - lo, part_m, part_s, m_row, s_row)
-        if kernel.per_tile:
-            run_tasks(
-                [
-                    partial(_unslotted, kernel.from_parts, x, out, lo, *t, m_row, s_row)
-                    for t in cuts
-                ],
-                slots(k_tiles),
-            )
+        if out.ndim == 1:  # one value per row (logsumexp): nothing worth spreading
+            kernel.tiles(x, out, lo, 0, (hi - lo) * nb, m_row, s_row)
         else:
-            kernel.from_parts(x, out, lo, 0, hi - lo, m_row, s_row)
+            _run_tiles(kernel.tiles, (x, out, lo), cuts, (m_row, s_row))

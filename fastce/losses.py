@@ -23,19 +23,21 @@ from . import _validate as v
 from ._kernels import binary, nll, pair
 from ._kernels import entropy as entropy_kernels
 from ._kernels import logsumexp as lse_kernels
-from ._launch import Split, Transform, run
+from ._kernels._common import COL_BLOCK
+from ._kernels._driver import RowKernels
+from ._launch import run
 
-_ENTROPY = (
-    entropy_kernels.entropy_kernel,
-    Split(entropy_kernels.entropy_tiles, entropy_kernels.entropy_fold),
-)
-_NLL = (nll.nll_kernel, Split(nll.nll_tiles, nll.nll_fold))
-# logits, no smoothing, at most COL_BLOCK classes: the hot path's kernel alone
-_NLL_LOGITS = (nll.nll_logits_kernel, _NLL[1])
-_PAIR = (pair.pair_kernel, Split(pair.pair_tiles, pair.pair_fold))
-_LOGSUMEXP = Transform(lse_kernels.logsumexp_rows, lse_kernels.logsumexp_from_parts, False)
-_LOG_SOFTMAX = Transform(lse_kernels.log_softmax_rows, lse_kernels.log_softmax_from_parts, True)
-_SOFTMAX = Transform(lse_kernels.softmax_rows, lse_kernels.softmax_from_parts, True)
+
+def _kernels(family: dict[str, RowKernels], name: str, from_logits: bool) -> RowKernels:
+    """A measure's kernels for the kind of input given (``_kernels._driver``)."""
+    return family[f"{name}_logits" if from_logits else f"{name}_probs"]
+
+
+def _hot_path(dtype: np.dtype, n_classes: int) -> str:
+    """Which of the class-index hot path's kernels (``nll.HOT``) takes logits of ``dtype``."""
+    lanes = dtype == np.float32 and n_classes <= nll.LANES_MAX_CLASSES
+    return "lanes" if lanes else "logits"
+
 
 __all__ = [
     "binary_cross_entropy",
@@ -52,6 +54,8 @@ __all__ = [
 Reduction = Literal["none", "sum", "mean"]
 
 _NO_CLASS_WEIGHT = np.empty(0, np.float64)
+_NO_WEIGHT = np.empty(0, np.float64)  # no sample weights: read-only, as _launch passes it
+_NO_WEIGHT.flags.writeable = False
 
 
 def _rows(x: Any, name: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -138,10 +142,10 @@ def entropy(
         v.explain_probabilities(arr, "p", logits_hint=True)
 
     return run(
-        _ENTROPY,
+        _kernels(entropy_kernels.KERNELS, "entropy", from_logits),
         batch_shape,
         [rows],
-        [from_logits, ln_base],
+        [ln_base],
         [weights],
         checked_reduction,
         rows.dtype,
@@ -187,12 +191,15 @@ def _cross_entropy(
             v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value)
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
-        hot = from_logits and smoothing == 0.0 and n_classes <= lse_kernels.COL_BLOCK
+        kernels = _kernels(nll.KERNELS, "nll", from_logits)
+        if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
+            # the hot path: a kernel of its own (rows this short are never split)
+            kernels = kernels._replace(rows=nll.HOT[_hot_path(rows.dtype, n_classes)])
         return run(
-            _NLL_LOGITS if hot else _NLL,
+            kernels,
             batch_shape,
             [rows, labels],
-            [from_logits, eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
+            [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
             [weights],
             checked_reduction,
             dtype,
@@ -218,10 +225,10 @@ def _cross_entropy(
                 v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
         return run(
-            _PAIR,
+            _kernels(pair.KERNELS, "soft_ce", from_logits),
             batch_shape,
             [soft_rows, rows],
-            [0, from_logits, eps_value, cw, smoothing, ln_base],
+            [eps_value, cw, smoothing, ln_base],
             [weights],
             checked_reduction,
             soft_dtype,
@@ -403,7 +410,7 @@ def _small_labels_fast_path(
     if dtype not in _FAST_DTYPES or reduction not in ("mean", "sum", "none"):
         return None
     n, c = pred.shape
-    if n == 0 or not 0 < c <= lse_kernels.COL_BLOCK or target.shape[0] != n:
+    if n == 0 or not 0 < c <= COL_BLOCK or target.shape[0] != n:
         return None
     if _launch.n_chunks(n, c) != 1:
         return None
@@ -411,10 +418,9 @@ def _small_labels_fast_path(
         return None  # an Accumulator needs the exact state: the general path records it
     reduce = reduction != "none"
     result = np.empty(0 if reduce else n, dtype)
-    small = nll.nll_small_logits if from_logits else nll.nll_small_probabilities
-    total, bad = small(
-        _readonly(pred), _readonly(target), from_logits, _FAST_EPS[dtype], False, -100, reduce,
-        result,
+    total, bad = nll.SMALL[_hot_path(dtype, c) if from_logits else "probs"](
+        _readonly(pred), _readonly(target), _FAST_EPS[dtype], _NO_CLASS_WEIGHT, 0.0, False, -100,
+        _NO_WEIGHT, reduce, result,
     )  # fmt: skip
     if bad:
         return None  # the general path explains the offending label or probability
@@ -555,13 +561,30 @@ def kl_divergence(
     >>> float(fastce.kl_divergence(P, P))
     0.0
     """
+    return _divergence("kl", p, q, axis, from_logits, base, eps, reduction, sample_weight, out)
+
+
+def _divergence(
+    measure: str,
+    p: Any,
+    q: Any,
+    axis: Any,
+    from_logits: Any,
+    base: Any,
+    eps: Any,
+    reduction: Any,
+    sample_weight: Any,
+    out: np.ndarray | None,
+) -> Any:
+    """KL (``measure="kl"``) or JS (``"js"``, with no ``from_logits`` and no ``eps``: False and
+    None) of the rows of p and q."""
     p_arr, p_rows = _rows(p, "p", axis)
     q_arr, q_rows = _rows(q, "q", axis)
     v.same_shape(p_arr, q_arr, "p", "q")
     from_logits = v.check_bool(from_logits, "from_logits")
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
-    eps_value = v.check_eps(eps, q_arr.dtype)
+    eps_value = 0.0 if eps is None else v.check_eps(eps, q_arr.dtype)
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
     dtype = np.result_type(p_arr.dtype, q_arr.dtype)
@@ -570,13 +593,13 @@ def kl_divergence(
     def explain() -> None:
         v.explain_probabilities(p_arr, "p")
         if not from_logits:
-            v.explain_probabilities(q_arr, "q", logits_hint=True)
+            v.explain_probabilities(q_arr, "q", logits_hint=measure == "kl")
 
     return run(
-        _PAIR,
+        _kernels(pair.KERNELS, measure, from_logits),
         batch_shape,
         [p_rows, q_rows],
-        [1, from_logits, eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
+        [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
         [weights],
         checked_reduction,
         dtype,
@@ -633,32 +656,7 @@ def js_divergence(
     >>> float(fastce.js_divergence([1.0, 0.0], [0.0, 1.0], base=2))
     1.0
     """
-    p_arr, p_rows = _rows(p, "p", axis)
-    q_arr, q_rows = _rows(q, "q", axis)
-    v.same_shape(p_arr, q_arr, "p", "q")
-    checked_reduction = v.check_reduction(reduction)
-    ln_base = v.ln_base(base)
-    batch_shape = p_rows.shape[:-1]
-    weights = v.check_sample_weight(sample_weight, batch_shape)
-    dtype = np.result_type(p_arr.dtype, q_arr.dtype)
-    out = v.check_out(out, batch_shape, dtype, checked_reduction)
-
-    def explain() -> None:
-        v.explain_probabilities(p_arr, "p")
-        v.explain_probabilities(q_arr, "q")
-
-    return run(
-        _PAIR,
-        batch_shape,
-        [p_rows, q_rows],
-        [2, False, 0.0, _NO_CLASS_WEIGHT, 0.0, ln_base],
-        [weights],
-        checked_reduction,
-        dtype,
-        explain,
-        p_rows.shape[-1],
-        out=out,
-    )
+    return _divergence("js", p, q, axis, False, base, None, reduction, sample_weight, out)
 
 
 def binary_cross_entropy(
@@ -780,7 +778,7 @@ def binary_cross_entropy(
     )
 
 
-def _transform(kernel: Transform, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
+def _transform(name: str, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
     arr, rows = _rows(x, "x", axis)
     batch_shape = rows.shape[:-1]
     result_shape = arr.shape if keep_class_axis else batch_shape
@@ -802,7 +800,7 @@ def _transform(kernel: Transform, x: Any, axis: Any, keep_class_axis: bool, out:
         result[...] = -np.inf
     if rows.size:
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            _launch.transform(kernel, x_piece, out_piece)
+            _launch.transform(lse_kernels.TRANSFORMS[name], x_piece, out_piece)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:
@@ -847,13 +845,7 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.logsumexp([[0.0, -np.inf], [-np.inf, -np.inf]])
     array([  0., -inf])
     """
-    return _transform(
-        _LOGSUMEXP,
-        x,
-        axis,
-        keep_class_axis=False,
-        out=out,
-    )
+    return _transform("logsumexp", x, axis, keep_class_axis=False, out=out)
 
 
 def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
@@ -883,13 +875,7 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     >>> fastce.log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
     """
-    return _transform(
-        _LOG_SOFTMAX,
-        x,
-        axis,
-        keep_class_axis=True,
-        out=out,
-    )
+    return _transform("log_softmax", x, axis, keep_class_axis=True, out=out)
 
 
 def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
@@ -919,10 +905,4 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.softmax([0.0, 0.0, 0.0, 0.0])
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _transform(
-        _SOFTMAX,
-        x,
-        axis,
-        keep_class_axis=True,
-        out=out,
-    )
+    return _transform("softmax", x, axis, keep_class_axis=True, out=out)

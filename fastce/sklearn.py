@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import _launch, _reduce
+from ._kernels import pair
 from ._kernels.nll import log_loss_kernel
-from ._kernels.pair import pair_kernel
 from ._validate import reject_missing as _reject_missing
 
 __all__ = ["InvalidParameterError", "log_loss"]
@@ -301,14 +301,12 @@ def log_loss(
         buffers = _launch.Buffers.new(n_slots, reduce=True)
         indicator = encoding.indicator
         _launch.call_rows(
-            pair_kernel,
+            pair.KERNELS["soft_ce_probs"].rows,
             n,
             nchunks,
             lambda r, slot: (
                 indicator[r],
                 rows[r],
-                0,
-                False,
                 eps,
                 np.empty(0, np.float64),
                 0.0,

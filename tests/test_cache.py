@@ -25,7 +25,13 @@ PROBE = textwrap.dedent(
         import numpy as np
         x = np.random.default_rng(0).normal(size=(50, 4))
         fastce.cross_entropy(np.zeros(50, int), x, from_logits=True, reduction="mean")
-        fastce.entropy(fastce.softmax(x))
+        p = fastce.softmax(x)
+        fastce.entropy(p)
+        # the kernels that _kernels/_driver writes from the families' tables, and a small call
+        fastce.cross_entropy(p, x, from_logits=True)
+        fastce.kl_divergence(p, p[::-1].copy(), reduction="mean")
+        fastce.js_divergence(p, p)
+        fastce.cross_entropy(np.zeros(50, int), p, reduction="sum")
     print(json.dumps({"after_import": after_import, "all": compiled,
                       "import_seconds": import_seconds}))
     """

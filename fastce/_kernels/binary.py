@@ -15,17 +15,18 @@ their transcendental part ``log1p(exp(-|x|))``, computed once per element in the
 dtype in a loop of its own (float32 logits: 16 lanes per AVX-512 vector; in one loop with the
 float64 combination it ran at 8), then combined in float64.
 
-The kernel walks a 2-D (rows, L) view in ``nchunks`` contiguous chunks of the flattened element
-range, so a single long row (a 1-D input seen as (1, N)) is still split across threads. Each
-contiguous run of a row is one vectorised map into a small float64 buffer, then a pass that
-stores the values and/or adds them to the exact accumulator, ``BLOCK`` values at a time
-(``acc_add_block``: vectorised integer sums per unit instead of one bin update per value).
+The kernel walks a 2-D (rows, L) view, the box of elements that the launcher gave it (boxes of
+whole rows, or ranges of columns of a few long rows: a single long row, a 1-D input seen as
+(1, N), is still split across threads). Each contiguous run of a row is one vectorised map
+into a small float64 buffer, then a pass that stores the values and/or adds them to the exact
+accumulator, ``BLOCK`` values at a time (``acc_add_block``: vectorised integer sums per unit
+instead of one bin update per value).
 """
 
 import numpy as np
 from numba import njit
 
-from ._common import chunk_bounds, clip
+from ._common import clip
 from ._math import exp_native, fma, keep, log, log1p_native, unowned
 from .exactsum import BLOCK, acc_add_block
 
@@ -164,51 +165,52 @@ def bce_kernel(
 ):
     n_rows, n_cols = pred.shape
     total = n_rows * n_cols
-    nchunks = counts.shape[0]
     reduce = acc.shape[2] > 0
     store = out.shape[0] > 0
     scale = ln_base != 1.0 or sample_weight.shape[0] > 0
-    scratch = np.empty((nchunks, SEGMENT))
-    tails = np.empty((nchunks, SEGMENT if from_logits else 0), pred.dtype)
-    tl = unowned(tails)
+    scratch = np.empty(SEGMENT)
+    tails = np.empty(SEGMENT if from_logits else 0, pred.dtype)
+    tail = unowned(tails)
     target, pred, pos_weight = unowned(target), unowned(pred), unowned(pos_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
-    counts, bad, sc = unowned(counts), unowned(bad), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(total, nchunks, k)
-        buf = sc[k]
-        flags = 0
-        e = lo
-        while e < hi:
-            i = e // n_cols
-            j0 = e - i * n_cols
-            j1 = min(n_cols, j0 + min(hi - e, SEGMENT))
-            n = j1 - j0
-            # Slices from 0 (unit-stride loops from 0 vectorise; an offset range of a longer
-            # row became gathers and scatters: measured 2.7x slower on float32 logits).
-            ys = target[i, j0:j1]
-            xs = pred[i, j0:j1]
-            # Each segment's map and exact add are functions of their own: inlined into this
-            # one big function, their loops spilled registers and re-tested loop-invariant
-            # conditions every iteration (1.5x slower, measured).
-            if from_logits:
-                flags |= logits_segment(ys, xs, tl[k], pos_weight, i, j0, buf)
-            else:
-                flags |= probs_segment(ys, xs, pos_weight, i, j0, eps, buf)
-            if scale:  # (x / 1) * 1 is x: nats without weights skip the pass
+    counts, bad, buf = unowned(counts), unowned(bad), unowned(scratch)
+    flags = 0
+    e = 0
+    while e < total:
+        i = e // n_cols
+        j0 = e - i * n_cols
+        j1 = min(n_cols, j0 + min(total - e, SEGMENT))
+        n = j1 - j0
+        # Slices from 0 (unit-stride loops from 0 vectorise; an offset range of a longer
+        # row became gathers and scatters: measured 2.7x slower on float32 logits).
+        ys = target[i, j0:j1]
+        xs = pred[i, j0:j1]
+        # Each segment's map and exact add are functions of their own: inlined into this
+        # one big function, their loops spilled registers and re-tested loop-invariant
+        # conditions every iteration (1.5x slower, measured).
+        if from_logits:
+            flags |= logits_segment(ys, xs, tail, pos_weight, i, j0, buf)
+        else:
+            flags |= probs_segment(ys, xs, pos_weight, i, j0, eps, buf)
+        if scale:  # (x / 1) * 1 is x: nats without weights skip the pass
+            for t in range(n):
+                buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
+        if store:
+            os = out[i, j0:j1]
+            for t in range(n):
+                os[t] = buf[t]
+        if reduce:
+            add_segment(acc[0, 0], buf, n)
+            if sample_weight.shape[0] > 0:
+                # the weights through buf (free now): one compiled add_segment, not a second
+                # one for the weights' read-only type
+                ws = sample_weight[i, j0:j1]
                 for t in range(n):
-                    buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
-            if store:
-                os = out[i, j0:j1]
-                for t in range(n):
-                    os[t] = buf[t]
-            if reduce:
-                add_segment(acc[k, 0], buf, n)
-                if sample_weight.shape[0] > 0:
-                    add_segment(acc[k, 1], sample_weight[i, j0:j1], n)
-            counts[k] += n
-            e += n
-        if flags:
-            bad[k] = 1
+                    buf[t] = ws[t]
+                add_segment(acc[0, 1], buf, n)
+        counts[0] += n
+        e += n
+    if flags:
+        bad[0] = 1
     keep(scratch)
     keep(tails)

@@ -32,9 +32,11 @@ can show and costs about half the vector operations of the full float64 exp.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-from ._common import chunk_bounds
+from ._common import COL_BLOCK, block_bounds, buffer_len, n_blocks
+from ._driver import Transform, define_kernels
 from ._math import (
     any_nan,
     block_sum,
@@ -54,28 +56,8 @@ from ._math import (
     unowned,
 )
 
-COL_BLOCK = 2048
-"""Columns per block: a float64 buffer of this many values (16 KiB) stays in L1."""
-
 ROWS_PER_BATCH = 4096
 """Rows whose (M, S') are kept at once when rows are split across threads (bounds scratch)."""
-
-
-@njit(inline="always", cache=True)
-def n_blocks(c):
-    return max(1, (c + COL_BLOCK - 1) // COL_BLOCK)
-
-
-@njit(inline="always", cache=True)
-def block_bounds(c, b):
-    c0 = b * COL_BLOCK
-    return c0, min(c, c0 + COL_BLOCK)
-
-
-@njit(inline="always", cache=True)
-def buffer_len(c):
-    """Length of a block buffer: a block's columns rounded up to a multiple of 16."""
-    return (min(max(c, 1), COL_BLOCK) + 15) & ~15
 
 
 # float32 rows (or buffers) whose sum of exps S = 1 + s' is at least this take s' = S - 1 (the
@@ -85,54 +67,69 @@ def buffer_len(c):
 _SUBTRACT_FROM = 1.0 + 2.0**-10
 
 
-@njit(cache=True, error_model="numpy")
 def lse_block(seg, buf):
     """(m, s') of a block (a slice of a row): m its maximum (float64), s' = sum_{c != j}
-    e^(x_c - m) with j the first position of the maximum.
+    e^(x_c - m) with j the first position of the maximum; ``buf`` a float64 buffer of at least
+    the block's length rounded up to 16.
 
     The block is copied into ``buf`` padded with -inf to a multiple of 16 entries, so that
     every sweep (exps, sum) is a vector loop with no scalar remainder; the copy finds the
-    maximum (``copy_max``; float64 blocks ``copy_max_index``, with the maximum's first position
-    j, whose entry becomes -inf so that its exp is the 0 that s' needs). float32 blocks take
-    ``exp_lite``, float64 ones ``exp_diff``. On return ``buf[:len(seg)]`` holds e^(x_c - m)
-    (the maximum's entry 1 or 0).
+    maximum. On return ``buf[:len(seg)]`` holds e^(x_c - m) (the maximum's entry 1 or 0).
     A block of -inf (or an empty one) has m = -inf and s' = 0, or NaN if it holds a NaN; a
     block whose maximum is +inf has s' = 0 (or NaN): its logsumexp is +inf however many
     entries are +inf.
+
+    ``lse_block32`` for float32 blocks, ``lse_block64`` for others, chosen when the caller is
+    compiled: a kernel compiles only the one its dtype takes (as one function with a branch on
+    the dtype, each dtype's compile typed and lowered both, ~40% of its time).
     """
+
+
+@overload(lse_block)
+def _lse_block(seg, buf):
+    impl = lse_block32 if seg.dtype == types.float32 else lse_block64
+    return lambda seg, buf: impl(seg, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def lse_block64(seg, buf):
+    """``lse_block`` of a float64 block: ``copy_max_index`` gives the maximum's first position
+    j too, whose entry becomes -inf before the exps (its exp is +0.0, what s' needs) and the sum
+    does not wait for a search of the row after the exps (measured 60 ns of ~290 per row); the
+    exps are ``exp_diff``."""
     n = seg.shape[0]
     n16 = (n + 15) & ~15
-    wide = not (is_float32(seg) or is_float32(buf))
-    if wide:
-        # float64: the maximum's first position comes out of the copy too, so the maximum's
-        # entry is -inf before the exps (its exp is +0.0, what the sum needs) and the sum does
-        # not wait for a search of the row after the exps (measured 60 ns of ~290 per row).
-        m, j = copy_max_index(seg, buf)
-    else:
-        m, j = copy_max(seg, buf), n
+    m, j = copy_max_index(seg, buf)
     padded = buf[:n16]
     if m == -np.inf or m == np.inf:
         return np.float64(m), (np.nan if any_nan(seg) else 0.0)
-    if wide:
-        if j < n:  # not found only when m is NaN, and then every term is NaN anyway
-            padded[j] = -np.inf
-        for k in range(n16):
-            padded[k] = exp_diff(padded[k], m)
-        return np.float64(m), block_sum(padded, n16, False, 0)
-    if is_float32(seg):
-        for k in range(n16):  # x - m is exact in float64
-            padded[k] = exp_lite(padded[k] - m)
-    else:
-        for k in range(n16):
-            padded[k] = exp_diff(padded[k], m)
-    total = block_sum(padded, n16, is_float32(seg), 0)
-    if total >= _SUBTRACT_FROM:  # (a float32 row or buffer here)
+    if j < n:  # not found only when m is NaN, and then every term is NaN anyway
+        padded[j] = -np.inf
+    for k in range(n16):
+        padded[k] = exp_diff(padded[k], m)
+    return np.float64(m), block_sum(padded, n16, False, 0)
+
+
+@njit(cache=True, error_model="numpy")
+def lse_block32(seg, buf):
+    """``lse_block`` of a float32 block: ``copy_max`` (one pass, 16 lanes), then the exps
+    ``exp_lite`` of x - m (exact in float64)."""
+    n = seg.shape[0]
+    n16 = (n + 15) & ~15
+    m = copy_max(seg, buf)
+    padded = buf[:n16]
+    if m == -np.inf or m == np.inf:
+        return np.float64(m), (np.nan if any_nan(seg) else 0.0)
+    for k in range(n16):  # x - m is exact in float64
+        padded[k] = exp_lite(padded[k] - m)
+    total = block_sum(padded, n16, True, 0)
+    if total >= _SUBTRACT_FROM:
         # A float32 result needs s' to about 2**-26 only; S - 1 is within 2**-42 of it.
         return np.float64(m), total - 1.0
     j = first_index(seg, m)
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
         padded[j] = 0.0
-    return np.float64(m), block_sum(padded, n16, is_float32(seg), 0)
+    return np.float64(m), block_sum(padded, n16, True, 0)
 
 
 LANE_TILE = 8 * 16 * 2 + 16
@@ -251,7 +248,14 @@ def lse_fold(nb, rows, part_m, part_s, m_out, s_out):
 
 
 @njit(inline="always", cache=True)
-def write_log_softmax(row, out_row, c0, c1, m, s):
+def write_logsumexp(x, out, i, c0, c1, m, s):
+    if c0 == 0:  # once per row (the first of its tiles)
+        out[i] = m + log1p(s)
+
+
+@njit(inline="always", cache=True)
+def write_log_softmax(x, out, i, c0, c1, m, s):
+    row, out_row = x[i], out[i]
     lp = log1p(s)
     for col in range(c0, c1):
         # (x - m) - log1p(s') rather than x - lse: exact for the maximum's own entry.
@@ -259,7 +263,8 @@ def write_log_softmax(row, out_row, c0, c1, m, s):
 
 
 @njit(inline="always", cache=True)
-def write_softmax(row, out_row, c0, c1, m, s):
+def write_softmax(x, out, i, c0, c1, m, s):
+    row, out_row = x[i], out[i]
     # A +inf logit makes every entry undefined (inf / inf): NaN, as SciPy and PyTorch.
     total, total_err = two_sum(1.0, s)
     if m == np.inf:
@@ -280,72 +285,52 @@ def write_softmax(row, out_row, c0, c1, m, s):
             out_row[col] = fma(e, inv, e * inv_lo)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def logsumexp_rows(x, out, nchunks):
-    n, c = x.shape
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf = sc[k]
-        for i in range(lo, hi):
-            m, s = lse_row(x[i], buf)
-            out[i] = m + log1p(s)
+@njit(inline="always", cache=True)
+def each_row(write, x, out):
+    """``write`` each row of x into ``out`` from the row's (M, S')."""
+    c = x.shape[1]
+    scratch = np.empty(buffer_len(c))
+    x, out, buf = unowned(x), unowned(out), unowned(scratch)
+    for i in range(x.shape[0]):
+        m, s = lse_row(x[i], buf)
+        write(x, out, i, 0, c, m, s)
     keep(scratch)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def logsumexp_from_parts(x, out, lo, t0, t1, m_row, s_row):
-    """out[lo + i] = M + log1p(S') for rows i in [t0, t1) of a batch (one tile per row)."""
-    for i in range(t0, t1):
-        out[lo + i] = m_row[i] + log1p(s_row[i])
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def log_softmax_rows(x, out, nchunks):
-    n, c = x.shape
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf = sc[k]
-        for i in range(lo, hi):
-            m, s = lse_row(x[i], buf)
-            write_log_softmax(x[i], out[i], 0, c, m, s)
-    keep(scratch)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def log_softmax_from_parts(x, out, lo, t0, t1, m_row, s_row):
-    """The log-softmax of tiles [t0, t1) of a batch from its rows' folded (M, S')."""
+@njit(inline="always", cache=True)
+def each_tile(write, x, out, lo, t0, t1, m_row, s_row):
+    """``write`` tiles [t0, t1) of a batch of long rows (from row ``lo`` on) from the rows'
+    folded (M, S') (``lse_tiles``, ``lse_fold``)."""
     c = x.shape[1]
     nb = n_blocks(c)
     for t in range(t0, t1):
         i = t // nb
         c0, c1 = block_bounds(c, t % nb)
-        write_log_softmax(x[lo + i], out[lo + i], c0, c1, m_row[i], s_row[i])
+        write(x, out, lo + i, c0, c1, m_row[i], s_row[i])
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def softmax_rows(x, out, nchunks):
-    n, c = x.shape
-    scratch = np.empty((nchunks, buffer_len(c)))
-    x, out, sc = unowned(x), unowned(out), unowned(scratch)
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf = sc[k]
-        for i in range(lo, hi):
-            m, s = lse_row(x[i], buf)
-            write_softmax(x[i], out[i], 0, c, m, s)
-    keep(scratch)
+_TRANSFORM = """
+def {name}_rows(x, out):
+    each_row(write, x, out)
 
+def {name}_tiles(x, out, lo, t0, t1, m_row, s_row):
+    each_tile(write, x, out, lo, t0, t1, m_row, s_row)
+"""
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def softmax_from_parts(x, out, lo, t0, t1, m_row, s_row):
-    """The softmax of tiles [t0, t1) of a batch from its rows' folded (M, S')."""
-    c = x.shape[1]
-    nb = n_blocks(c)
-    for t in range(t0, t1):
-        i = t // nb
-        c0, c1 = block_bounds(c, t % nb)
-        write_softmax(x[lo + i], out[lo + i], c0, c1, m_row[i], s_row[i])
+# A row in, a row (or a value) out: each transform is its ``write`` (see ``_driver``).
+TRANSFORMS = {
+    name: Transform(
+        *define_kernels(
+            __name__,
+            _TRANSFORM,
+            name,
+            {"each_row": each_row, "each_tile": each_tile, "write": write},
+            Transform._fields,
+        )
+    )
+    for name, write in [
+        ("logsumexp", write_logsumexp),
+        ("log_softmax", write_log_softmax),
+        ("softmax", write_softmax),
+    ]
+}

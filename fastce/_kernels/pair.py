@@ -1,38 +1,31 @@
 """Two rows per sample: cross-entropy with soft targets, KL divergence, Jensen-Shannon.
 
-The row kernel, and for a few long rows the tile and fold kernels (``_launch.Split``); the
+Each measure is a named body per kind of input (its block partial; merges and finishes are
+shared), and ``KERNELS`` is the family's table: ``_driver`` makes each entry's kernels. The
 partials and their merges are described in ``partials``.
 """
 
 import numpy as np
 from numba import njit
 
-from ._common import chunk_bounds, clip, emit, weight_at
+from ._common import clip
+from ._driver import Body, row_kernels
 from ._math import (
     block_sum,
     fma,
     is_float32,
-    keep,
     log,
     log1p,
     sum8,
-    unowned,
 )
-from .logsumexp import (
-    COL_BLOCK,
-    block_bounds,
-    buffer_len,
-    lse_block,
-    n_blocks,
-)
+from .logsumexp import lse_block
 from .partials import (
     check_block,
     fill_class_weights,
-    get,
     lin_merge,
-    put,
     shifted_terms,
     smoothed,
+    sum_finish,
     sum_merge,
 )
 
@@ -121,240 +114,142 @@ def js_term(pv, qv):
     return 0.25 * s * g if s != 0.0 else 0.0
 
 
-@njit(cache=True, error_model="numpy")
-def pair_block(
-    kind,
-    p_row,
-    x_row,
-    c0,
-    c1,
-    from_logits,
-    eps,
-    class_weight,
-    smoothing,
-    n_classes,
-    buf,
-    buf64,
-    wbuf,
-):
-    """Partials of the two-distribution measures over one block.
-
-    kind 0: soft cross-entropy  -sum w_c p_c log q_c
-    kind 1: KL                   sum p_c log(p_c / q_c)
-    kind 2: Jensen-Shannon       1/2 sum [p log(p/m) + q log(q/m)], m = (p + q) / 2
-    From logits (kinds 0 and 1) the partial is (m, s', A, P, bad, nan) with the terms measured
-    from the block maximum; from probabilities it is a plain sum.
-    """
-    n = c1 - c0
-    p = p_row[c0:c1]
-    x = x_row[c0:c1]
+@njit(inline="always", cache=True)
+def row_blocks(ops, i, c0, c1):
+    """(p, x, float32 result, n_classes): the block [c0, c1) of row i of both operands."""
+    p_row, x_row = ops[0][i], ops[1][i]
     f32 = is_float32(p_row) and is_float32(x_row)
+    return p_row[c0:c1], x_row[c0:c1], f32, x_row.shape[0]
+
+
+@njit(inline="always", cache=True)
+def checked(p, x):
+    """(bad, nan) flags of a block of two rows of probabilities."""
     bad_p, nan_p = check_block(p)
-    if kind == 0:
-        fill_class_weights(class_weight, c0, c1, wbuf)
-    if from_logits:
-        m, s = lse_block(x, buf)
-        # a_c: the coefficient of (m - x_c); for KL also the p log p part, kept in slot 5.
-        extra = 0.0
-        if kind == 0:
-            for k in range(n):
-                wbuf[k] = smoothed(np.float64(p[k]), smoothing, n_classes) * wbuf[k]
-        else:
-            for k in range(n):
-                wbuf[k] = np.float64(p[k])
-                pv = np.float64(p[k])
-                buf64[k] = pv * log(pv) if pv != 0.0 else 0.0
-            extra = block_sum(buf64, n, f32)
-        a = shifted_terms(x, m, wbuf, buf64, f32)
-        if m == -np.inf and s == 0.0:
-            # every logit of the block is -inf: target mass there makes the loss infinite
-            mass = sum8(wbuf, n)
-            a = np.inf if mass != 0.0 else 0.0
-            return m, s, a, 0.0, bad_p, extra + nan_p
-        return m, s, a, block_sum(wbuf, n, f32, 0), bad_p, extra + nan_p
     bad_q, nan_q = check_block(x)
-    if kind == 0:
-        # q and p's coefficients are copied into buffers padded to a multiple of 16 (q with
-        # 1.0, p and the weights with 0, a term of 0), so that the loop of logs runs whole
-        # vectors: at 100 classes its scalar remainder cost ~19% of the row (3.09 ns per
-        # element against 2.6 at 96 or 104, one thread). The sum takes the n terms.
-        n16 = (n + 15) & ~15
-        for k in range(n):
-            buf[k] = np.float64(x[k])
-            buf64[k] = smoothed(np.float64(p[k]), smoothing, n_classes)
-        q_tail, p_tail, w_tail = buf[n:n16], buf64[n:n16], wbuf[n:n16]
-        for k in range(n16 - n):
-            q_tail[k] = 1.0
-            p_tail[k] = 0.0
-            w_tail[k] = 0.0
-        for k in range(n16):
-            pv = buf64[k]
-            t = -wbuf[k] * pv * log(clip(buf[k], eps))
-            buf64[k] = t if pv != 0.0 else 0.0
-    elif kind == 1:
-        kl_terms(p, x, eps, buf64, f32)
-    else:
-        for k in range(n):
-            buf64[k] = js_term(np.float64(p[k]), np.float64(x[k]))
-    # a NaN in q must reach the value even where p_c == 0 dropped its term
-    return block_sum(buf64, n, f32), 0.0, 0.0, 0.0, max(bad_p, bad_q), nan_p + nan_q
+    return max(bad_p, bad_q), nan_p + nan_q
 
 
 @njit(inline="always", cache=True)
-def pair_merge(st, part, from_logits):
-    if from_logits:
-        return lin_merge(st, part)
-    return sum_merge(st, part)
+def terms_partial(buf64, n, f32, bad, nan):
+    """The partial of a block whose terms are in ``buf64``; a NaN in q must reach the value
+    even where p_c == 0 dropped its term (``nan``)."""
+    return block_sum(buf64, n, f32), 0.0, 0.0, 0.0, bad, nan
 
 
 @njit(inline="always", cache=True)
-def pair_finish(st, from_logits):
-    if from_logits:
-        m, s, a, mass, bad, extra = st
-        if m == -np.inf:
-            return np.nan, bad == 0.0  # the softmax of a row of -inf is undefined
-        lp = log1p(s)
-        return extra + (a + lp * mass) + 0.0 * lp, bad == 0.0
-    return (st[0] + st[1]) + st[5], st[4] == 0.0
+def logits_partial(x, m, s, wbuf, buf64, f32, extra, bad_p, nan_p):
+    """(m, s', A, P, bad, nan + extra) of a block of logits x with (m, s') its log-sum-exp and
+    ``wbuf`` the coefficients a_c of (m - x_c) (``partials.lin_merge``); ``extra`` a plain sum
+    that rides in the nan slot (KL's sum of p log p)."""
+    n = x.shape[0]
+    a = shifted_terms(x, m, wbuf, buf64, f32)
+    if m == -np.inf and s == 0.0:
+        # every logit of the block is -inf: target mass there makes the loss infinite
+        mass = sum8(wbuf, n)
+        a = np.inf if mass != 0.0 else 0.0
+        return m, s, a, 0.0, bad_p, extra + nan_p
+    return m, s, a, block_sum(wbuf, n, f32, 0), bad_p, extra + nan_p
 
 
 @njit(cache=True, error_model="numpy")
-def pair_row(kind, p, x, from_logits, eps, class_weight, smoothing, buf, buf64, wbuf):
-    c = x.shape[0]
-    st = pair_block(
-        kind,
-        p,
-        x,
-        0,
-        min(c, COL_BLOCK),
-        from_logits,
-        eps,
-        class_weight,
-        smoothing,
-        c,
-        buf,
-        buf64,
-        wbuf,
-    )
-    for b in range(1, n_blocks(c)):
-        c0, c1 = block_bounds(c, b)
-        part = pair_block(
-            kind, p, x, c0, c1, from_logits, eps, class_weight, smoothing, c, buf, buf64, wbuf
-        )
-        st = pair_merge(st, part, from_logits)
-    return st
+def soft_ce_probs_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """Soft-target cross-entropy  -sum_c w_c p_c log clip(q_c)  over a block (see ``_driver``).
+
+    q and p's coefficients are copied into buffers padded to a multiple of 16 (q with 1.0, p and
+    the weights with 0, a term of 0), so that the loop of logs runs whole vectors: at 100
+    classes its scalar remainder cost ~19% of the row (3.09 ns per element against 2.6 at 96
+    or 104, one thread). The sum takes the n terms."""
+    eps, class_weight, smoothing = params
+    p, x, f32, n_classes = row_blocks(ops, i, c0, c1)
+    n = c1 - c0
+    bad, nan = checked(p, x)
+    fill_class_weights(class_weight, c0, c1, wbuf)
+    n16 = (n + 15) & ~15
+    for k in range(n):
+        buf[k] = np.float64(x[k])
+        buf64[k] = smoothed(np.float64(p[k]), smoothing, n_classes)
+    q_tail, p_tail, w_tail = buf[n:n16], buf64[n:n16], wbuf[n:n16]
+    for k in range(n16 - n):
+        q_tail[k] = 1.0
+        p_tail[k] = 0.0
+        w_tail[k] = 0.0
+    for k in range(n16):
+        pv = buf64[k]
+        t = -wbuf[k] * pv * log(clip(buf[k], eps))
+        buf64[k] = t if pv != 0.0 else 0.0
+    return terms_partial(buf64, n, f32, bad, nan)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def pair_kernel(
-    p,
-    x,
-    kind,
-    from_logits,
-    eps,
-    class_weight,
-    smoothing,
-    ln_base,
-    sample_weight,
-    out,
-    acc,
-    counts,
-    bad,
-):
-    n, c = x.shape
-    nchunks = counts.shape[0]
-    blen = buffer_len(c)
-    scratch = np.empty((nchunks, 3, blen))
-    p, x, class_weight, sample_weight = (
-        unowned(p),
-        unowned(x),
-        unowned(class_weight),
-        unowned(sample_weight),
-    )
-    out, acc, counts, bad, sc = (
-        unowned(out),
-        unowned(acc),
-        unowned(counts),
-        unowned(bad),
-        unowned(scratch),
-    )
-    for k in range(nchunks):
-        lo, hi = chunk_bounds(n, nchunks, k)
-        buf, buf64, wbuf = sc[k, 0], sc[k, 1], sc[k, 2]
-        for i in range(lo, hi):
-            if c <= COL_BLOCK:  # one block: no fold
-                st = pair_block(
-                    kind,
-                    p[i],
-                    x[i],
-                    0,
-                    c,
-                    from_logits,
-                    eps,
-                    class_weight,
-                    smoothing,
-                    c,
-                    buf,
-                    buf64,
-                    wbuf,
-                )
-            else:
-                st = pair_row(
-                    kind, p[i], x[i], from_logits, eps, class_weight, smoothing, buf, buf64, wbuf
-                )
-            value, ok = pair_finish(st, from_logits)
-            if not ok:
-                bad[k] = 1
-            sw = weight_at(sample_weight, i)
-            emit(i, k, value / ln_base * sw, sw, out, acc, counts)
-    keep(scratch)
+@njit(cache=True, error_model="numpy")
+def soft_ce_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """Soft-target cross-entropy from logits: a_c = w_c p_c (smoothed)."""
+    class_weight, smoothing = params[1], params[2]
+    p, x, f32, n_classes = row_blocks(ops, i, c0, c1)
+    bad_p, nan_p = check_block(p)
+    fill_class_weights(class_weight, c0, c1, wbuf)
+    m, s = lse_block(x, buf)
+    for k in range(c1 - c0):
+        wbuf[k] = smoothed(np.float64(p[k]), smoothing, n_classes) * wbuf[k]
+    return logits_partial(x, m, s, wbuf, buf64, f32, 0.0, bad_p, nan_p)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def pair_tiles(
-    p, x, kind, from_logits, eps, class_weight, smoothing, ln_base, sample_weight, lo, t0, t1, part
-):
-    """Partials of tiles [t0, t1) (see ``entropy_tiles``)."""
-    c = x.shape[1]
-    nb = n_blocks(c)
-    scratch = np.empty((3, buffer_len(c)))
-    for t in range(t0, t1):
-        i = lo + t // nb
-        c0, c1 = block_bounds(c, t % nb)
-        v = pair_block(
-            kind, p[i], x[i], c0, c1, from_logits, eps, class_weight, smoothing, c, scratch[0],
-            scratch[1], scratch[2],
-        )  # fmt: skip
-        put(part, t, v)
+@njit(cache=True, error_model="numpy")
+def kl_probs_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """KL divergence  sum_c p_c log(p_c / clip(q_c))  over a block (``kl_terms``)."""
+    p, x, f32, _ = row_blocks(ops, i, c0, c1)
+    bad, nan = checked(p, x)
+    kl_terms(p, x, params[0], buf64, f32)
+    return terms_partial(buf64, c1 - c0, f32, bad, nan)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def pair_fold(
-    p,
-    x,
-    kind,
-    from_logits,
-    eps,
-    class_weight,
-    smoothing,
-    ln_base,
-    sample_weight,
-    lo,
-    hi,
-    part,
-    out,
-    acc,
-    counts,
-    bad,
-):
-    """Rows [lo, hi) from their tiles' partials, folded in block order as ``pair_row``."""
-    nb = n_blocks(x.shape[1])
-    for r in range(hi - lo):
-        st = get(part, r * nb)
-        for b in range(1, nb):
-            st = pair_merge(st, get(part, r * nb + b), from_logits)
-        value, ok = pair_finish(st, from_logits)
-        if not ok:
-            bad[0] = 1
-        sw = weight_at(sample_weight, lo + r)
-        emit(lo + r, 0, value / ln_base * sw, sw, out, acc, counts)
+@njit(cache=True, error_model="numpy")
+def kl_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """KL divergence from logits: a_c = p_c, and the block's sum of p_c log p_c."""
+    p, x, f32, _ = row_blocks(ops, i, c0, c1)
+    n = c1 - c0
+    bad_p, nan_p = check_block(p)
+    m, s = lse_block(x, buf)
+    for k in range(n):
+        wbuf[k] = np.float64(p[k])
+        pv = np.float64(p[k])
+        buf64[k] = pv * log(pv) if pv != 0.0 else 0.0
+    extra = block_sum(buf64, n, f32)
+    return logits_partial(x, m, s, wbuf, buf64, f32, extra, bad_p, nan_p)
+
+
+@njit(cache=True, error_model="numpy")
+def js_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """Jensen-Shannon divergence  1/2 sum_c [p log(p/m) + q log(q/m)],  m = (p + q) / 2."""
+    p, x, f32, _ = row_blocks(ops, i, c0, c1)
+    bad, nan = checked(p, x)
+    for k in range(c1 - c0):
+        buf64[k] = js_term(np.float64(p[k]), np.float64(x[k]))
+    return terms_partial(buf64, c1 - c0, f32, bad, nan)
+
+
+@njit(inline="always", cache=True)
+def logits_finish(st, ops, i, params):
+    m, s, a, mass, bad, extra = st
+    if m == -np.inf:
+        return np.nan, 1.0, bad == 0.0  # the softmax of a row of -inf is undefined
+    lp = log1p(s)
+    return extra + (a + lp * mass) + 0.0 * lp, 1.0, bad == 0.0
+
+
+# The family: one entry per measure and kind of input, each with kernels of its own
+# (``_driver``). Operands (p, x): target probabilities and predicted probabilities or logits;
+# every measure takes the family's parameters (KL and JS: no class weights, no smoothing).
+KERNELS = row_kernels(
+    __name__,
+    operands=("p", "x"),
+    params=("eps", "class_weight", "smoothing"),
+    array_params=("class_weight",),
+    bodies={
+        "soft_ce_probs": Body(soft_ce_probs_block, sum_merge, sum_finish),
+        "soft_ce_logits": Body(soft_ce_logits_block, lin_merge, logits_finish),
+        "kl_probs": Body(kl_probs_block, sum_merge, sum_finish),
+        "kl_logits": Body(kl_logits_block, lin_merge, logits_finish),
+        "js_probs": Body(js_block, sum_merge, sum_finish),
+    },
+)

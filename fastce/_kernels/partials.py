@@ -1,17 +1,17 @@
 """Partials of a row's column blocks, shared by the row kernels (entropy, nll, pair).
 
-Every row kernel (``entropy``, ``nll``, ``pair``) has the same shape. A row is cut into column
-blocks (``COL_BLOCK`` columns, boundaries fixed by the column index); a *block function* reduces
-one block to a partial (a 6-tuple of float64), a *merge* folds the partials of a row in block
-order, a *finish* turns the folded partial into the loss in nats, and
+Every row measure (``entropy``, ``nll``, ``pair``) has the same shape, run by ``_driver``. A row
+is cut into column blocks (``COL_BLOCK`` columns, boundaries fixed by the column index); a
+*block function* reduces one block to a partial (a 6-tuple of float64), a *merge* folds the
+partials of a row in block order, a *finish* turns the folded partial into the loss in nats, and
 
     value  = loss_nats / ln_base * sample_weight       (ln_base = 1.0 for nats)
     weight = class_weight[y] * sample_weight            (what ``"mean"`` divides by)
 
 is emitted to ``out`` and/or the exact accumulators. The launcher spreads chunks of rows over
-threads; for a few very long rows it spreads the blocks of each row instead (the families'
-``*_tiles`` kernels) and folds them afterwards in the same order (``*_fold``), so a row's value
-is the same bits for every thread count.
+threads; for a few very long rows it spreads the blocks of each row instead (the ``*_tiles``
+kernels) and folds them afterwards in the same order (``*_fold``), so a row's value is the
+same bits for every thread count.
 
 Inside a block every sweep is a vectorised map into a small buffer followed by ``block_sum``
 (eight explicit float64 lanes, compensated for long blocks of a float64 result), with no
@@ -59,7 +59,13 @@ def shift(a, w, delta):
     return a + delta * w if w != 0.0 else a
 
 
-@njit(inline="always", cache=True)
+# The merges are functions of their own, not inlined: a row folds them once per column block
+# (rows longer than COL_BLOCK only), so a call costs nothing, while every kernel that inlined
+# one re-typed it (Numba's inlining and typing were most of a kernel's compile time). Each is
+# compiled once per process, for every kernel and dtype (partials are float64 tuples).
+
+
+@njit(cache=True)
 def lin_merge(st, part):
     """Fold (m, s', A, P, bad, nan) partials: A = sum_c a_c (m - x_c) is a sum of terms
     measured from the block maximum, P = sum_c a_c their weights; moving the reference from m
@@ -71,7 +77,7 @@ def lin_merge(st, part):
     return m_new, s_new, a_new, p_acc + p, max(bad_acc, bad), nan_acc + nan
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def add_merge(st, part):
     """Fold partials that are plain sums (and flags)."""
     return (
@@ -84,7 +90,7 @@ def add_merge(st, part):
     )
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def sum_merge(st, part):
     """Fold partials whose slot 0 is a sum of terms, compensated: slot 1 collects the rounding
     error of each fold (TwoSum), which the finish adds back. A row of 100,000 equal terms
@@ -104,13 +110,10 @@ def sum_merge(st, part):
 
 
 @njit(inline="always", cache=True)
-def put(part, t, v):
-    part[t, 0], part[t, 1], part[t, 2], part[t, 3], part[t, 4], part[t, 5] = v
-
-
-@njit(inline="always", cache=True)
-def get(part, t):
-    return part[t, 0], part[t, 1], part[t, 2], part[t, 3], part[t, 4], part[t, 5]
+def sum_finish(st, ops, i, params):
+    """(value, weight 1, ok) of a folded ``sum_merge`` partial: the compensated sum, plus the
+    nan slot (NaN when the row held one)."""
+    return (st[0] + st[1]) + st[5], 1.0, st[4] == 0.0
 
 
 @njit(inline="always", cache=True)
@@ -150,6 +153,5 @@ def fill_class_weights(class_weight, c0, c1, wbuf):
         for k in range(n):
             wbuf[k] = 1.0
     else:
-        cw = class_weight[c0:c1]
-        for k in range(n):
-            wbuf[k] = cw[k]
+        for k in range(n):  # (indexed, not a view: no reference count to touch per block)
+            wbuf[k] = class_weight[c0 + k]
