@@ -376,7 +376,7 @@ def test_patch_add_ir_module():
     from fastce._kernels import logsumexp
 
     # an uncached copy of a kernel helper keeps its module, hence fastce's mangled name
-    helper = njit(error_model="numpy")(logsumexp.lse_block.py_func)
+    helper = njit(error_model="numpy")(logsumexp.lse_block64.py_func)
     helper(np.zeros(20), np.empty(32))
     attribute = f'"prefer-vector-width"="{_simd.PREFER_VECTOR_WIDTH}"'
     llvm_ir = helper.inspect_llvm(helper.signatures[0])
@@ -409,7 +409,7 @@ def test_patch_cache_locator():
     assert not missing, _moved(patch, f"_CacheLocator now also requires {sorted(missing)}")
     from fastce._kernels import logsumexp
 
-    locator = logsumexp.lse_block._cache._impl._locator
+    locator = logsumexp.lse_block64._cache._impl._locator
     assert isinstance(locator, ours), _moved(patch, f"a kernel's locator is {type(locator)}")
     stamp = locator.get_source_stamp()
     assert stamp[1] == _simd.sources_digest(), _moved(patch, f"the stamp is {stamp!r}")
