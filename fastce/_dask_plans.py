@@ -189,7 +189,7 @@ def _plan_rows(
     cls = [_class_axis(a, axis, name) for a, name in pairs if a.ndim == main.ndim][-1]
     batch_shape = _batch_shape(main.shape, cls)
     items = []
-    for a, name in zip(dask_arrays, names, strict=True):
+    for a, name in pairs:
         if m.labels_as_target and name == names[0] and a.shape == batch_shape:
             items.append(Item(name, a, batch_only=True))
             continue

@@ -11,6 +11,8 @@ import fastce
 from fastce._kernels._common import COL_BLOCK
 from fastce._kernels._math import copy_max, copy_max_index
 
+from .probes import probe_bits
+
 LONG = 2 * COL_BLOCK + 123  # three column blocks, the last one partial
 
 
@@ -217,39 +219,13 @@ def test_small_call_fast_path_gives_the_general_paths_bits(dtype, from_logits, r
             fastce.cross_entropy(y, q, reduction=reduction)
 
 
-VECTOR_WIDTH_PROBE = """
-import sys, numpy as np, fastce
-rng = np.random.default_rng(0)
-x = (rng.normal(size=(300, 37)) * 4).astype(np.float32)
-y = rng.integers(0, 37, 300)
-p = fastce.softmax(x.astype(np.float64))
-parts = [
-    fastce.logsumexp(x), fastce.cross_entropy(y, x, from_logits=True),
-    fastce.entropy(p), fastce.kl_divergence(p, np.roll(p, 1, axis=1)),
-    fastce.binary_cross_entropy((p > 0.03).astype(np.float64), p),
-]
-sys.stdout.write(b"".join(np.ascontiguousarray(a).tobytes() for a in parts).hex())
-"""
-
-
-@pytest.mark.slow  # compiles the probe's kernels twice in fresh caches (~50 s on 2 cores)
+@pytest.mark.slow  # compiles the probe's kernels twice in fresh caches (~1 min on 2 cores)
 def test_vector_width_preference_does_not_change_bits(tmp_path):
     """The kernels prefer 512-bit vectors (an LLVM function attribute); with 256-bit vectors
     the same source gives the same bits, because nothing is reassociated or contracted."""
-    import os
-    import subprocess
-    import sys
-
-    outputs = []
-    for width in ("512", "256"):
-        env = dict(os.environ, FASTCE_PREFER_VECTOR_WIDTH=width)
-        env["NUMBA_CACHE_DIR"] = str(tmp_path / width)
-        run = subprocess.run(
-            [sys.executable, "-c", VECTOR_WIDTH_PROBE], capture_output=True, text=True, env=env
-        )
-        assert run.returncode == 0, run.stderr[-2000:]
-        outputs.append(run.stdout)
-    assert outputs[0] == outputs[1]
+    wide = probe_bits(tmp_path / "512", {"FASTCE_PREFER_VECTOR_WIDTH": "512"})
+    narrow = probe_bits(tmp_path / "256", {"FASTCE_PREFER_VECTOR_WIDTH": "256"})
+    assert wide == narrow
 
 
 def test_kernels_use_512_bit_vectors_where_the_cpu_has_them():

@@ -12,11 +12,8 @@ an internal says which fastce patch to port.
 """
 
 import inspect
-import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import numba
 import numpy as np
@@ -24,6 +21,8 @@ import pytest
 from numba import njit, prange
 
 from fastce._kernels import _plain, _simd
+
+from .probes import probe_bits
 
 LENGTHS = range(34)
 FLOATS = [np.float32, np.float64]
@@ -321,38 +320,18 @@ def test_every_intrinsic_has_a_twin():
     assert intrinsics == set(_plain.__all__)
 
 
-PLAIN_PROBE = """
-import sys, numpy as np, fastce
+PLAIN_CHECK = """
 from fastce._kernels import _plain, _simd
 assert _simd.PLAIN and _simd.fma is _plain.fma and _simd.lanes8_sum is _plain.lanes8_sum
-rng = np.random.default_rng(0)
-x = (rng.normal(size=(300, 37)) * 4).astype(np.float32)
-y = rng.integers(0, 37, 300)
-p = fastce.softmax(x.astype(np.float64))
-parts = [
-    fastce.logsumexp(x), fastce.cross_entropy(y, x, from_logits=True),
-    fastce.cross_entropy(y, x.astype(np.float64), from_logits=True, reduction="mean"),
-    fastce.entropy(p), fastce.kl_divergence(p, np.roll(p, 1, axis=1)),
-    fastce.binary_cross_entropy((p > 0.03).astype(np.float64), p),
-    fastce.log_softmax(x[:, :9]), fastce.js_divergence(p, np.roll(p, 3, axis=1)),
-]
-sys.stdout.write(b"".join(np.ascontiguousarray(a).tobytes() for a in parts).hex())
 """
 
 
 @pytest.mark.slow  # compiles the probe's kernels twice in fresh caches (minutes on 2 cores)
 def test_plain_twins_give_the_kernels_the_same_bits(tmp_path):
     """``FASTCE_PLAIN=1``: the kernels compile without one LLVM intrinsic, with the same bits."""
-    outputs = []
-    for plain in ("0", "1"):
-        env = dict(os.environ, FASTCE_PLAIN=plain, NUMBA_CACHE_DIR=str(tmp_path / plain))
-        probe = PLAIN_PROBE if plain == "1" else PLAIN_PROBE.replace("assert _simd.PLAIN", "#")
-        run = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, env=env
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        outputs.append(run.stdout)
-    assert outputs[0] == outputs[1]
+    native = probe_bits(tmp_path / "0", {"FASTCE_PLAIN": "0"})
+    plain = probe_bits(tmp_path / "1", {"FASTCE_PLAIN": "1"}, check=PLAIN_CHECK)
+    assert native == plain
 
 
 # ---------------------------------------------------------------------------------------------
