@@ -72,6 +72,23 @@ def _calls(dtype: Any) -> list[Call]:
                 {**weighted, "reduction": "mean"},
             )
         )
+    # Two-class rows from logits: a kernel of their own (``nll.HOT["pairs"]``).
+    for rows in (4, 1 << 16):
+        x = rng.normal(size=(rows, 2)).astype(dtype)
+        y = rng.integers(0, 2, rows)
+        for what, labels in [("labels", y), ("float labels", y * 1.0)]:
+            calls.append(
+                (f"cross_entropy {what} logits {rows}x2", fastce.cross_entropy, (labels, x),
+                 {"from_logits": True})
+            )  # fmt: skip
+        calls.append(
+            (
+                f"cross_entropy weighted {rows}x2",
+                fastce.cross_entropy,
+                (y, x),
+                {"from_logits": True, "class_weight": np.ones(2), "sample_weight": np.ones(rows)},
+            )
+        )
     for size in (1 << 17, 64):
         flat = rng.random(size).astype(dtype)
         target = (flat > 0.5).astype(dtype)

@@ -35,6 +35,8 @@ def _kernels(family: dict[str, RowKernels], name: str, from_logits: bool) -> Row
 
 def _hot_path(dtype: np.dtype, n_classes: int) -> str:
     """Which of the class-index hot path's kernels (``nll.HOT``) takes logits of ``dtype``."""
+    if n_classes == 2:
+        return "pairs"
     lanes = dtype == np.float32 and n_classes <= nll.LANES_MAX_CLASSES
     return "lanes" if lanes else "logits"
 

@@ -193,14 +193,15 @@ def test_kernels_are_serial_and_release_the_gil():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-def test_small_call_fast_path_gives_the_general_paths_bits(dtype, from_logits, reduction):
+@pytest.mark.parametrize("classes", [10, 2])
+def test_small_call_fast_path_gives_the_general_paths_bits(dtype, from_logits, reduction, classes):
     """A small cross_entropy call with default options skips the general argument handling;
     ``label_smoothing=0`` (an int) takes the general path: both give the same bits."""
     rng = np.random.default_rng(5)
-    x = (rng.normal(size=(100, 10)) * 3).astype(dtype)
-    x[3, 4] = np.nan
+    x = (rng.normal(size=(100, classes)) * 3).astype(dtype)
+    x[3, 1] = np.nan
     p = fastce.softmax(x)
-    y = rng.integers(0, 10, 100)
+    y = rng.integers(0, classes, 100)
     pred = x if from_logits else p
     fast = fastce.cross_entropy(y, pred, from_logits=from_logits, reduction=reduction)
     general = fastce.cross_entropy(
@@ -209,12 +210,12 @@ def test_small_call_fast_path_gives_the_general_paths_bits(dtype, from_logits, r
     assert np.asarray(fast).dtype == np.dtype(dtype) == np.asarray(general).dtype
     np.testing.assert_array_equal(fast, general)
     bad = y.copy()
-    bad[7] = 10
-    with pytest.raises(ValueError, match="label 10 at position 7"):
+    bad[7] = classes
+    with pytest.raises(ValueError, match=f"label {classes} at position 7"):
         fastce.cross_entropy(bad, pred, from_logits=from_logits, reduction=reduction)
     if not from_logits:
         q = p.copy()
-        q[2, 2] = 1.5
+        q[2, 1] = 1.5
         with pytest.raises(ValueError, match="position"):
             fastce.cross_entropy(y, q, reduction=reduction)
 
@@ -422,3 +423,54 @@ def test_class_axis_not_last_is_read_in_tiles_with_the_same_bits(dtype, monkeypa
     got = fastce.cross_entropy(y[0], f, from_logits=True)
     assert copies
     np.testing.assert_array_equal(got, fastce.cross_entropy(y[0], last["x"][0], from_logits=True))
+
+
+_EDGES = [0.0, -0.0, 1.0, -1.0, 1e-30, 30.0, -30.0, 88.7, -103.0, 1e30, -1e30, 3.4e38, -3.4e38,
+          1e-45, np.inf, -np.inf, np.nan]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_class_rows_give_the_general_row_kernels_bits(dtype, monkeypatch):
+    """Two-class rows from logits take a kernel of their own (``nll.HOT["pairs"]``: rows side
+    by side in vector lanes, sums a block at a time); it gives the bits of the driver's general
+    row kernel (``nll_logits``) for every row, edge values, ties and near ties included, with
+    every option of the hot path (weights, base, ignored and float labels), and the same sums."""
+    from fastce._kernels import nll
+
+    rng = np.random.default_rng(11)
+    grid = np.array(np.meshgrid(_EDGES, _EDGES)).reshape(2, -1).T
+    near = rng.normal(size=3000)
+    parts = [
+        np.repeat(grid, 2, axis=0),
+        np.stack([near, near + rng.normal(size=3000) * 1e-6], 1),
+        *[rng.normal(size=(20_000, 2)) * s for s in (0.01, 1.0, 20.0, 1e4)],
+    ]
+    x = np.concatenate(parts).astype(dtype)
+    n = x.shape[0]
+    y = rng.integers(0, 2, n)
+    y[: len(grid) * 2 : 2] = 0
+    y[1 : len(grid) * 2 : 2] = 1
+    ignored = y.copy()
+    ignored[::7] = -100
+    option_sets = [
+        ({}, y),
+        ({"base": 2}, y),
+        ({"class_weight": [0.3, 2.0], "sample_weight": rng.random(n)}, y),
+        ({"ignore_index": -100}, ignored),
+        ({}, y.astype(np.float64)),
+    ]
+
+    def results():
+        return [
+            fastce.cross_entropy(labels, x, from_logits=True, reduction=r, **options)
+            for options, labels in option_sets
+            for r in ("none", "sum", "mean")
+        ]
+
+    got = results()
+    general = nll.KERNELS["nll_logits"].rows
+    monkeypatch.setattr(nll, "HOT", {key: general for key in nll.HOT})
+    want = results()
+    for g, w in zip(got, want, strict=True):
+        assert np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_array_equal(g, w)
