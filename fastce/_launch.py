@@ -48,7 +48,7 @@ from . import _reduce
 from ._kernels._common import COL_BLOCK, transpose_rows
 from ._kernels._driver import RowKernels, Transform
 from ._kernels.exactsum import ACC_LEN
-from ._kernels.logsumexp import ROWS_PER_BATCH, lse_fold, lse_tiles
+from ._kernels.logsumexp import COLUMN_TILE, ROWS_PER_BATCH, lse_fold, lse_tiles
 from ._validate import MAX_PIECES, BatchPlan
 
 # Rows x columns of work below which one chunk is used: handing chunks to threads and merging
@@ -301,10 +301,13 @@ def _row_tasks(
     per_row: Sequence[np.ndarray],
     n_ops: int,
     nchunks: int,
+    columns: Callable[..., None] | None = None,
 ) -> list[Callable[[int], None]]:
     """The tasks of one piece of rows: ``per_row`` are the operands (the first ``n_ops``), then
     the weights and the output (empty when absent), cut into ``nchunks`` chunks of rows;
-    ``args`` gives the kernel's arguments for a chunk (``_kernel_args``).
+    ``args`` gives the kernel's arguments for a chunk (``_kernel_args``). ``columns``: the
+    measure's kernel for a first operand stored class-major with its rows adjacent, which then
+    takes that operand as it is.
 
     Operands stored transposed are read a tile of rows at a time instead: the tile's rows
     copied into a contiguous scratch of the running thread (``transpose_rows``, reading along
@@ -316,6 +319,14 @@ def _row_tasks(
     flip = [_transposed(a) for a in per_row[:n_ops]]
     if not any(flip):
         return chunk_tasks(kernel, n_rows, nchunks, args)
+    x = per_row[0]
+    if (
+        columns is not None
+        and flip == [True] + [False] * (n_ops - 1)
+        and x.strides[0] == x.itemsize
+    ):
+        # The measure reads class-major rows itself, ``COLUMN_TILE`` of them at a time.
+        return chunk_tasks(columns, n_rows, max(1, min(nchunks, n_rows // COLUMN_TILE)), args)
 
     width = sum(a.shape[1] * a.itemsize for a, f in zip(per_row, flip, strict=False) if f)
     n_tiles = max(1, -(-n_rows * width // _TILE_BYTES))
@@ -444,6 +455,7 @@ def run(
     n_slots = slots(n_tasks)
     buffers = Buffers.new(n_slots, reduce)
     row_kernel = kernel.rows if isinstance(kernel, RowKernels) else kernel
+    columns = kernel.columns if isinstance(kernel, RowKernels) else None
     # Read-only, as the views of given weights are: one compiled signature for both.
     no_weight = np.empty((0,) * inner, np.float64)
     no_weight.flags.writeable = False
@@ -463,7 +475,7 @@ def run(
         elif cut is not None:
             tasks += [partial(_call, row_kernel, args, box) for box in cut]
         else:
-            tasks += _row_tasks(row_kernel, args, per_elem, n_ops, nchunks)
+            tasks += _row_tasks(row_kernel, args, per_elem, n_ops, nchunks, columns)
     run_tasks(tasks, n_slots)
     if buffers.bad.any():
         explain()

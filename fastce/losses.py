@@ -196,7 +196,10 @@ def _cross_entropy(
         kernels = _kernels(nll.KERNELS, "nll", from_logits)
         if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
             # the hot path: a kernel of its own (rows this short are never split)
-            kernels = kernels._replace(rows=nll.HOT[_hot_path(rows.dtype, n_classes)])
+            kernels = kernels._replace(
+                rows=nll.HOT[_hot_path(rows.dtype, n_classes)],
+                columns=nll.HOT["columns"] if rows.dtype == np.float32 else None,
+            )
         return run(
             kernels,
             batch_shape,

@@ -153,11 +153,14 @@ class Body(NamedTuple):
 
 
 class RowKernels(NamedTuple):
-    """A body's kernels: rows, and the tiles and fold of a few long rows."""
+    """A body's kernels: rows, and the tiles and fold of a few long rows; ``columns``, where
+    there is one, is ``rows`` for rows stored class-major (adjacent in memory, each class a run
+    of them), with the same arguments and values."""
 
     rows: Any
     tiles: Any
     fold: Any
+    columns: Any = None
 
 
 class Transform(NamedTuple):

@@ -189,6 +189,68 @@ def lse_rows8(x, i0, i1, ncols, tile):
             ss[lane] = lane_sum16(cols, lane)
 
 
+COLUMN_TILE = 512
+"""Rows (positions) whose class-major (m, s') ``lse_columns`` computes at once."""
+
+
+@njit(cache=True, error_model="numpy")
+def columns_max(xt, m):
+    """m[r] = max_c xt[c, r] in float64 for a (classes, rows) float32 tile; a NaN is skipped
+    unless it comes first (its row's sum is NaN, and the caller redoes that row)."""
+    nc, t = xt.shape
+    first = np.ascontiguousarray(xt[0])  # a view: the caller's rows are adjacent
+    for r in range(t):
+        m[r] = np.float64(first[r])
+    for c in range(1, nc):
+        row = np.ascontiguousarray(xt[c])
+        for r in range(t):
+            v = np.float64(row[r])
+            m[r] = v if v > m[r] else m[r]
+
+
+@njit(cache=True, error_model="numpy")
+def columns_sum(xt, m, lanes):
+    """lanes[j, r] = sum over the classes c = j (mod 8) of e**(x[c, r] - m[r]), in class
+    order from 0.0: the eight lanes of ``sum8`` over row r's padded block (whose padding adds
+    +0.0), each a vector loop across the rows."""
+    nc, t = xt.shape
+    for j in range(8):
+        lane = lanes[j]
+        for r in range(t):
+            lane[r] = 0.0
+    for c in range(nc):
+        row = np.ascontiguousarray(xt[c])
+        lane = lanes[c % 8]
+        for r in range(t):
+            lane[r] += exp_lite(np.float64(row[r]) - m[r])  # exact in float64
+
+
+@njit(cache=True, error_model="numpy")
+def lse_columns(xt, m, s, lanes, column, buf):
+    """(m, s') of each row r of a class-major float32 tile ``xt`` (classes, rows) into m[r],
+    s[r]: the bits ``lse_block32`` gives the row xt[:, r] (at most ``COL_BLOCK`` classes),
+    without reading it row by row (each class a cache line of its own). The maximum and the
+    lanes of the sum run across the rows; the lanes are combined as ``sum8`` combines them.
+    A row whose sum is below ``_SUBTRACT_FROM`` (its maximum's term must leave the sum), or
+    whose maximum is not finite, or which holds a NaN, is copied into ``column`` (float32)
+    and given to ``lse_block32`` itself."""
+    nc, t = xt.shape
+    columns_max(xt, m)
+    columns_sum(xt, m, lanes)
+    for r in range(t):
+        total = ((lanes[0, r] + lanes[1, r]) + (lanes[2, r] + lanes[3, r])) + (
+            (lanes[4, r] + lanes[5, r]) + (lanes[6, r] + lanes[7, r])
+        )
+        total = total + 0.0
+        mr = m[r]
+        if total >= _SUBTRACT_FROM and mr != np.inf and mr != -np.inf:
+            s[r] = total - 1.0
+        else:
+            for c in range(nc):
+                column[c] = xt[c, r]
+            m[r], s[r] = lse_block32(column[:nc], buf)
+
+
 @njit(inline="always", cache=True)
 def lse_merge(m_acc, s_acc, m, s):
     """Fold the block partial (m, s') into the running (M, S') of the blocks before it.

@@ -26,9 +26,11 @@ from ._math import (
 from .exactsum import BLOCK, acc_add, acc_add_block
 from .logsumexp import (
     _SUBTRACT_FROM,
+    COLUMN_TILE,
     LANE_TILE,
     buffer_len,
     lse_block,
+    lse_columns,
     lse_rows8,
 )
 from .partials import (
@@ -329,6 +331,53 @@ def nll_pairs_kernel(
     keep(scratch)
 
 
+@njit(nogil=True, cache=True, error_model="numpy")
+def nll_columns_kernel(
+    x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base, sample_weight,
+    out, acc, counts, bad,
+):  # fmt: skip
+    """The hot path's kernel for float32 rows stored class-major (x (rows, classes) with its
+    rows adjacent in memory: a class axis that is not the last one): ``COLUMN_TILE`` rows at
+    a time, their (m, s') from ``lse_columns`` (the bits of the row kernel), then each row's
+    value as ``hot_path`` makes it."""
+    n, c = x.shape
+    scratch = np.empty((12, COLUMN_TILE))
+    big = np.empty(2 * buffer_len(c) + c)
+    column = np.empty(c, x.dtype)
+    x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
+    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
+    counts, bad, sc = unowned(counts), unowned(bad), unowned(scratch)
+    buf, col = unowned(big), unowned(column)
+    xt = x.T
+    ms, ss, lse_terms, lanes = sc[0], sc[1], sc[2], sc[3:11]
+    for r0 in range(0, n, COLUMN_TILE):
+        r1 = min(n, r0 + COLUMN_TILE)
+        t = r1 - r0
+        lse_columns(xt[:, r0:r1], ms, ss, lanes, col, buf)
+        for k in range(t):
+            i = r0 + k
+            if label_status(labels[i], c, has_ignore, ignore_index) == 0:
+                lse_terms[k] = ms[k] - np.float64(x[i, np.int64(labels[i])])
+            else:
+                lse_terms[k] = 0.0
+                ss[k] = 0.0
+        for k in range(t):
+            ss[k] = log1p(ss[k])
+        for k in range(t):
+            i = r0 + k
+            status = label_status(labels[i], c, has_ignore, ignore_index)
+            if status != 0:
+                skip_row(status, i, out, bad)
+                continue
+            w_y = weight_at(class_weight, np.int64(labels[i]))
+            loss = w_y * (lse_terms[k] + ss[k])
+            sw = weight_at(sample_weight, i)
+            emit(i, loss / ln_base * sw, w_y * sw, out, acc, counts)
+    keep(scratch)
+    keep(big)
+    keep(column)
+
+
 _HOT_TEMPLATE = """
 def {name}_kernel(x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base,
                   sample_weight, out, acc, counts, bad):
@@ -354,6 +403,7 @@ HOT = {
     ]
 }
 HOT["pairs"] = nll_pairs_kernel
+HOT["columns"] = nll_columns_kernel
 LANES_MAX_CLASSES = 16
 
 
