@@ -492,6 +492,26 @@ def run(
     return result[()] if result.ndim == 0 else result
 
 
+def run_rows(
+    kernel: RowKernels,
+    operands: Sequence[np.ndarray],
+    params: Sequence[Any],
+    weights: np.ndarray | None,
+    reduction: str,
+    out_dtype: np.dtype,
+    explain: Callable[[], None],
+    out: np.ndarray | None = None,
+) -> Any:
+    """``run`` for a row measure: ``operands`` are (..., C) arrays whose leading axes are the
+    samples (the first one's), ``weights`` the sample weights or None."""
+    rows = operands[0]
+    batch_shape, row_len = rows.shape[:-1], rows.shape[-1]
+    return run(
+        kernel, batch_shape, operands, params, [weights], reduction, out_dtype, explain, row_len,
+        out=out,
+    )  # fmt: skip
+
+
 # --- log-sum-exp, log-softmax, softmax: a row in, a row or a value out ---------------------------
 
 

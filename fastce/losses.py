@@ -25,7 +25,7 @@ from ._kernels import entropy as entropy_kernels
 from ._kernels import logsumexp as lse_kernels
 from ._kernels._common import COL_BLOCK
 from ._kernels._driver import RowKernels
-from ._launch import run
+from ._launch import run, run_rows
 
 
 def _kernels(family: dict[str, RowKernels], name: str, from_logits: bool) -> RowKernels:
@@ -143,17 +143,9 @@ def entropy(
     def explain() -> None:
         v.explain_probabilities(arr, "p", logits_hint=True)
 
-    return run(
-        _kernels(entropy_kernels.KERNELS, "entropy", from_logits),
-        batch_shape,
-        [rows],
-        [ln_base],
-        [weights],
-        checked_reduction,
-        rows.dtype,
-        explain,
-        rows.shape[-1],
-        out=out,
+    kernels = _kernels(entropy_kernels.KERNELS, "entropy", from_logits)
+    return run_rows(
+        kernels, [rows], [ln_base], weights, checked_reduction, rows.dtype, explain, out
     )
 
 
@@ -200,17 +192,9 @@ def _cross_entropy(
                 rows=nll.HOT[_hot_path(rows.dtype, n_classes)],
                 columns=nll.HOT["columns"] if rows.dtype == np.float32 else None,
             )
-        return run(
-            kernels,
-            batch_shape,
-            [rows, labels],
-            [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base],
-            [weights],
-            checked_reduction,
-            dtype,
-            explain,
-            n_classes,
-            out=out,
+        params = [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base]
+        return run_rows(
+            kernels, [rows, labels], params, weights, checked_reduction, dtype, explain, out
         )
 
     if target_arr.shape == pred_arr.shape:
@@ -229,17 +213,10 @@ def _cross_entropy(
             if not from_logits:
                 v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
-        return run(
-            _kernels(pair.KERNELS, "soft_ce", from_logits),
-            batch_shape,
-            [soft_rows, rows],
-            [eps_value, cw, smoothing, ln_base],
-            [weights],
-            checked_reduction,
-            soft_dtype,
-            explain_soft,
-            n_classes,
-            out=out,
+        kernels = _kernels(pair.KERNELS, "soft_ce", from_logits)
+        ops, params = [soft_rows, rows], [eps_value, cw, smoothing, ln_base]
+        return run_rows(
+            kernels, ops, params, weights, checked_reduction, soft_dtype, explain_soft, out
         )
 
     raise ValueError(
@@ -600,18 +577,9 @@ def _divergence(
         if not from_logits:
             v.explain_probabilities(q_arr, "q", logits_hint=measure == "kl")
 
-    return run(
-        _kernels(pair.KERNELS, measure, from_logits),
-        batch_shape,
-        [p_rows, q_rows],
-        [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base],
-        [weights],
-        checked_reduction,
-        dtype,
-        explain,
-        p_rows.shape[-1],
-        out=out,
-    )
+    kernels = _kernels(pair.KERNELS, measure, from_logits)
+    ops, params = [p_rows, q_rows], [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base]
+    return run_rows(kernels, ops, params, weights, checked_reduction, dtype, explain, out)
 
 
 def js_divergence(
