@@ -101,8 +101,12 @@ def logits_segment(ys, xs, tail, pos_weight, i, j0, buf):
     outside [0, 1]. The transcendental part first, alone in its loop and in x's dtype (16
     float32 lanes per vector), then the float64 combination."""
     n = xs.shape[0]
+    # Two loops, not one: in one loop the exp's and the log1p's constants spilled (1.07 ns per
+    # float32 element, against 0.23 + 0.36 for the two apart); the same operations either way.
     for t in range(n):
-        tail[t] = log1p_native(exp_native(-abs(xs[t])))
+        tail[t] = exp_native(-abs(xs[t]))
+    for t in range(n):
+        tail[t] = log1p_native(tail[t])
     flags = 0
     if pos_weight.shape[0] > 0:
         for t in range(n):
