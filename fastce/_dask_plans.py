@@ -212,7 +212,7 @@ def _plan_rows(
     zero_axis = next((ax for ax in range(main.ndim) if ax != cls), None)
     checked = {} if reduction is None else {"reduction": reduction}
     dtype = _stand_in(m, items, zero_axis, {**kwargs, **checked}).dtype
-    return Plan(m.name, m.accumulates_as or m.name, items, cls, main.ndim, kwargs, dtype)
+    return Plan(m.name, m.name, items, cls, main.ndim, kwargs, dtype)
 
 
 def _varying_axes(weight_shape: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:

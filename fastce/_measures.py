@@ -199,9 +199,6 @@ MEASURES: dict[str, Measure] = {
 
 
 def accumulated() -> dict[str, Measure]:
-    """The measures an Accumulator follows under their own name (they have an exact sum)."""
-    return {
-        name: m
-        for name, m in MEASURES.items()
-        if m.accumulates is not None and not m.accumulates_as
-    }
+    """The measures an Accumulator follows (they have an exact sum); one with
+    ``accumulates_as`` keeps that measure's sums (perplexity: cross-entropy in nats)."""
+    return {name: m for name, m in MEASURES.items() if m.accumulates is not None}

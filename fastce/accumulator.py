@@ -25,6 +25,7 @@ import numpy as np
 from . import _reduce
 from ._kernels.exactsum import ACC_LEN, acc_merge, acc_normalize, acc_value
 from ._measures import KERNELS_GENERATION, Measure, accumulated
+from ._measures import MEASURES as ALL_MEASURES
 from ._version import __version__
 
 __all__ = ["MEASURES", "Accumulator", "Result"]
@@ -56,6 +57,11 @@ class Result:
         ``S`` correctly rounded to float64 whatever the dtype of the data (equal to ``sum`` for
         float64 data); ``mean64`` is ``fl(sum64 / weight)``, the float64 mean from which
         ``fastce.perplexity`` takes its exponential, also for float32 data.
+    perplexity : float or None
+        For the ``"perplexity"`` measure (whose ``mean``, ``sum``, ``count`` and ``weight``
+        are those of cross-entropy in nats): ``exp(mean64)`` rounded to the dtype of the data,
+        the bits of ``fastce.perplexity`` on all the data (NaN when nothing was seen). None for
+        the other measures.
     """
 
     mean: float
@@ -64,6 +70,7 @@ class Result:
     weight: float
     dtype: str = "float64"
     sum64: float = math.nan
+    perplexity: float | None = None
 
     @property
     def mean64(self) -> float:
@@ -72,8 +79,12 @@ class Result:
             return float(np.float64(self.sum64) / np.float64(self.weight))
 
     def as_dict(self) -> dict[str, float | int]:
-        """``{"mean": ..., "sum": ..., "count": ..., "weight": ...}``."""
-        return {"mean": self.mean, "sum": self.sum, "count": self.count, "weight": self.weight}
+        """``{"mean": ..., "sum": ..., "count": ..., "weight": ...}``, and ``"perplexity"``
+        where there is one."""
+        d = {"mean": self.mean, "sum": self.sum, "count": self.count, "weight": self.weight}
+        if self.perplexity is not None:
+            d["perplexity"] = self.perplexity
+        return d
 
 
 MEASURES: dict[str, Measure] = accumulated()
@@ -178,9 +189,11 @@ class Accumulator:
     Parameters
     ----------
     measure : str
-        The public function to follow: ``"entropy"``, ``"cross_entropy"``,
+        The public function to follow: ``"entropy"``, ``"cross_entropy"``, ``"perplexity"``,
         ``"binary_cross_entropy"``, ``"kl_divergence"``, ``"js_divergence"`` or ``"log_loss"``.
-        (Perplexity is ``exp(result().mean)`` of ``"cross_entropy"``.)
+        ``"perplexity"`` accumulates cross-entropy in nats (``mean``, ``sum``, ``count`` and
+        ``weight`` are those of ``"cross_entropy"``) and its result's ``perplexity`` is
+        ``fastce.perplexity`` of all the data, bit for bit.
     **options
         That function's keyword options (``from_logits``, ``base``, ``eps``, ``axis``,
         ``label_smoothing``, ``class_weight``, ``ignore_index``, ``pos_weight``; ``labels`` for
@@ -216,12 +229,8 @@ class Accumulator:
 
     def __init__(self, measure: str, **options: Any) -> None:
         if not isinstance(measure, str) or measure not in MEASURES:
-            hint = ""
-            if measure == "perplexity":
-                hint = "; perplexity is exp(result().mean) of 'cross_entropy'"
             raise ValueError(
-                f"measure must be one of {', '.join(repr(m) for m in MEASURES)}; "
-                f"got {measure!r}{hint}"
+                f"measure must be one of {', '.join(repr(m) for m in MEASURES)}; got {measure!r}"
             )
         spec = MEASURES[measure]
         allowed = _options_of(spec.function) - {"reduction", "out", "sample_weight", "normalize"}
@@ -301,8 +310,12 @@ class Accumulator:
         if self._empty_batch(arrays[-1]):
             return self
         zero_weights = self._all_zero_log_loss_weights(arrays[-1], sample_weight)
+        # perplexity keeps cross-entropy's sums: that function, with accumulates' options
+        function = (
+            ALL_MEASURES[spec.accumulates_as].function if spec.accumulates_as else spec.function
+        )
         with _reduce.capture() as states:
-            spec.function(
+            function(
                 *arrays,
                 sample_weight=None if zero_weights else sample_weight,
                 **(spec.accumulates or {}),
@@ -385,6 +398,8 @@ class Accumulator:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             mean = np.float64(total) / np.float64(weight)
             mean_d, sum_d = dtype.type(mean), dtype.type(total)
+            # as fastce.perplexity: exp of the float64 mean, rounded to the data's dtype
+            ppl = float(dtype.type(np.exp(mean))) if self._measure == "perplexity" else None
         return Result(
             mean=float(mean_d),
             sum=float(sum_d),
@@ -392,6 +407,7 @@ class Accumulator:
             weight=float(weight),
             dtype=dtype.name,
             sum64=float(total),
+            perplexity=ppl,
         )
 
     def _describe(self) -> str:

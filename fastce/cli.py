@@ -118,8 +118,7 @@ def _demo_measures(classes: int) -> list[tuple[str, str, Any, Callable[..., tupl
     return [
         ("cross-entropy", "nats", Accumulator("cross_entropy", from_logits=True), hard),
         ("cross-entropy", "bits", Accumulator("cross_entropy", from_logits=True, base=2), hard),
-        # exp of the float64 mean in nats, as fastce.perplexity
-        ("perplexity", "classes", Accumulator("cross_entropy", from_logits=True), hard),
+        ("perplexity", "classes", Accumulator("perplexity", from_logits=True), hard),
         (
             "KL(true || model)",
             "nats",
@@ -191,11 +190,7 @@ def run_demo(
     table = []
     for (name, unit, acc, _), spent in zip(measures, seconds, strict=True):
         result = acc.result()
-        if name == "perplexity":
-            with np.errstate(over="ignore"):
-                value = float(np.float32(np.exp(result.mean64)))
-        else:
-            value = float(result.mean)
+        value = float(result.mean if result.perplexity is None else result.perplexity)
         results[f"{name} [{unit}]"] = value
         table.append((name, f"{value:.6f}", unit, spent))
 
@@ -400,10 +395,7 @@ def _measure_names(args: argparse.Namespace) -> tuple[list[str], str | None]:
         return measures, "argument --measure: expected at least one measure name"
     for name in measures:
         if name not in MEASURES:
-            if name == "perplexity":
-                hint = "; perplexity is exp(mean) of 'cross_entropy'"
-            else:
-                hint = did_you_mean(name, MEASURES)
+            hint = did_you_mean(name, MEASURES)
             choices = ", ".join(repr(m) for m in MEASURES)
             return measures, (
                 f"argument --measure: invalid choice: {name!r} (choose from {choices}){hint}"
@@ -479,6 +471,12 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
         rows.append(
             (m, repr(r.mean), repr(r.sum), str(r.count), repr(r.weight), _unit(m, args.base))
         )
+    if any(r.perplexity is not None for r in scored.results.values()):
+        # perplexity's mean, sum and weight are cross-entropy's, in nats; its own value last
+        rows = [(*row[:-1], "perplexity", row[-1]) for row in rows[:1]] + [
+            (*row[:-1], "" if r.perplexity is None else repr(r.perplexity), row[-1])
+            for row, r in zip(rows[1:], scored.results.values(), strict=True)
+        ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [

@@ -384,7 +384,8 @@ def accumulate(
         raise TypeError(f"accumulate({measure!r}) takes {names}; got {len(arrays)}")
     Accumulator(measure, **options)  # option names and values, checked now
     defaults = {k: d for k, d in m.options.items() if k not in _NOT_OPTIONS}
-    plan = plans.plan(m, arrays, {**defaults, **options}, "sum", sample_weight)
+    reduction = None if m.ending == "perplexity" else "sum"  # perplexity has no reduction=
+    plan = plans.plan(m, arrays, {**defaults, **options}, reduction, sample_weight)
     return delayed(result, pure=True)(_merged_state(plan, split_every))
 
 

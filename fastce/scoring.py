@@ -76,10 +76,7 @@ def _measures(measure: Any) -> list[str]:
         raise ValueError("measure: give at least one measure name")
     for name in names:
         if not isinstance(name, str) or name not in MEASURES:
-            if name == "perplexity":
-                hint = "; perplexity is exp(mean) of 'cross_entropy'"
-            else:
-                hint = did_you_mean(name, MEASURES)
+            hint = did_you_mean(name, MEASURES)
             raise ValueError(
                 f"measure must be one of {', '.join(repr(m) for m in MEASURES)} (or a list of "
                 f"them); got {name!r}{hint}"

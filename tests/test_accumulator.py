@@ -35,16 +35,15 @@ def make_case(measure, dtype, n=600, c=9, seed=0, weighted=False):
     w = rng.exponential(1.0, n) if weighted else None
     if measure == "entropy":
         return (_probs(rng, n, c, dtype),), {"base": 2}, w
-    if measure == "cross_entropy":
+    if measure in ("cross_entropy", "perplexity"):
         logits = (rng.standard_normal((n, c)) * 3).astype(dtype)
         y = rng.integers(0, c, n)
         y[rng.random(n) < 0.1] = -100
         cw = rng.uniform(0.5, 2.0, c)
-        return (
-            (y, logits),
-            {"from_logits": True, "class_weight": cw, "ignore_index": -100, "base": 2},
-            w,
-        )
+        options = {"from_logits": True, "class_weight": cw, "ignore_index": -100}
+        if measure == "cross_entropy":
+            options["base"] = 2  # perplexity has no base: it is e to the mean in nats
+        return (y, logits), options, w
     if measure == "binary_cross_entropy":
         y = (rng.random((n, 3)) < 0.4).astype(dtype)
         p = rng.random((n, 3)).astype(dtype)
@@ -64,7 +63,8 @@ def in_memory(measure, arrays, options, w):
         s = fastce.log_loss(*arrays, sample_weight=w, normalize=False, **options)
         m = fastce.log_loss(*arrays, sample_weight=w, **options)
         return m, s
-    f = getattr(fastce, measure)
+    # perplexity accumulates cross-entropy in nats (Result.perplexity is checked apart)
+    f = fastce.cross_entropy if measure == "perplexity" else getattr(fastce, measure)
     return (
         f(*arrays, reduction="mean", sample_weight=w, **options),
         f(*arrays, reduction="sum", sample_weight=w, **options),
@@ -99,6 +99,12 @@ def test_equals_in_memory_bits(measure, dtype, weighted):
         assert res.mean == res.sum / res.weight or math.isclose(
             res.mean, res.sum / res.weight, rel_tol=1e-6
         )
+        if measure == "perplexity":
+            want = fastce.perplexity(*arrays, sample_weight=w, **options)
+            assert bits(res.perplexity) == bits(want), (n_cuts, res.perplexity, want)
+            assert res.as_dict()["perplexity"] == res.perplexity
+        else:
+            assert res.perplexity is None and "perplexity" not in res.as_dict()
 
 
 @settings(max_examples=40, deadline=None)
@@ -133,7 +139,9 @@ def test_any_chunking_and_merge_tree(measure, cuts, seed):
         assert bits(res.mean) == bits(mean)
         assert bits(res.sum) == bits(total)
         assert res.count == (
-            np.count_nonzero(arrays[0] != -100) if measure == "cross_entropy" else w.size
+            np.count_nonzero(arrays[0] != -100)
+            if measure in ("cross_entropy", "perplexity")
+            else w.size
         )
     # Canonical serialisation: the same state gives the same bytes, however it was built.
     assert rev.to_bytes() == tree[0].to_bytes()
@@ -265,8 +273,8 @@ def test_states_of_other_kernel_generations_are_read_but_not_mixed():
 def test_argument_errors():
     with pytest.raises(ValueError, match="measure must be one of"):
         Accumulator("crossentropy")
-    with pytest.raises(ValueError, match="perplexity is exp"):
-        Accumulator("perplexity")
+    with pytest.raises(TypeError, match="'perplexity' has no option 'base'"):
+        Accumulator("perplexity", base=2)
     with pytest.raises(TypeError, match="no option 'reduction'"):
         Accumulator("entropy", reduction="mean")
     with pytest.raises(TypeError, match="no option 'labels'"):
@@ -323,13 +331,22 @@ def test_concurrent_updates_from_threads():
     assert res.count == 4000
 
 
-def test_perplexity_is_exp_of_streamed_cross_entropy():
-    arrays, options, _ = make_case("cross_entropy", np.float64)
-    options.pop("class_weight")
-    options.pop("base")
-    res = streamed("cross_entropy", arrays, options, None, [123]).result()
+def test_perplexity_accumulator_round_trips_and_merges():
+    arrays, options, _ = make_case("perplexity", np.float32)
     want = fastce.perplexity(*arrays, **options)
-    assert math.exp(res.mean) == pytest.approx(float(want), rel=1e-15)
+    halves = [streamed("perplexity", [a[lo:hi] for a in arrays], options, None, [50])
+              for lo, hi in [(0, 250), (250, 600)]]  # fmt: skip
+    merged = Accumulator.from_bytes(halves[0].to_bytes()).merge(
+        pickle.loads(pickle.dumps(halves[1]))
+    )
+    res = merged.result()
+    assert res.dtype == "float32" and bits(res.perplexity) == bits(want)
+    assert (
+        Accumulator("perplexity").result().perplexity
+        != Accumulator("perplexity").result().perplexity
+    )  # NaN
+    with pytest.raises(ValueError, match="cannot merge"):
+        merged.merge(Accumulator("cross_entropy", **options))
 
 
 def test_mean64_reproduces_perplexity_of_float32_data():

@@ -225,8 +225,11 @@ def test_accumulate_is_lazy_and_equals_the_accumulator():
             )
         )
         assert again == ce
+    (ppl,) = dask.compute(fd.accumulate("perplexity", dy, dx, from_logits=True, split_every=3))
+    assert ppl == fastce.Accumulator("perplexity", from_logits=True).update(y, x).result()
+    assert ppl.perplexity == fastce.perplexity(y, x, from_logits=True)
     with pytest.raises(ValueError, match="measure must be one of"):
-        fd.accumulate("perplexity", dy, dx)
+        fd.accumulate("crossentropy", dy, dx)
     with pytest.raises(TypeError, match="takes two arrays"):
         fd.accumulate("cross_entropy", dx)
     with pytest.raises(ValueError, match="split_every"):

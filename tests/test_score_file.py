@@ -667,8 +667,8 @@ def test_argument_errors(tmp_path, data):
         fastce.score_file(None, "cross_entropy", pred=p)
     with pytest.raises(ValueError, match=r"has 3000 rows but .*p\.npy \(pred\) has 3001"):
         fastce.score_file(None, "cross_entropy", target=tmp_path / "y.npy", pred=p)
-    with pytest.raises(ValueError, match="perplexity is exp"):
-        fastce.score_file(None, "perplexity", pred=p)
+    with pytest.raises(ValueError, match="option base=2 does not apply to 'perplexity'"):
+        fastce.score_file(None, ["cross_entropy", "perplexity"], pred=p, target=p, base=2)
     with pytest.raises(ValueError, match=r"option base=2 does not apply to 'log_loss'"):
         fastce.score_file(None, ["cross_entropy", "log_loss"], pred=p, labels=[0, 1], base=2)
     with pytest.raises(TypeError, match="name the weight column"):
@@ -1017,3 +1017,29 @@ def test_csv_line_longer_than_a_block_asks_for_a_bigger_budget(tmp_path, pa):
         fastce.score_file(path, "cross_entropy", target="y", pred="p*", chunk_bytes=4096)
     res = fastce.score_file(path, "cross_entropy", target="y", pred="p*", chunk_bytes="16M")
     assert res.count == 3
+
+
+def test_perplexity_from_files_and_the_cli(tmp_path, data):
+    """``perplexity`` is a measure of score_file and ``fastce score``: cross-entropy in nats
+    (mean, sum, count, weight) and, beside it, fastce.perplexity of the file bit for bit."""
+    labels = data["labels"].copy()
+    labels[::9] = -100
+    np.save(tmp_path / "y.npy", labels)
+    np.save(tmp_path / "p.npy", data["logits"])
+    options = {"from_logits": True, "ignore_index": -100}
+    result = fastce.score_file(
+        None, "perplexity", target=tmp_path / "y.npy", pred=tmp_path / "p.npy",
+        chunk_bytes=BUDGET, **options,
+    )  # fmt: skip
+    assert_same(result, fastce.cross_entropy, labels, data["logits"], **options)
+    want = fastce.perplexity(labels, data["logits"], **options)
+    assert bits(result.perplexity) == bits(want)
+    args = ["--target", tmp_path / "y.npy", "--pred", tmp_path / "p.npy", "--from-logits"]
+    args += ["--ignore-index", "-100", "--measure", "perplexity,cross_entropy", "--no-progress"]
+    parsed = json.loads(fastce_score(*args, "--json").stdout)
+    assert bits(parsed["perplexity"]["perplexity"]) == bits(want)
+    assert "perplexity" not in parsed["cross_entropy"]
+    table = fastce_score(*args).stdout
+    header = next(line for line in table.splitlines() if line.startswith("measure"))
+    assert header.split() == ["measure", "mean", "sum", "count", "weight", "perplexity", "unit"]
+    assert repr(float(want)) in table
