@@ -466,17 +466,24 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
         file=out,
     )
     print(file=out)
-    rows = [("measure", "mean", "sum", "count", "weight", "unit")]
+    # perplexity's mean, sum and weight are cross-entropy's, in nats; its own value beside them
+    ppl = any(r.perplexity is not None for r in scored.results.values())
+    rows: list[tuple[str, ...]] = [
+        ("measure", "mean", "sum", "count", "weight", *(["perplexity"] if ppl else []), "unit")
+    ]
     for m, r in scored.results.items():
+        extra = ["" if r.perplexity is None else repr(r.perplexity)] if ppl else []
         rows.append(
-            (m, repr(r.mean), repr(r.sum), str(r.count), repr(r.weight), _unit(m, args.base))
+            (
+                m,
+                repr(r.mean),
+                repr(r.sum),
+                str(r.count),
+                repr(r.weight),
+                *extra,
+                _unit(m, args.base),
+            )
         )
-    if any(r.perplexity is not None for r in scored.results.values()):
-        # perplexity's mean, sum and weight are cross-entropy's, in nats; its own value last
-        rows = [(*row[:-1], "perplexity", row[-1]) for row in rows[:1]] + [
-            (*row[:-1], "" if r.perplexity is None else repr(r.perplexity), row[-1])
-            for row, r in zip(rows[1:], scored.results.values(), strict=True)
-        ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [
