@@ -506,8 +506,15 @@ def explain_labels(
         value = labels.reshape(-1)[flat].item()
         pos = _position(np.unravel_index(flat, labels.shape))
         what = "label" if float(value).is_integer() else "non-integral label"
+        padding = ""
+        if value == -100:
+            padding = (
+                "; -100 is the label PyTorch pads with (the default ignore_index of its "
+                "cross_entropy): pass ignore_index=-100 to leave those samples out"
+            )
         raise ValueError(
             f"{name} holds {what} {value!r} at position {pos}; expected an integer class "
             f"index 0 <= label < {n_classes}"
             + (f" or ignore_index={ignore_index}" if has_ignore else "")
+            + padding
         )

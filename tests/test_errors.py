@@ -52,6 +52,24 @@ def test_non_integral_float_labels():
     raises(ValueError, "label inf at position 2", CE, [0.0, 1.0, np.inf], P)
 
 
+def test_pytorch_padding_label_says_to_pass_ignore_index():
+    """-100 is PyTorch's padding label; without ignore_index the error says so, in every
+    function that takes class indices, and in the command's terms for ``fastce score``."""
+    hint = r"-100 is the label PyTorch pads with .*pass ignore_index=-100 to leave"
+    x = np.zeros((4, 3), np.float32)
+    y = np.array([0, 2, -100, 1])
+    raises(ValueError, r"label -100 at position 2; .*" + hint, CE, y, x, from_logits=True)
+    raises(ValueError, hint, fastce.perplexity, y, x, from_logits=True)
+    raises(ValueError, hint, CE, y, x, from_logits=True, ignore_index=-1)
+    with pytest.raises(ValueError) as other:
+        CE([0, 2, -5, 1], x, from_logits=True)
+    assert "PyTorch" not in str(other.value)
+    np.testing.assert_array_equal(
+        CE(y, x, from_logits=True, ignore_index=-100), CE(np.where(y < 0, -1, y), x,
+                                                          from_logits=True, ignore_index=-1)
+    )  # fmt: skip
+
+
 def test_ignore_index_is_not_out_of_range():
     out = CE([1, -100, 0], P, ignore_index=-100)
     assert out[1] == 0.0

@@ -789,6 +789,14 @@ def test_cli_errors_exit_non_zero_with_one_line(tmp_path, data):
     assert missing.returncode == 1 and "memory size" in missing.stderr
     usage = fastce_score("--measure", "entropy", check=False)  # no --pred
     assert usage.returncode == 2 and "--pred" in usage.stderr
+    labels[1234] = -100  # PyTorch's padding label: the error says which flag leaves it out
+    np.save(tmp_path / "y.npy", labels)
+    padded = fastce_score(
+        "--target", tmp_path / "y.npy", "--pred", tmp_path / "p.npy", "--measure",
+        "cross_entropy", "--no-progress", check=False,
+    )  # fmt: skip
+    assert padded.returncode == 1 and len(padded.stderr.strip().splitlines()) == 1
+    assert "row 1234" in padded.stderr and "pass --ignore-index -100" in padded.stderr
 
 
 def test_cli_labels_for_log_loss(tmp_path, data):
