@@ -108,7 +108,7 @@ def nll(x: np.ndarray, y: np.ndarray, nchunks: int, prange: Any = None) -> float
 
 def bce(t: np.ndarray, x: np.ndarray, nchunks: int, prange: Any = None) -> float:
     from fastce import _launch
-    from fastce._kernels.binary import bce_kernel
+    from fastce._kernels.binary import KERNELS
 
     empty2, no_out = np.empty((0, 0)), np.empty((0, 0), x.dtype)
     fixed = (True, 0.0, 1.0, empty2, empty2, no_out)
@@ -121,7 +121,7 @@ def bce(t: np.ndarray, x: np.ndarray, nchunks: int, prange: Any = None) -> float
         b = _buffers(n_slots)
 
         def box(s: Any, slot: int) -> None:
-            bce_kernel(t[s], x[s], *fixed, *b.slot(slot))
+            KERNELS["logits"](t[s], x[s], *fixed, *b.slot(slot))
 
         _launch.run_tasks([partial(box, s) for s in boxes], n_slots)
     return _fold(b)
@@ -166,10 +166,10 @@ def _time_w1a(scale: float, nchunks: int, rounds: int) -> list[dict[str, float]]
 
 
 def _time_w5b(scale: float, nchunks: int, rounds: int) -> list[dict[str, float]]:
-    from fastce._kernels.binary import bce_kernel
+    from fastce._kernels.binary import KERNELS
 
     t, x = w5b(scale)
-    par = prange_variant(bce_kernel, axis=1)
+    par = prange_variant(KERNELS["logits"], axis=1)
     assert bce(t, x, nchunks) == bce(t, x, nchunks, par)
     return _alternate(lambda: bce(t, x, nchunks), lambda: bce(t, x, nchunks, par), rounds)
 
@@ -188,7 +188,7 @@ def speed(scale: float, rounds: int) -> dict[str, Any]:
 
 def _child(which: str, design: str) -> float:
     """Seconds to the first result of a 2-chunk call (compiling everything it needs)."""
-    from fastce._kernels.binary import bce_kernel
+    from fastce._kernels.binary import KERNELS
     from fastce._kernels.nll import HOT
 
     nll_kernel = HOT["logits"]
@@ -199,7 +199,7 @@ def _child(which: str, design: str) -> float:
         nll(x, y, 2, prange_variant(nll_kernel) if design == "prange" else None)
     else:
         t, x = w5b(0.0)
-        bce(t, x, 2, prange_variant(bce_kernel, axis=1) if design == "prange" else None)
+        bce(t, x, 2, prange_variant(KERNELS["logits"], axis=1) if design == "prange" else None)
     return time.perf_counter() - t0
 
 

@@ -736,7 +736,7 @@ def binary_cross_entropy(
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
     return run(
-        binary.bce_kernel,
+        binary.KERNELS["logits" if from_logits else "probs"],
         shape,
         [target_arr, pred_arr],
         [from_logits, eps_value, ln_base],
