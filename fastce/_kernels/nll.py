@@ -173,6 +173,26 @@ def lanes_lse(x, i, g0, buf, tiles):
 
 
 @njit(inline="always", cache=True)
+def columns_prologue(x, g0, g1, c, tiles):
+    """For float32 rows stored class-major: at the start of each ``COLUMN_TILE`` rows, their
+    (m, s') from ``lse_columns`` (the bits of the row kernel) into tiles[0]; tiles[1] is its
+    block buffer."""
+    if g0 % COLUMN_TILE == 0:
+        r1 = min(x.shape[0], g0 + COLUMN_TILE)
+        t = tiles[0]
+        lanes = t[2 * COLUMN_TILE :].reshape((8, COLUMN_TILE))
+        column = np.empty(c, x.dtype)  # a row handed back to lse_block32, once per tile
+        lse_columns(x.T[:, g0:r1], t[:COLUMN_TILE], t[COLUMN_TILE:], lanes, column, tiles[1])
+
+
+@njit(inline="always", cache=True)
+def columns_lse(x, i, g0, buf, tiles):
+    """Row i's (m, s') from its tile's ``columns_prologue``."""
+    k = i % COLUMN_TILE
+    return tiles[0][k], tiles[0][COLUMN_TILE + k]
+
+
+@njit(inline="always", cache=True)
 def hot_path(
     prologue, row_lse, tile_len, x, labels, class_weight, has_ignore, ignore_index, ln_base,
     sample_weight, out, acc, counts, bad,
@@ -290,10 +310,11 @@ def nll_pairs_kernel(
     x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base, sample_weight,
     out, acc, counts, bad,
 ):  # fmt: skip
-    """The hot path's kernel for two-class rows: ``BLOCK`` rows at a time, their (m - x_y, s')
-    in one vectorised loop across rows (a two-class row costs a few of its elements, not the
-    set-up of a row's sweeps), their log1p in another, then the values, added to the exact
-    accumulator a block at a time (``acc_add_block``). The same per-row bits as ``hot_path``."""
+    """The hot path's kernel for two-class rows: ``BLOCK`` rows at a time, their m - x_y and
+    log1p(s') in vector loops across the rows (``pair_terms``: a two-class row costs a few of
+    its elements, not the set-up of a row's sweeps), then their values (``pair_values``),
+    added to the exact accumulator a block at a time (``acc_add_block``). The same per-row
+    bits as ``hot_path``."""
     n = x.shape[0]
     reduce = acc.shape[2] > 0
     store = out.shape[0] > 0
@@ -331,53 +352,6 @@ def nll_pairs_kernel(
     keep(scratch)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def nll_columns_kernel(
-    x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base, sample_weight,
-    out, acc, counts, bad,
-):  # fmt: skip
-    """The hot path's kernel for float32 rows stored class-major (x (rows, classes) with its
-    rows adjacent in memory: a class axis that is not the last one): ``COLUMN_TILE`` rows at
-    a time, their (m, s') from ``lse_columns`` (the bits of the row kernel), then each row's
-    value as ``hot_path`` makes it."""
-    n, c = x.shape
-    scratch = np.empty((12, COLUMN_TILE))
-    big = np.empty(2 * buffer_len(c) + c)
-    column = np.empty(c, x.dtype)
-    x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
-    sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
-    counts, bad, sc = unowned(counts), unowned(bad), unowned(scratch)
-    buf, col = unowned(big), unowned(column)
-    xt = x.T
-    ms, ss, lse_terms, lanes = sc[0], sc[1], sc[2], sc[3:11]
-    for r0 in range(0, n, COLUMN_TILE):
-        r1 = min(n, r0 + COLUMN_TILE)
-        t = r1 - r0
-        lse_columns(xt[:, r0:r1], ms, ss, lanes, col, buf)
-        for k in range(t):
-            i = r0 + k
-            if label_status(labels[i], c, has_ignore, ignore_index) == 0:
-                lse_terms[k] = ms[k] - np.float64(x[i, np.int64(labels[i])])
-            else:
-                lse_terms[k] = 0.0
-                ss[k] = 0.0
-        for k in range(t):
-            ss[k] = log1p(ss[k])
-        for k in range(t):
-            i = r0 + k
-            status = label_status(labels[i], c, has_ignore, ignore_index)
-            if status != 0:
-                skip_row(status, i, out, bad)
-                continue
-            w_y = weight_at(class_weight, np.int64(labels[i]))
-            loss = w_y * (lse_terms[k] + ss[k])
-            sw = weight_at(sample_weight, i)
-            emit(i, loss / ln_base * sw, w_y * sw, out, acc, counts)
-    keep(scratch)
-    keep(big)
-    keep(column)
-
-
 _HOT_TEMPLATE = """
 def {name}_kernel(x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base,
                   sample_weight, out, acc, counts, bad):
@@ -400,10 +374,12 @@ HOT = {
     for key, name, prologue, row_lse, tile_len in [
         ("logits", "nll_hot", no_prologue, block_lse, 0),
         ("lanes", "nll_hot_lanes", lanes_prologue, lanes_lse, LANE_TILE),
+        # float32 rows stored class-major (a class axis that is not the last one), read in
+        # place: (m, s', the eight sum lanes) of COLUMN_TILE rows, and a block buffer
+        ("columns", "nll_hot_columns", columns_prologue, columns_lse, 10 * COLUMN_TILE),
     ]
 }
 HOT["pairs"] = nll_pairs_kernel
-HOT["columns"] = nll_columns_kernel
 LANES_MAX_CLASSES = 16
 
 
