@@ -21,6 +21,16 @@ parts = [
     fastce.binary_cross_entropy((p > 0.03).astype(np.float64), p),
     fastce.log_softmax(x[:, :9]), fastce.js_divergence(p, np.roll(p, 3, axis=1)),
 ]
+# the kernels of their own: two-class rows, class-major float32 rows, BCE from float32 logits
+x2 = (rng.normal(size=(3000, 2)) * 4).astype(np.float32)
+y2 = rng.integers(0, 2, 3000)
+x3 = np.ascontiguousarray(np.moveaxis(x.reshape(3, 100, 37), 2, 1))
+parts += [
+    fastce.cross_entropy(y2, x2, from_logits=True),
+    fastce.cross_entropy(y2, x2.astype(np.float64), from_logits=True),
+    fastce.cross_entropy(y.reshape(3, 100), x3, axis=1, from_logits=True),
+    fastce.binary_cross_entropy((x > 0).astype(np.float32), x, from_logits=True),
+]
 sys.stdout.write(b"".join(np.ascontiguousarray(a).tobytes() for a in parts).hex())
 """
 
