@@ -182,7 +182,8 @@ def columns_prologue(x, g0, g1, c, tiles):
         t = tiles[0]
         lanes = t[2 * COLUMN_TILE :].reshape((8, COLUMN_TILE))
         column = np.empty(c, x.dtype)  # a row handed back to lse_block32, once per tile
-        lse_columns(x.T[:, g0:r1], t[:COLUMN_TILE], t[COLUMN_TILE:], lanes, column, tiles[1])
+        m, s = t[:COLUMN_TILE], t[COLUMN_TILE : 2 * COLUMN_TILE]
+        lse_columns(x.T[:, g0:r1], m, s, lanes, column, tiles[1])
 
 
 @njit(inline="always", cache=True)
