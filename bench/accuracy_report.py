@@ -97,15 +97,17 @@ METHOD = [
     float64, rounded once), so 0.5 ulp is their floor.""",
     """* **Cancellation**: where the terms of a formula have both signs, an error in ulps of a
     result near 0 says nothing about the arithmetic. For the measures whose terms can cancel
-    (logsumexp, KL divergence), a value with `T > {kappa:g} |e|` (more than one bit cancels; `T`
-    is the sum of the absolute values of the terms) is a *named cancellation case*, bounded in
-    absolute terms instead: `|v - e| <= ulp(e)/2 + k eps T` with `k <= {k:g}`
-    (`eps = finfo(dtype).eps`). Every other value counts in the ulp table.""",
+    (logsumexp, KL divergence, Jensen-Shannon from logits), a value with `T > {kappa:g} |e|`
+    (more than one bit cancels; `T` is the sum of the absolute values of the terms) is a
+    *named cancellation case*, bounded in absolute terms instead:
+    `|v - e| <= ulp(e)/2 + k eps T` with `k <= {k:g}` (`eps = finfo(dtype).eps`). Every
+    other value counts in the ulp table.""",
 ]
 
 GOALS = """Goals (ulps of the output dtype): logsumexp, log_softmax, softmax and cross-entropy from
-logits 2 (float32) / 4 (float64); entropy, KL, Jensen-Shannon, binary cross-entropy and
-cross-entropy from probabilities 8."""
+logits 2 (float32) / 4 (float64); entropy, KL, Jensen-Shannon, binary cross-entropy,
+cross-entropy from probabilities and every measure of target logits
+(`target_from_logits=True`) 8."""
 
 NAMED = [
     """* **logsumexp near 0**: `lse = m + log(sum e^(x - m))` with `m < 0`;
@@ -116,12 +118,19 @@ NAMED = [
     close enough for more than a bit to cancel (frequent with 2 or 3 classes).""",
     """* **KL from logits**: the value is a cross-entropy minus an entropy,
     `T = sum_c p_c |log p_c| + p_c |log q_c|`; `softmax(x) ~ p` (logits `log p + 3`), and most
-    other pairs, whose KL is small beside the entropy of `p`.""",
+    other pairs, whose KL is small beside the entropy of `p`. The same for target logits
+    (`target_from_logits=True`, `p = softmax(t)`), against logits or probabilities: a row of
+    logits against itself or a slightly perturbed copy (`x = t + delta u`), and most others.""",
+    """* **Jensen-Shannon from logits**: `T = sum_c |h_c(p, q)| + |h_c(q, p)|` with the
+    half-terms `h_c(p, q) = p_c log(2 p_c / (p_c + q_c)) / 2`, which cancel for `p_c ~ q_c`.
+    The softmax values of a row of logits carry a relative rounding error each, and JS moves
+    by that error times the half-term of its class (`dJS/dp_c = log(2 p_c / (p_c + q_c)) /
+    2`), so nearly equal rows of logits are bounded by `T`, not by the ulp goal.""",
 ]
 
-NO_JS = """Jensen-Shannon has no named case: each class contributes a non-negative term computed
-without cancellation (`js_term` in `fastce/_kernels/pair.py`), so it is held to its ulp
-goal even for nearly equal rows."""
+NO_JS = """Jensen-Shannon of probabilities has no named case: each class contributes a non-negative
+term computed without cancellation (`js_term` in `fastce/_kernels/pair.py`), so it is held
+to its ulp goal even for nearly equal rows."""
 
 CHANGES = [
     """* Sums of exps (the log-sum-exp family, and the sums added to it) are compensated for

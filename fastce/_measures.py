@@ -126,7 +126,7 @@ MEASURES: dict[str, Measure] = {
             kernels=("pair",),
             peers=("scipy.special.rel_entr", "scipy.stats.entropy", "torch.nn.functional.kl_div"),
             accumulates=_SUM,
-            warm=({}, {"from_logits": True}),
+            warm=({}, {"from_logits": True}, {"from_logits": True, "target_from_logits": True}),
         ),
         Measure(
             "js_divergence",

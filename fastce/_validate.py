@@ -221,9 +221,17 @@ def as_weight_array(x: Any, name: str) -> np.ndarray:
 # Scalars and options
 
 
-def check_reduction(reduction: Any) -> str:
+def check_reduction(reduction: Any, batchmean: bool = False) -> str:
+    """``reduction``, checked: "none", "sum", "mean", and "batchmean" where ``batchmean``
+    (``kl_divergence``)."""
+    if batchmean and reduction == "batchmean":
+        return reduction
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of 'none', 'sum', 'mean'; got {show(reduction)}")
+        allowed = "'none', 'sum', 'mean'" + (", 'batchmean'" if batchmean else "")
+        note = ""
+        if reduction == "batchmean":
+            note = " ('batchmean' is kl_divergence's, as in PyTorch's kl_div)"
+        raise ValueError(f"reduction must be one of {allowed}; got {show(reduction)}{note}")
     return reduction
 
 
@@ -477,15 +485,17 @@ MAX_PIECES = 64
 # Explaining what a kernel flagged (error path only: plain NumPy, C order, first offender)
 
 
-def explain_probabilities(a: np.ndarray, name: str, logits_hint: bool = False) -> None:
-    """Raise for the first value of ``a`` outside [0, 1] (NaN is allowed: it propagates)."""
+def explain_probabilities(a: np.ndarray, name: str, logits_hint: bool | str = False) -> None:
+    """Raise for the first value of ``a`` outside [0, 1] (NaN is allowed: it propagates);
+    ``logits_hint`` names the flag that would read ``a`` as logits (True: ``from_logits``)."""
     with np.errstate(invalid="ignore"):
         bad = ~(np.isnan(a) | ((a >= 0) & (a <= 1)))
     if bad.any():
         flat = int(np.flatnonzero(bad.reshape(-1))[0])
         value = a.reshape(-1)[flat].item()
         pos = _position(np.unravel_index(flat, a.shape))
-        hint = " (pass from_logits=True if it holds logits)" if logits_hint else ""
+        flag = logits_hint if isinstance(logits_hint, str) else "from_logits"
+        hint = f" (pass {flag}=True if it holds logits)" if logits_hint else ""
         raise ValueError(
             f"{name} must hold probabilities in [0, 1]; got {value!r} at position {pos}{hint}"
         )

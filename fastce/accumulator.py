@@ -62,6 +62,16 @@ class Result:
         are those of cross-entropy in nats): ``exp(mean64)`` rounded to the dtype of the data,
         the bits of ``fastce.perplexity`` on all the data (NaN when nothing was seen). None for
         the other measures.
+    positions : int or None
+        The positions along the first batch axis of every batch seen (a batch's length along
+        its first axis, that axis included when all its samples were masked or ignored; 1
+        for a batch that is one distribution). None for a state written by a fastce that
+        did not count them.
+    batchmean : float or None
+        For ``"kl_divergence"``: ``fl(sum64 / positions)`` rounded to the dtype of the data,
+        the bits of ``kl_divergence(..., reduction="batchmean")`` on all the data when the
+        batches split it along its first axis (NaN when nothing was seen). None for the other
+        measures.
     """
 
     mean: float
@@ -71,6 +81,8 @@ class Result:
     dtype: str = "float64"
     sum64: float = math.nan
     perplexity: float | None = None
+    positions: int | None = None
+    batchmean: float | None = None
 
     @property
     def mean64(self) -> float:
@@ -80,10 +92,12 @@ class Result:
 
     def as_dict(self) -> dict[str, float | int]:
         """``{"mean": ..., "sum": ..., "count": ..., "weight": ...}``, and ``"perplexity"``
-        where there is one."""
+        and ``"batchmean"`` where there is one."""
         d = {"mean": self.mean, "sum": self.sum, "count": self.count, "weight": self.weight}
         if self.perplexity is not None:
             d["perplexity"] = self.perplexity
+        if self.batchmean is not None:
+            d["batchmean"] = self.batchmean
         return d
 
 
@@ -161,8 +175,8 @@ def _check_options(measure: str, options: dict[str, Any]) -> None:
             v.check_smoothing(value)
         elif name == "ignore_index":
             v.check_ignore_index(value)
-        elif name == "from_logits":
-            v.check_bool(value, "from_logits")
+        elif name in ("from_logits", "target_from_logits"):
+            v.check_bool(value, name)
         elif name == "axis":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"axis must be an integer; got {v.show(value)}")
@@ -254,6 +268,7 @@ class Accumulator:
         self._options = {name: _decode(value) for name, value in encoded.items()}
         self._acc = np.zeros((2, ACC_LEN), np.int64)
         self._count = 0
+        self._positions: int | None = 0
         self._dtype: np.dtype | None = None
         self._lock = threading.Lock()
         self._generation = KERNELS_GENERATION
@@ -307,7 +322,9 @@ class Accumulator:
             raise TypeError(
                 f"Accumulator({self._measure!r}).update takes {want}; got {len(arrays)}"
             )
+        positions = self._first_axis(arrays[-1])
         if self._empty_batch(arrays[-1]):
+            self._add(np.zeros_like(self._acc), 0, None, positions)
             return self
         zero_weights = self._all_zero_log_loss_weights(arrays[-1], sample_weight)
         # perplexity keeps cross-entropy's sums: that function, with accumulates' options
@@ -328,8 +345,20 @@ class Accumulator:
             # The batch's values and weights are all multiplied by 0: its samples count, its
             # sums are 0 (log_loss has already refused NaN and inf in y_proba).
             state.acc[:, :] = 0
-        self._add(state.acc, state.count, state.dtype)
+        self._add(state.acc, state.count, state.dtype, positions)
         return self
+
+    def _first_axis(self, pred: Any) -> int:
+        """The batch's positions along its first batch axis (as ``reduction="batchmean"``
+        counts them): its first axis, or the second where the first is the class axis."""
+        shape = np.shape(pred)
+        if self._spec.layout != "rows":
+            return shape[0] if shape else 1
+        axis = self._options.get("axis", -1)
+        if not shape or not isinstance(axis, int) or not -len(shape) <= axis < len(shape):
+            return 1  # (a bad axis is the function's to report)
+        batch = [n for i, n in enumerate(shape) if i != axis % len(shape)]
+        return batch[0] if batch else 1
 
     def _all_zero_log_loss_weights(self, pred: Any, sample_weight: Any) -> bool:
         """scikit-learn's ``log_loss`` refuses sample weights that are all zero; over a whole
@@ -342,7 +371,9 @@ class Accumulator:
             return False
         return w.ndim == 1 and w.shape[0] == np.shape(pred)[0] and w.size > 0 and not w.any()
 
-    def _add(self, acc: np.ndarray, count: int, dtype: np.dtype | None) -> None:
+    def _add(
+        self, acc: np.ndarray, count: int, dtype: np.dtype | None, positions: int | None
+    ) -> None:
         with self._lock:
             if dtype is not None and self._dtype is not None and dtype != self._dtype:
                 raise ValueError(
@@ -355,6 +386,8 @@ class Accumulator:
                 acc_merge(self._acc[0], acc[0])
                 acc_merge(self._acc[1], acc[1])
             self._count += count
+            if self._positions is not None:
+                self._positions = None if positions is None else self._positions + positions
 
     def merge(self, other: Accumulator) -> Accumulator:
         """Add another accumulator's state to this one, exactly; returns this accumulator.
@@ -381,7 +414,8 @@ class Accumulator:
             other = Accumulator.from_bytes(other.to_bytes())
         with other._lock:
             acc, count, dtype = other._acc.copy(), other._count, other._dtype
-        self._add(acc, count, dtype)
+            positions = other._positions
+        self._add(acc, count, dtype, positions)
         return self
 
     # -- reading -------------------------------------------------------------------------------
@@ -392,6 +426,7 @@ class Accumulator:
             total = acc_value(self._acc[0])
             weight = acc_value(self._acc[1])
             count = self._count
+            positions = self._positions
             dtype = self._dtype or np.dtype(np.float64)
         # IEEE results without warnings: a mean beyond the float range is inf, as is a float32
         # sum beyond float32's (found by fuzzing: "overflow encountered in scalar divide").
@@ -400,6 +435,9 @@ class Accumulator:
             mean_d, sum_d = dtype.type(mean), dtype.type(total)
             # as fastce.perplexity: exp of the float64 mean, rounded to the data's dtype
             ppl = float(dtype.type(np.exp(mean))) if self._measure == "perplexity" else None
+            batchmean = None
+            if self._measure == "kl_divergence" and positions is not None:
+                batchmean = float(dtype.type(np.float64(total) / np.float64(positions)))
         return Result(
             mean=float(mean_d),
             sum=float(sum_d),
@@ -408,6 +446,8 @@ class Accumulator:
             dtype=dtype.name,
             sum64=float(total),
             perplexity=ppl,
+            positions=positions,
+            batchmean=batchmean,
         )
 
     def _describe(self) -> str:
@@ -428,11 +468,13 @@ class Accumulator:
         with self._lock:
             acc = self._acc.copy()
             count = self._count
+            positions = self._positions
             dtype = self._dtype
         header = {
             "measure": self._measure,
             "options": json.loads(self._key),
             "count": count,
+            "positions": positions,
             "dtype": None if dtype is None else dtype.name,
             "fastce": self._made_by,
             "kernels": self._generation,
@@ -495,6 +537,12 @@ class Accumulator:
             dtype = header["dtype"]
             if type(count) is not int or not 0 <= count < 2**63:
                 raise ValueError(f"bad count {count!r}")
+            # States written before positions were counted have none.
+            positions = header.get("positions")
+            if positions is not None and (
+                type(positions) is not int or not 0 <= positions < 2**63
+            ):
+                raise ValueError(f"bad positions {positions!r}")
             if dtype not in (None, "float32", "float64"):
                 raise ValueError(f"bad dtype {dtype!r}")
             # States written before generations were recorded hold generation 1's values.
@@ -516,6 +564,7 @@ class Accumulator:
             raise ValueError(f"accumulator state is corrupt: {type(exc).__name__}: {exc}") from exc
         new._acc = acc
         new._count = count
+        new._positions = positions
         new._dtype = None if dtype is None else np.dtype(dtype)
         new._generation = generation
         new._made_by = made_by

@@ -266,6 +266,11 @@ def _add_score_command(sub: Any) -> None:
         "log_loss; repeat (or separate with commas) for several in one pass",
     )
     score.add_argument("--from-logits", action="store_true", help="pred holds logits")
+    score.add_argument(
+        "--target-from-logits",
+        action="store_true",
+        help="a soft target holds logits (kl_divergence, js_divergence, cross_entropy)",
+    )
     score.add_argument("--base", type=float, help="logarithm base: 2 for bits (default: nats)")
     score.add_argument("--ignore-index", type=int, help="class index to leave out (padding)")
     score.add_argument(
@@ -312,6 +317,7 @@ def _unit(measure: str, base: float | None) -> str:
 # The command's flags for the options of the Python API that it has.
 _FLAGS = {
     "from_logits": "--from-logits",
+    "target_from_logits": "--target-from-logits",
     "base": "--base",
     "ignore_index": "--ignore-index",
     "labels": "--labels",
@@ -356,7 +362,10 @@ _CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
         lambda found: f"The {_flag_list(found)} passed are not sorted. But fastce score",
     ),
     (re.compile(r"\blabels=(\[[^\]]*\])"), _flag_list),
-    (re.compile(r"\b(from_logits|base|ignore_index)=(\S+?)(?=[\s),;:]|$)"), _flag_option),
+    (
+        re.compile(r"\b(from_logits|target_from_logits|base|ignore_index)=(\S+?)(?=[\s),;:]|$)"),
+        _flag_option,
+    ),
     (re.compile(r"\blabels=(?!\w)"), "--labels"),
     (re.compile(r"\(its options: ([^)]*)\)"), _flag_names),
     (re.compile(r"\bbase must be None or a positive number"), "--base must be a positive number"),
@@ -419,6 +428,8 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
     options: dict[str, Any] = {}
     if args.from_logits:
         options["from_logits"] = True
+    if args.target_from_logits:
+        options["target_from_logits"] = True
     if args.base is not None:
         options["base"] = args.base
     if args.ignore_index is not None:

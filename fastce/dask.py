@@ -32,6 +32,7 @@ kernels into one cache directory at once can crash, numba#4807). See docs/scalin
 from __future__ import annotations
 
 import inspect
+import numbers
 import sys
 import textwrap
 import time
@@ -54,6 +55,7 @@ from ._dask_plans import Plan
 from ._measures import MEASURES, Measure
 from .accumulator import MEASURES as ACCUMULATED
 from .accumulator import Accumulator
+from .losses import batchmean
 
 __all__ = ["SPLIT_EVERY", "accumulate", "configure_workers", *sorted(MEASURES)]
 
@@ -107,11 +109,27 @@ def _merged_state(plan: Plan, split_every: int | None) -> Delayed:
     return delayed(merge_states, pure=True)(*parts)
 
 
-def _scalar(plan: Plan, reduction: str) -> Any:
-    """``"sum"``/``"mean"`` computed now, as the in-memory function's scalar type."""
+def _scalar(plan: Plan, reduction: str, positions: int) -> Any:
+    """``"sum"``/``"mean"`` (``"batchmean"``, over ``positions``) computed now, as the in-memory
+    function's scalar type."""
     (blob,) = dask.compute(_merged_state(plan, None))
     res = result(blob)
+    if reduction == "batchmean":
+        return batchmean(res.sum64, positions, plan.dtype)
     return plan.dtype.type(res.sum if reduction == "sum" else res.mean)
+
+
+def _first_axis(m: Measure, arrays: Sequence[Any], axis: Any) -> int:
+    """The length of the first batch axis of a row measure's predictions (``"batchmean"``)."""
+    shape = list(np.shape(arrays[-1]))
+    if m.layout == "rows" and shape:
+        del shape[axis]
+    if shape and not isinstance(shape[0], numbers.Integral):
+        raise ValueError(
+            'reduction="batchmean" needs the length of the first batch axis; it is unknown '
+            "(NaN chunk sizes): call compute_chunk_sizes() on the arrays first"
+        )
+    return int(shape[0]) if shape else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,9 +143,13 @@ def _call(m: Measure, bound: dict[str, Any]) -> Any:
     if m.ending == "array":
         return _map(plans.plan(m, arrays, bound, None, None))
     if m.ending == "reduction":
-        reduction = v.check_reduction(bound.pop("reduction"))
+        reduction = v.check_reduction(bound.pop("reduction"), batchmean=m.name == "kl_divergence")
         plan = plans.plan(m, arrays, bound, reduction, weight)
-        return _map(plan) if reduction == "none" else _scalar(plan, reduction)
+        if reduction == "none":
+            return _map(plan)
+        batchmean = reduction == "batchmean"
+        positions = _first_axis(m, arrays, bound.get("axis", -1)) if batchmean else 0
+        return _scalar(plan, reduction, positions)
     normalize = bound.pop("normalize", True)
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")

@@ -28,9 +28,12 @@ from ._kernels._driver import RowKernels
 from ._launch import run, run_rows
 
 
-def _kernels(family: dict[str, RowKernels], name: str, from_logits: bool) -> RowKernels:
-    """A measure's kernels for the kind of input given (``_kernels._driver``)."""
-    return family[f"{name}_logits" if from_logits else f"{name}_probs"]
+def _kernels(
+    family: dict[str, RowKernels], name: str, from_logits: bool, target_from_logits: bool = False
+) -> RowKernels:
+    """A measure's kernels for the kinds of input given (``_kernels._driver``)."""
+    target = "_target_logits" if target_from_logits else ""
+    return family[f"{name}{target}_logits" if from_logits else f"{name}{target}_probs"]
 
 
 def _hot_path(dtype: np.dtype, n_classes: int) -> str:
@@ -154,6 +157,7 @@ def _cross_entropy(
     pred: Any,
     axis: Any,
     from_logits: Any,
+    target_from_logits: Any,
     base: Any,
     eps: Any,
     label_smoothing: Any,
@@ -166,6 +170,7 @@ def _cross_entropy(
 ) -> Any:
     pred_arr, rows = _rows(pred, "pred", axis)
     from_logits = v.check_bool(from_logits, "from_logits")
+    target_from_logits = v.check_bool(target_from_logits, "target_from_logits")
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     eps_value = v.check_eps(eps, pred_arr.dtype)
@@ -177,6 +182,11 @@ def _cross_entropy(
     target_arr = v.as_array(target, "target")
 
     if target_arr.shape == batch_shape:
+        if target_from_logits:
+            raise ValueError(
+                f"target_from_logits applies to soft targets only; target has shape "
+                f"{target_arr.shape}, pred without its class axis, so it holds class indices"
+            )
         labels = v.as_label_array(target_arr, "target")
         dtype = result_dtype or rows.dtype
         out = v.check_out(out, batch_shape, dtype, checked_reduction)
@@ -209,11 +219,12 @@ def _cross_entropy(
         out = v.check_out(out, batch_shape, soft_dtype, checked_reduction)
 
         def explain_soft() -> None:
-            v.explain_probabilities(soft, "target")
+            if not target_from_logits:
+                v.explain_probabilities(soft, "target", logits_hint="target_from_logits")
             if not from_logits:
                 v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
-        kernels = _kernels(pair.KERNELS, "soft_ce", from_logits)
+        kernels = _kernels(pair.KERNELS, "soft_ce", from_logits, target_from_logits)
         ops, params = [soft_rows, rows], [eps_value, cw, smoothing, ln_base]
         return run_rows(
             kernels, ops, params, weights, checked_reduction, soft_dtype, explain_soft, out
@@ -232,6 +243,7 @@ def cross_entropy(
     *,
     axis: int = -1,
     from_logits: bool = False,
+    target_from_logits: bool = False,
     base: float | None = None,
     eps: float | Literal["auto"] = "auto",
     label_smoothing: float = 0.0,
@@ -259,6 +271,11 @@ def cross_entropy(
     from_logits : bool, default False
         ``pred`` holds unnormalised log-probabilities, used through a shifted log-sum-exp:
         ``-log softmax(x)_y = (m - x_y) + log1p(sum_{c != argmax} exp(x_c - m))``.
+    target_from_logits : bool, default False
+        A soft ``target`` holds logits (unnormalised log-probabilities, such as a teacher
+        model's outputs): the target distribution is their softmax, formed from the row's own
+        shifted log-sum-exp in the same pass (no softmax array is made). Label smoothing
+        applies to that distribution. Not allowed with class indices.
     base : float, optional
         Logarithm base: ``None`` for nats, ``2`` for bits.
     eps : float or "auto", default "auto"
@@ -322,6 +339,13 @@ def cross_entropy(
     >>> logits = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
     >>> round(float(fastce.cross_entropy([0, 2], logits, from_logits=True, reduction="mean")), 6)
     0.175456
+
+    A student's logits against a teacher's (both sides logits):
+
+    >>> teacher = [[2.0, 1.0, 0.0]]
+    >>> student = [[1.5, 1.0, 0.5]]
+    >>> fastce.cross_entropy(teacher, student, from_logits=True, target_from_logits=True).round(6)
+    array([0.892664])
     """
     if (
         base is None
@@ -332,6 +356,7 @@ def cross_entropy(
         and out is None
         and type(label_smoothing) is float
         and label_smoothing == 0.0
+        and target_from_logits is False
     ):
         result = _small_labels_fast_path(target, pred, axis, from_logits, reduction)
         if result is not None:
@@ -341,6 +366,7 @@ def cross_entropy(
         pred,
         axis,
         from_logits,
+        target_from_logits,
         base,
         eps,
         label_smoothing,
@@ -465,6 +491,7 @@ def perplexity(
         pred_arr,
         axis,
         from_logits,
+        False,
         None,
         eps,
         0.0,
@@ -484,9 +511,10 @@ def kl_divergence(
     *,
     axis: int = -1,
     from_logits: bool = False,
+    target_from_logits: bool = False,
     base: float | None = None,
     eps: float | Literal["auto"] = "auto",
-    reduction: Reduction = "none",
+    reduction: Reduction | Literal["batchmean"] = "none",
     sample_weight: Any = None,
     out: np.ndarray | None = None,
 ) -> Any:
@@ -497,16 +525,31 @@ def kl_divergence(
     Parameters
     ----------
     p : array_like
-        Target probabilities (never clipped; zeros contribute exactly 0).
+        Target probabilities (never clipped; zeros contribute exactly 0); or logits with
+        ``target_from_logits=True``.
     q : array_like
         Predicted probabilities of the same shape, clipped to ``[eps, 1 - eps]`` inside the
         log; or logits with ``from_logits=True``.
-    axis, base, reduction, sample_weight
+    axis, base, sample_weight
         As in :func:`entropy`.
+    reduction : {"none", "sum", "mean", "batchmean"}, default "none"
+        As in :func:`entropy`; ``"batchmean"`` is PyTorch's: the exact sum (weights applied)
+        divided by the length of the first batch axis (``p.shape[0]`` when ``axis`` is not
+        0; 1 for a single distribution), rounded once. On a 2-D input with no weights it
+        equals ``"mean"``; with sample weights ``"mean"`` divides by their sum, and on a
+        (batch, sequence, classes) input by every position while ``"batchmean"`` divides by
+        the batch.
     from_logits : bool, default False
-        ``q`` holds logits (``p`` is always probabilities).
+        ``q`` holds logits (unnormalised log-probabilities), used through a shifted
+        log-sum-exp.
+    target_from_logits : bool, default False
+        ``p`` holds logits (a teacher model's outputs, or log-probabilities: PyTorch's
+        ``log_target=True``): ``P = softmax(p)``, formed from the row's own shifted
+        log-sum-exp in the same pass, with ``log P_c = (p_c - max) - log(sum)``. Either flag
+        may be set with the other.
     eps : float or "auto", default "auto"
-        Clipping of ``q``; ``"auto"`` is ``np.finfo(q.dtype).eps``; ``0`` disables it.
+        Clipping of probabilities ``q``; ``"auto"`` is ``np.finfo(q.dtype).eps``; ``0``
+        disables it.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -528,7 +571,12 @@ def kl_divergence(
     clipping acts (every entry 0 or within ``[eps, 1 - eps]``; always with ``eps=0``); with the
     default clipping an entry of exactly 1 contributes ``-log(1 - eps)``, about 2.2e-16. Each
     term is ``p log(p / q)`` (one rounding, accurate for ``p`` close to ``q``), falling back to
-    ``p (log p - log q)`` when the ratio would overflow.
+    ``p (log p - log q)`` when the ratio would overflow. With both sides logits each term is
+    ``P_c ((p_c - M_p) - (q_c - M_q) - (log S_p - log S_q))``: exactly 0 for equal rows.
+
+    ``kl_divergence(t, s, from_logits=True, target_from_logits=True)`` is PyTorch's
+    ``F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
+    reduction="none").sum(-1)``.
 
     See Also
     --------
@@ -542,8 +590,30 @@ def kl_divergence(
     1.927
     >>> float(fastce.kl_divergence(P, P))
     0.0
+
+    A teacher's and a student's logits:
+
+    >>> teacher = [[2.0, 1.0, 0.0], [0.0, 0.0, 4.0]]
+    >>> student = [[1.5, 1.0, 0.5], [0.0, 0.0, 4.0]]
+    >>> fastce.kl_divergence(teacher, student, from_logits=True, target_from_logits=True).round(6)
+    array([0.060269, 0.      ])
+
+    Distillation at temperature ``T``, as ``F.kl_div(F.log_softmax(s / T, -1),
+    F.log_softmax(t / T, -1), log_target=True, reduction="batchmean")``; the recipe's
+    ``T**2`` factor is the caller's to apply:
+
+    >>> import numpy as np
+    >>> T = 2.0
+    >>> t, s = np.array(teacher) / T, np.array(student) / T
+    >>> kl = fastce.kl_divergence(t, s, from_logits=True, target_from_logits=True,
+    ...                           reduction="batchmean")
+    >>> round(float(kl * T**2), 6)
+    0.038215
     """
-    return _divergence("kl", p, q, axis, from_logits, base, eps, reduction, sample_weight, out)
+    return _divergence(
+        "kl", p, q, axis, from_logits, target_from_logits, base, eps, reduction, sample_weight,
+        out,
+    )  # fmt: skip
 
 
 def _divergence(
@@ -552,19 +622,20 @@ def _divergence(
     q: Any,
     axis: Any,
     from_logits: Any,
+    target_from_logits: Any,
     base: Any,
     eps: Any,
     reduction: Any,
     sample_weight: Any,
     out: np.ndarray | None,
 ) -> Any:
-    """KL (``measure="kl"``) or JS (``"js"``, with no ``from_logits`` and no ``eps``: False and
-    None) of the rows of p and q."""
+    """KL (``measure="kl"``) or JS (``"js"``, with no ``eps``: None) of the rows of p and q."""
     p_arr, p_rows = _rows(p, "p", axis)
     q_arr, q_rows = _rows(q, "q", axis)
     v.same_shape(p_arr, q_arr, "p", "q")
     from_logits = v.check_bool(from_logits, "from_logits")
-    checked_reduction = v.check_reduction(reduction)
+    target_from_logits = v.check_bool(target_from_logits, "target_from_logits")
+    checked_reduction = v.check_reduction(reduction, batchmean=measure == "kl")
     ln_base = v.ln_base(base)
     eps_value = 0.0 if eps is None else v.check_eps(eps, q_arr.dtype)
     batch_shape = p_rows.shape[:-1]
@@ -573,13 +644,25 @@ def _divergence(
     out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
-        v.explain_probabilities(p_arr, "p")
+        if not target_from_logits:
+            v.explain_probabilities(p_arr, "p", logits_hint="target_from_logits")
         if not from_logits:
-            v.explain_probabilities(q_arr, "q", logits_hint=measure == "kl")
+            v.explain_probabilities(q_arr, "q", logits_hint=True)
 
-    kernels = _kernels(pair.KERNELS, measure, from_logits)
+    kernels = _kernels(pair.KERNELS, measure, from_logits, target_from_logits)
     ops, params = [p_rows, q_rows], [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base]
+    if checked_reduction == "batchmean":
+        # fl(S / N): the exact sum rounded once to float64, over the first batch axis's length
+        total = run_rows(kernels, ops, params, weights, "sum", np.dtype(np.float64), explain, None)
+        return batchmean(total, batch_shape[0] if batch_shape else 1, dtype)
     return run_rows(kernels, ops, params, weights, checked_reduction, dtype, explain, out)
+
+
+def batchmean(total: float, positions: int, dtype: np.dtype) -> Any:
+    """``reduction="batchmean"``: the float64 sum over the number of positions along the first
+    batch axis, rounded once to ``dtype`` (NaN for none)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.dtype(dtype).type(np.float64(total) / np.float64(positions))
 
 
 def js_divergence(
@@ -587,6 +670,8 @@ def js_divergence(
     q: Any,
     *,
     axis: int = -1,
+    from_logits: bool = False,
+    target_from_logits: bool = False,
     base: float | None = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
@@ -603,9 +688,13 @@ def js_divergence(
     Parameters
     ----------
     p, q : array_like
-        Probabilities of the same shape, classes along ``axis``.
+        Probabilities of the same shape, classes along ``axis``; or logits, with
+        ``target_from_logits=True`` (``p``) and ``from_logits=True`` (``q``): a row of logits
+        enters as its softmax, formed from the row's own shifted log-sum-exp in the same pass.
     axis, base, reduction, sample_weight
         As in :func:`entropy`.
+    from_logits, target_from_logits : bool, default False
+        As in :func:`kl_divergence`.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -629,7 +718,10 @@ def js_divergence(
     >>> float(fastce.js_divergence([1.0, 0.0], [0.0, 1.0], base=2))
     1.0
     """
-    return _divergence("js", p, q, axis, False, base, None, reduction, sample_weight, out)
+    return _divergence(
+        "js", p, q, axis, from_logits, target_from_logits, base, None, reduction, sample_weight,
+        out,
+    )  # fmt: skip
 
 
 def binary_cross_entropy(

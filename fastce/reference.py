@@ -146,6 +146,22 @@ def _log_q(row: list[float], from_logits: bool, eps: float) -> list[float]:
     return [_log(_clip(q, eps)) for q in row]
 
 
+def _log_p(row: list[float], target_from_logits: bool) -> list[float]:
+    """log p_c of a target row: log_softmax of logits (NaN where IEEE arithmetic gives it: a
+    row whose maximum is not finite), or the log of the probability."""
+    if target_from_logits:
+        m, log_sum = _lse_parts(row)
+        return [(x - m) - log_sum for x in row]
+    return [_log(p) for p in row]
+
+
+def _target(row: list[float], target_from_logits: bool) -> list[float]:
+    """The target distribution of a row: its softmax when it holds logits."""
+    if target_from_logits:
+        return [math.exp(lp) for lp in _log_p(row, True)]
+    return list(row)
+
+
 def _weights(sample_weight: Any, n: int) -> list[float]:
     if sample_weight is None:
         return [1.0] * n
@@ -207,6 +223,7 @@ def cross_entropy(
     *,
     axis: int = -1,
     from_logits: bool = False,
+    target_from_logits: bool = False,
     base: float | None = None,
     eps: Any = "auto",
     label_smoothing: float = 0.0,
@@ -225,9 +242,10 @@ def cross_entropy(
 
         def soft(r: list[float], pr: list[float]) -> float:
             logq = _log_q(list(r), from_logits, e)
+            target = _target(pr, target_from_logits)
             loss = 0.0
             for c in range(n_classes):
-                pc = (1 - s) * pr[c] + s / n_classes if s else pr[c]
+                pc = (1 - s) * target[c] + s / n_classes if s else target[c]
                 if pc != 0.0:
                     loss -= cw[c] * pc * logq[c]
             if any(math.isnan(q) for q in r) or (from_logits and _undefined_softmax(r)):
@@ -272,6 +290,7 @@ def kl_divergence(
     *,
     axis: int = -1,
     from_logits: bool = False,
+    target_from_logits: bool = False,
     base: float | None = None,
     eps: Any = "auto",
     reduction: str = "none",
@@ -282,10 +301,11 @@ def kl_divergence(
 
     def kl(pr: list[float], qr: list[float]) -> float:
         logq = _log_q(list(qr), from_logits, e)
+        logp = _log_p(pr, target_from_logits)
         total = 0.0
-        for pc, lq in zip(pr, logq, strict=True):
+        for pc, lp, lq in zip(_target(pr, target_from_logits), logp, logq, strict=True):
             if pc != 0.0:
-                total += pc * (_log(pc) - lq)
+                total += pc * (lp - lq)
         if any(math.isnan(x) for x in qr) or (from_logits and _undefined_softmax(qr)):
             return math.nan
         return total
@@ -298,13 +318,18 @@ def js_divergence(
     q: Any,
     *,
     axis: int = -1,
+    from_logits: bool = False,
+    target_from_logits: bool = False,
     base: float | None = None,
     reduction: str = "none",
     sample_weight: Any = None,
 ) -> Any:
     def js(pr: list[float], qr: list[float]) -> float:
         total = 0.0
-        for pc, qc in zip(pr, qr, strict=True):
+        pairs = zip(_target(pr, target_from_logits), _target(qr, from_logits), strict=True)
+        for pc, qc in pairs:
+            if math.isnan(pc) or math.isnan(qc):
+                return math.nan
             m = (pc + qc) / 2
             if pc != 0.0:
                 total += 0.5 * pc * (_log(pc) - _log(m))

@@ -62,11 +62,12 @@ class Case:
     """One batch of rows of one family, dtype and number of classes.
 
     ``arrays`` holds what the measures of ``kind`` need: ``x`` logits (n, c); ``p`` target or
-    first probabilities (n, c); ``q`` predicted or second probabilities (n, c); ``y`` binary
-    targets and ``b`` binary predictions (probabilities or logits), both 1-D.
+    first probabilities (n, c); ``q`` predicted or second probabilities (n, c); ``t`` target
+    logits (n, c); ``y`` binary targets and ``b`` binary predictions (probabilities or
+    logits), both 1-D.
     """
 
-    kind: str  # "logits", "probs", "pairs", "logit_pairs", "binary"
+    kind: str  # "logits", "probs", "pairs", "logit_pairs", "two_logits", "binary"
     family: str
     dtype: np.dtype
     c: int
@@ -241,6 +242,18 @@ def make_cases(dtype: Any, sizes: tuple[int, ...], slow: bool = False) -> list[C
                     {"p": dirichlet, "x": x},
                 )
             )
+        # Two rows of logits (a teacher's ``t`` and a student's ``x``), and target logits
+        # against predicted probabilities ``q``.
+        t64 = rng.normal(0.0, 3.0, (n, c))
+        two: list[tuple[str, np.ndarray, np.ndarray]] = [
+            (f"t = {family}, x normal(0, 3)", t, rng.normal(0.0, 3.0, (n, c)).astype(dtype))
+            for family, t in logit_rows
+        ]
+        for rel in (0.0, 1e-9, 1e-5, 1e-2):
+            x = (t64 + rel * rng.uniform(-1, 1, t64.shape)).astype(dtype)
+            two.append((f"x = t + {rel:g} u, t normal(0, 3)", t64.astype(dtype), x))
+        for family, t, x in two:
+            cases.append(Case("two_logits", family, dtype, c, {"t": t, "x": x, "q": dirichlet}))
     cases = [case for case in cases if case.c < BIG or case.family in BIG_FAMILIES]
     cases.extend(_binary_cases(dtype, slow))
     return cases
@@ -465,6 +478,61 @@ def exact_js(case: Case) -> Exact:
     return vals, terms
 
 
+def _log_target(row: np.ndarray) -> tuple[list[mpf], list[mpf]]:
+    """(P_c, log P_c) of a row of target logits (softmax)."""
+    m, ls, xs, _ = _lse(row)
+    logp = [(x - m) - ls if x != -mp.inf else -mp.inf for x in xs]
+    return [mp.exp(lp) if lp != -mp.inf else mpf(0) for lp in logp], logp
+
+
+def _log_pred(case: Case, i: int, logits: bool) -> list[mpf]:
+    """log Q_c of row i: of the logits ``x``, or of the clipped probabilities ``q``."""
+    if logits:
+        m, ls, xs, _ = _lse(case.arrays["x"][i])
+        return [(x - m) - ls if x != -mp.inf else -mp.inf for x in xs]
+    eps = _eps(case.dtype)
+    return [mp.log(mpf(_clip(v, eps))) for v in case.arrays["q"][i].tolist()]
+
+
+def exact_kl_target_logits(case: Case, logits: bool) -> Exact:
+    vals, terms = [], []
+    for i, row in enumerate(case.arrays["t"]):
+        ps, logp = _log_target(row)
+        logq = _log_pred(case, i, logits)
+        t = [(p, lp, lq) for p, lp, lq in zip(ps, logp, logq, strict=True) if p != 0]
+        vals.append(mp.fsum(p * (lp - lq) for p, lp, lq in t))
+        terms.append(mp.fsum(p * (abs(lp) + abs(lq)) for p, lp, lq in t))
+    return vals, terms
+
+
+def exact_ce_target_logits(case: Case, logits: bool) -> Exact:
+    vals = []
+    for i, row in enumerate(case.arrays["t"]):
+        ps, _ = _log_target(row)
+        logq = _log_pred(case, i, logits)
+        vals.append(-mp.fsum(p * lq for p, lq in zip(ps, logq, strict=True) if p != 0))
+    return vals, list(vals)
+
+
+def exact_js_logits(case: Case) -> Exact:
+    """JS of two softmax rows. T is the sum of the absolute values of the half-terms
+    p log(2p / (p + q)) / 2, as for probabilities: each softmax value carries a relative
+    rounding error d, which moves JS by d times its own half-term (dJS/dp = log(2p / (p + q))
+    / 2), and the half-terms of a class cancel when p ~ q."""
+    vals, terms = [], []
+    for prow, qrow in zip(case.arrays["t"], case.arrays["x"], strict=True):
+        ps, _ = _log_target(prow)
+        qs, _ = _log_target(qrow)
+        t = []
+        for p, q in zip(ps, qs, strict=True):
+            m = (p + q) / 2
+            t.append(_xlogx_over(p, m) / 2)
+            t.append(_xlogx_over(q, m) / 2)
+        vals.append(mp.fsum(t))
+        terms.append(mp.fsum(abs(v) for v in t))
+    return vals, terms
+
+
 def exact_bce_probs(case: Case) -> Exact:
     eps = _eps(case.dtype)
     vals = []
@@ -644,6 +712,55 @@ MEASURES: tuple[Measure, ...] = (
         SUM_GOAL,
         lambda c: fastce.js_divergence(c.arrays["p"], c.arrays["q"]),
         exact_js,
+    ),
+    Measure(
+        "cross_entropy, target logits, predicted logits",
+        "cross_entropy",
+        "two_logits",
+        SUM_GOAL,
+        lambda c: fastce.cross_entropy(
+            c.arrays["t"], c.arrays["x"], from_logits=True, target_from_logits=True
+        ),
+        lambda c: exact_ce_target_logits(c, True),
+    ),
+    Measure(
+        "cross_entropy, target logits, predicted probabilities",
+        "cross_entropy",
+        "two_logits",
+        SUM_GOAL,
+        lambda c: fastce.cross_entropy(c.arrays["t"], c.arrays["q"], target_from_logits=True),
+        lambda c: exact_ce_target_logits(c, False),
+    ),
+    Measure(
+        "kl_divergence, target logits, predicted logits",
+        "kl_divergence",
+        "two_logits",
+        SUM_GOAL,
+        lambda c: fastce.kl_divergence(
+            c.arrays["t"], c.arrays["x"], from_logits=True, target_from_logits=True
+        ),
+        lambda c: exact_kl_target_logits(c, True),
+        cancels=True,
+    ),
+    Measure(
+        "kl_divergence, target logits, predicted probabilities",
+        "kl_divergence",
+        "two_logits",
+        SUM_GOAL,
+        lambda c: fastce.kl_divergence(c.arrays["t"], c.arrays["q"], target_from_logits=True),
+        lambda c: exact_kl_target_logits(c, False),
+        cancels=True,
+    ),
+    Measure(
+        "js_divergence, logits",
+        "js_divergence",
+        "two_logits",
+        SUM_GOAL,
+        lambda c: fastce.js_divergence(
+            c.arrays["t"], c.arrays["x"], from_logits=True, target_from_logits=True
+        ),
+        exact_js_logits,
+        cancels=True,
     ),
     Measure(
         "binary_cross_entropy, probabilities",

@@ -128,14 +128,22 @@ def _ce_soft(rng, batch, c, dtype, variant):
         if variant.get("from_logits")
         else probabilities(rng, batch + (c,), dtype)
     )
-    target = probabilities(rng, batch + (c,), dtype)
+    target = (
+        logits(rng, batch + (c,), dtype)
+        if variant.get("target_from_logits")
+        else probabilities(rng, batch + (c,), dtype)
+    )
     if variant.pop("with_class_weight", False):
         variant["class_weight"] = rng.random(c) * 2
     return (target, pred), variant
 
 
 def _pair(rng, batch, c, dtype, variant):
-    p = probabilities(rng, batch + (c,), dtype)
+    p = (
+        logits(rng, batch + (c,), dtype)
+        if variant.get("target_from_logits")
+        else probabilities(rng, batch + (c,), dtype)
+    )
     q = (
         logits(rng, batch + (c,), dtype)
         if variant.get("from_logits")
@@ -189,14 +197,37 @@ REGISTRY: dict[str, Entry] = {
             {"from_logits": True},
             {"from_logits": True, "label_smoothing": 0.1, "with_class_weight": True},
             {"eps": 1e-6, "base": 10},
+            {"target_from_logits": True, "with_class_weight": True},
+            {
+                "from_logits": True,
+                "target_from_logits": True,
+                "label_smoothing": 0.1,
+                "with_class_weight": True,
+            },
         ],
     ),
     "kl_divergence": Entry(
         "kl_divergence",
         _pair,
-        [{}, {"from_logits": True}, {"eps": 0, "base": 2}],
+        [
+            {},
+            {"from_logits": True},
+            {"eps": 0, "base": 2},
+            {"target_from_logits": True},
+            {"target_from_logits": True, "from_logits": True, "base": 2},
+        ],
     ),
-    "js_divergence": Entry("js_divergence", _pair, [{}, {"base": 2}]),
+    "js_divergence": Entry(
+        "js_divergence",
+        _pair,
+        [
+            {},
+            {"base": 2},
+            {"from_logits": True},
+            {"target_from_logits": True},
+            {"target_from_logits": True, "from_logits": True},
+        ],
+    ),
     "binary_cross_entropy": Entry(
         "binary_cross_entropy",
         _bce,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import pickle
 import struct
@@ -364,3 +365,52 @@ def test_log_loss_batch_with_all_zero_weights_adds_nothing_but_its_count():
     res = streamed("log_loss", arrays, options, w, [100, 200]).result()
     assert bits(res.mean) == bits(mean) and bits(res.sum) == bits(total)
     assert res.count == len(w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_batchmean_of_batches_along_the_first_axis(dtype):
+    """``Result.batchmean`` counts the first axis of every batch (ignoring nothing), so it is
+    ``kl_divergence(..., reduction="batchmean")`` of all the data, bit for bit, for batches of
+    (batch, sequence, classes) split along the batch, merged, serialised and pickled."""
+    rng = np.random.default_rng(5)
+    t = (rng.normal(size=(23, 5, 7)) * 2).astype(dtype)
+    s = (t + rng.normal(size=t.shape)).astype(dtype)
+    w = rng.exponential(1.0, (23, 5))
+    options = {"from_logits": True, "target_from_logits": True}
+    want = fastce.kl_divergence(t, s, **options, reduction="batchmean", sample_weight=w)
+    assert want.dtype == dtype
+    parts = [
+        streamed("kl_divergence", [a[lo:hi] for a in (t, s)], options, w[lo:hi], [3, 4])
+        for lo, hi in [(0, 11), (11, 23)]
+    ]
+    merged = Accumulator.from_bytes(parts[0].to_bytes()).merge(
+        pickle.loads(pickle.dumps(parts[1]))
+    )
+    res = merged.result()
+    assert res.positions == 23 and res.count == 23 * 5
+    assert bits(res.batchmean) == bits(want)
+    assert res.as_dict()["batchmean"] == res.batchmean
+    # not the mean: that divides by the weights of all 115 positions
+    assert bits(res.mean) == bits(fastce.kl_divergence(t, s, **options, reduction="mean",
+                                                       sample_weight=w))  # fmt: skip
+    assert Accumulator("entropy").update(_probs(rng, 4, 3, dtype)).result().batchmean is None
+    empty = Accumulator("kl_divergence").result()
+    assert empty.positions == 0 and math.isnan(empty.batchmean)
+
+
+def test_states_without_positions_have_no_batchmean():
+    """A state written before positions were counted reads back with ``positions`` None, and
+    so does anything it is merged into: its batchmean is unknown, not a wrong number."""
+    acc = Accumulator("kl_divergence").update([[0.5, 0.5]], [[0.25, 0.75]])
+    blob = acc.to_bytes()
+    head = struct.Struct("<6sHI")
+    _, version, n = head.unpack_from(blob)
+    header = json.loads(blob[head.size : head.size + n])
+    del header["positions"]
+    text = json.dumps(header, sort_keys=True).encode()
+    body = head.pack(b"FCEACC", version, len(text)) + text + blob[head.size + n : -4]
+    old = Accumulator.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    assert old.result().positions is None and old.result().batchmean is None
+    assert old.result().mean == acc.result().mean
+    fresh = Accumulator("kl_divergence").update([[0.5, 0.5]], [[0.25, 0.75]])
+    assert fresh.merge(old).result().batchmean is None

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -409,3 +410,22 @@ def test_warmup_shows_a_bar_on_a_terminal(monkeypatch):
     assert terminal.getvalue() == "" and lines.getvalue().startswith("[1/4]")
     assert cli.main(["warmup", "--no-progress"]) == 0
     assert terminal.getvalue() == "" and "[4/4]" in out.getvalue()
+
+
+def test_score_two_sets_of_logits(files):
+    """``--target-from-logits``: teacher logits as the target; the JSON has the in-memory bits
+    of the mean and of ``"batchmean"``; without the flag, the error names it."""
+    logits = np.load(files / "logits.npy")
+    teacher = (logits * 1.5 + 0.25).astype(np.float32)
+    np.save(files / "teacher.npy", teacher)
+    argv = ["--target", "teacher.npy", "--pred", "logits.npy", "--measure", "kl_divergence"]
+    run = fastce_score(*argv, "--from-logits", "--target-from-logits", "--json", cwd=files)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)["kl_divergence"]
+    kw = {"from_logits": True, "target_from_logits": True}
+    assert got["mean"] == float(fastce.kl_divergence(teacher, logits, reduction="mean", **kw))
+    want = fastce.kl_divergence(teacher, logits, reduction="batchmean", **kw)
+    assert got["batchmean"] == float(want)
+    run = fastce_score(*argv, "--from-logits", cwd=files)
+    assert run.returncode == 1
+    assert "(pass --target-from-logits if it holds logits)" in run.stderr, run.stderr

@@ -117,6 +117,29 @@ def test_several_batch_axes_and_other_class_axes(dtype):
         same_bits(got.compute() if reduction == "none" else got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_of_two_sets_of_logits_and_batchmean(dtype):
+    """Teacher and student logits of (batch, classes, sequence), chunked on every axis: the
+    in-memory bits for every reduction, ``"batchmean"`` dividing by the batch axis."""
+    rng = np.random.default_rng(8)
+    t = (rng.normal(size=(6, 5, 7)) * 3).astype(dtype)
+    s = (t + rng.normal(size=t.shape)).astype(dtype)
+    w = weights(rng, (6, 7))
+    dt = da.from_array(t, chunks=(4, 5, 3))
+    ds = da.from_array(s, chunks=(2, 5, (3, 1, 3)))
+    dw = da.from_array(w, chunks=(6, 2))
+    kw = {"axis": 1, "from_logits": True, "target_from_logits": True}
+    for reduction in ("none", "sum", "mean", "batchmean"):
+        for sw, dsw in [(None, None), (w, dw)]:
+            want = fastce.kl_divergence(t, s, reduction=reduction, sample_weight=sw, **kw)
+            got = fd.kl_divergence(dt, ds, reduction=reduction, sample_weight=dsw, **kw)
+            same_bits(got.compute() if reduction == "none" else got, want)
+    want = fastce.js_divergence(t, s, reduction="mean", **kw)
+    same_bits(fd.js_divergence(dt, ds, reduction="mean", **kw), want)
+    with pytest.raises(ValueError, match="'batchmean' is kl_divergence's"):
+        fd.js_divergence(dt, ds, reduction="batchmean", **kw)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])
 def test_transforms(dtype):
     rng = np.random.default_rng(3)

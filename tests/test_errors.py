@@ -70,6 +70,39 @@ def test_pytorch_padding_label_says_to_pass_ignore_index():
     )  # fmt: skip
 
 
+def test_target_logits_outside_the_simplex_say_to_pass_target_from_logits():
+    """A target that holds logits (a teacher model's outputs) is refused with the flag that
+    reads it as logits, in every function with a target distribution; with the flag, it is
+    used."""
+    teacher = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    student = np.array([[1.0, 0.0, 0.5], [0.5, 2.0, -1.0]])
+    hint = r"p must hold probabilities in \[0, 1\]; got 2.0 at position \(0, 0\) " + (
+        r"\(pass target_from_logits=True if it holds logits\)"
+    )
+    for f in (fastce.kl_divergence, fastce.js_divergence):
+        raises(ValueError, hint, f, teacher, student, from_logits=True)
+        assert np.all(np.isfinite(f(teacher, student, from_logits=True, target_from_logits=True)))
+    raises(
+        ValueError,
+        r"target must hold probabilities.*\(pass target_from_logits=True",
+        CE,
+        teacher,
+        student,
+        from_logits=True,
+    )
+    raises(
+        ValueError,
+        r"target_from_logits applies to soft targets only; .* holds class indices",
+        CE,
+        [0, 1],
+        student,
+        from_logits=True,
+        target_from_logits=True,
+    )
+    raises(TypeError, "target_from_logits must be", fastce.kl_divergence, P, P,
+           target_from_logits="yes")  # fmt: skip
+
+
 def test_ignore_index_is_not_out_of_range():
     out = CE([1, -100, 0], P, ignore_index=-100)
     assert out[1] == 0.0

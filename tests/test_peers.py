@@ -669,6 +669,127 @@ def test_kl_vs_torch_kl_div(torch, F, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_kl_of_two_sets_of_logits_vs_torch_log_target(torch, F, dtype, reduction, scale):
+    """A teacher's and a student's logits, both sides through their own log-sum-exp:
+    ``F.kl_div(log_softmax(s), log_softmax(t), log_target=True)``, summed over classes."""
+    rng = np.random.default_rng(32)
+    t = (rng.normal(size=(6, 9, 4)) * scale).astype(dtype)
+    s = (t + rng.normal(size=t.shape)).astype(dtype)
+    t[0, 3, 1] = -np.inf  # a class the teacher rules out
+    tt, ts = (torch.from_numpy(a.astype(np.float64)) for a in (t, s))
+    terms = F.kl_div(F.log_softmax(ts, 1), F.log_softmax(tt, 1), log_target=True, reduction="none")
+    # PyTorch forms exp(log t) (log t - log s) = 0 * -inf = NaN where the target is -inf;
+    # fastce takes 0 log 0 = 0 there, as it does for a probability of 0
+    assert torch.isnan(terms[0, 3, 1])
+    terms[0, 3, 1] = 0.0
+    per_sample = terms.sum(1)
+    expected = {
+        "none": per_sample.numpy(),
+        "sum": per_sample.sum().numpy(),
+        "mean": per_sample.mean().numpy(),
+    }[reduction]
+    out = fastce.kl_divergence(
+        t, s, axis=1, from_logits=True, target_from_logits=True, reduction=reduction
+    )
+    assert_close(out, expected, dtype, peer_atol=torch_lse_error(np.r_[t.ravel(), s.ravel()]))
+    # target logits against predicted probabilities: kl_div(log q, log_softmax(t), log_target)
+    q = interior_simplex(rng, t.shape, axis=1).astype(dtype)
+    terms = F.kl_div(
+        torch.log(torch.from_numpy(q.astype(np.float64))),
+        F.log_softmax(tt, 1),
+        log_target=True,
+        reduction="none",
+    )
+    terms[0, 3, 1] = 0.0
+    per_sample = terms.sum(1)
+    out = fastce.kl_divergence(t, q, axis=1, target_from_logits=True, eps=0)
+    assert_close(out, per_sample.numpy(), dtype, peer_atol=torch_lse_error(t))
+    # KL of a row of logits from itself is exactly 0
+    assert np.all(fastce.kl_divergence(s, s, from_logits=True, target_from_logits=True) == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5), (5,)])
+def test_kl_batchmean_vs_torch(torch, F, dtype, shape):
+    """``reduction="batchmean"``: PyTorch's ``sum / input.size(0)``, the class axis last; for a
+    single distribution (PyTorch would divide by the number of classes) fastce divides by 1."""
+    rng = np.random.default_rng(35)
+    t = (rng.normal(size=shape) * 2).astype(dtype)
+    s = (rng.normal(size=shape) * 2).astype(dtype)
+    tt, ts = (torch.from_numpy(a.astype(np.float64)) for a in (t, s))
+    lt, ls = F.log_softmax(tt, -1), F.log_softmax(ts, -1)
+    expected = F.kl_div(ls, lt, log_target=True, reduction="sum").numpy()
+    if len(shape) > 1:
+        expected = F.kl_div(ls, lt, log_target=True, reduction="batchmean").numpy()
+    out = fastce.kl_divergence(
+        t, s, from_logits=True, target_from_logits=True, reduction="batchmean"
+    )
+    assert out.dtype == dtype
+    assert_close(out, expected, dtype, peer_atol=torch_lse_error(np.r_[t.ravel(), s.ravel()]))
+    if len(shape) == 2:  # 2-D, no weights: the mean, to the bit
+        mean = fastce.kl_divergence(t, s, from_logits=True, target_from_logits=True,
+                                    reduction="mean")  # fmt: skip
+        assert out.tobytes() == mean.tobytes()
+    # weights multiply the values; the divisor stays the first axis (PyTorch has no weights)
+    w = rng.uniform(0.0, 2.0, size=shape[:-1])
+    got = fastce.kl_divergence(t, s, from_logits=True, target_from_logits=True,
+                               reduction="batchmean", sample_weight=w)  # fmt: skip
+    per = fastce.kl_divergence(t, s, from_logits=True, target_from_logits=True)
+    want = np.sum(per.astype(np.float64) * w) / (shape[0] if len(shape) > 1 else 1)
+    assert_close(got, want, dtype)
+    with pytest.raises(ValueError, match="'batchmean' is kl_divergence's"):
+        fastce.entropy(t, from_logits=True, reduction="batchmean")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_against_target_logits_vs_torch(torch, F, dtype, smoothing, weighted):
+    """Soft targets given as logits: PyTorch's ``cross_entropy(s, softmax(t))``."""
+    rng = np.random.default_rng(33)
+    t = (rng.normal(size=(5, 7, 3)) * 4).astype(dtype)
+    s = (rng.normal(size=t.shape) * 4).astype(dtype)
+    weight = rng.uniform(0.2, 3.0, size=7) if weighted else None
+    tt, ts = (torch.from_numpy(a.astype(np.float64)) for a in (t, s))
+    for reduction in ("none", "sum", "mean"):
+        expected = F.cross_entropy(
+            ts,
+            F.softmax(tt, 1),
+            weight=None if weight is None else torch.from_numpy(weight),
+            label_smoothing=smoothing,
+            reduction=reduction,
+        ).numpy()
+        out = fastce.cross_entropy(
+            t,
+            s,
+            axis=1,
+            from_logits=True,
+            target_from_logits=True,
+            class_weight=weight,
+            label_smoothing=smoothing,
+            reduction=reduction,
+        )
+        assert_close(out, expected, dtype, peer_atol=torch_lse_error(s))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_js_of_logits_vs_scipy_jensenshannon(jensenshannon, scipy_special, dtype):
+    """Jensen-Shannon of rows of logits: the square of SciPy's distance of their softmax."""
+    rng = np.random.default_rng(34)
+    t = (rng.normal(size=(40, 6)) * 3).astype(dtype)
+    s = (rng.normal(size=t.shape) * 3).astype(dtype)
+    pt, ps = (scipy_special.softmax(a.astype(np.float64), axis=1) for a in (t, s))
+    expected = jensenshannon(pt, ps, axis=1) ** 2
+    got = fastce.js_divergence(t, s, from_logits=True, target_from_logits=True)
+    assert_close(got, expected, dtype)
+    assert_close(fastce.js_divergence(pt.astype(dtype), s, from_logits=True), expected, dtype)
+    got = fastce.js_divergence(t, ps.astype(dtype), target_from_logits=True)
+    assert_close(got, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_logsumexp_softmax_vs_torch(torch, dtype, scale):
     rng = np.random.default_rng(31)

@@ -41,6 +41,8 @@ def assert_same(result, function, *arrays, **options):
     total = function(*arrays, reduction="sum", **options)
     assert bits(result.mean) == bits(mean), (result.mean, float(mean))
     assert bits(result.sum) == bits(total), (result.sum, float(total))
+    if function is fastce.kl_divergence:
+        assert bits(result.batchmean) == bits(function(*arrays, reduction="batchmean", **options))
 
 
 def count_chunks(path, **kwargs):
@@ -54,6 +56,7 @@ def data():
     return {
         "labels": rng.integers(0, C, N),
         "logits": logits(rng, (N, C), np.float32),
+        "teacher": logits(rng, (N, C), np.float32),
         "proba": probabilities(rng, (N, C), np.float64),
         "soft": probabilities(rng, (N, C), np.float64),
         "weight": rng.random(N) * 3,
@@ -78,6 +81,9 @@ CASES = [
     ("entropy", None, "logits", {"from_logits": True, "base": 2}),
     ("kl_divergence", "soft", "proba", {}),
     ("js_divergence", "soft", "proba", {"base": 2}),
+    ("kl_divergence", "teacher", "logits", {"from_logits": True, "target_from_logits": True}),
+    ("js_divergence", "teacher", "logits", {"from_logits": True, "target_from_logits": True}),
+    ("cross_entropy", "teacher", "proba", {"target_from_logits": True}),
     ("binary_cross_entropy", "binary_target", "binary_proba", {}),
     ("binary_cross_entropy", "multilabel_target", "multilabel_logits", {"from_logits": True}),
 ]

@@ -16,6 +16,12 @@ partials and their folds):
 ``status(ops, i, params)``
     0 for a row to compute, 1 for a row to skip (an ignored label), 2 for an invalid row
     (flagged); ``always_valid`` where every row counts.
+``prologue(ops, i, params, buf)``
+    the parameters row i's blocks are given: ``params`` itself (``same_params``, inlined to
+    nothing) for most bodies; the call's parameters followed by what the whole row fixes
+    before its first block (the log-sum-exp of a row of target logits, whose softmax each
+    block needs). It reads the row once more while it is in cache, not a second pass over
+    the data; ``buf`` is a block buffer it may use. The finish gets the call's ``params``.
 
 ``row_kernels`` turns each body of a family into its kernels, as the launcher
 (``fastce._launch``) runs them, with the argument layout it describes:
@@ -64,6 +70,12 @@ def always_valid(ops, i, params):
     return 0
 
 
+@njit(inline="always", cache=True)
+def same_params(ops, i, params, buf):
+    """The prologue of a body whose blocks need nothing of the row beyond themselves."""
+    return params
+
+
 @njit(cache=True)
 def skip_row(status, i, out, bad):
     """A row whose label is ignored (status 1) or invalid (2, flagged): its output is 0."""
@@ -84,7 +96,10 @@ def emit_row(emit, finish, st, ops, i, params, ln_base, sample_weight, out, acc,
 
 
 @njit(inline="always", cache=True)
-def rows(block, merge, finish, status, ops, params, ln_base, sample_weight, out, acc, counts, bad):
+def rows(
+    block, merge, finish, status, prologue, ops, params, ln_base, sample_weight, out, acc,
+    counts, bad,
+):  # fmt: skip
     """Every row of ``ops``: its blocks' partials folded in column order, then its value."""
     n, c = ops[0].shape
     nb = n_blocks(c)
@@ -96,29 +111,36 @@ def rows(block, merge, finish, status, ops, params, ln_base, sample_weight, out,
         if state != 0:
             skip_row(state, i, out, bad)
             continue
+        row_params = prologue(ops, i, params, buf)
         # (block bounds as values, not the literal 0: one compiled block for every call site)
         c0, c1 = block_bounds(c, 0)
-        st = block(ops, i, c0, c1, params, buf, buf64, wbuf)
+        st = block(ops, i, c0, c1, row_params, buf, buf64, wbuf)
         for b in range(1, nb):
             c0, c1 = block_bounds(c, b)
-            st = merge(st, block(ops, i, c0, c1, params, buf, buf64, wbuf))
+            st = merge(st, block(ops, i, c0, c1, row_params, buf, buf64, wbuf))
         emit_row(emit, finish, st, ops, i, params, ln_base, sample_weight, out, acc, counts, bad)
     keep(scratch)
 
 
 @njit(inline="always", cache=True)
-def tiles(block, status, ops, params, lo, t0, t1, part):
+def tiles(block, status, prologue, ops, params, lo, t0, t1, part):
     """Partials of tiles [t0, t1) of the rows from ``lo`` on (tile t: row lo + t // nb, column
-    block t % nb) into ``part``; rows to skip are left out (the fold skips them)."""
+    block t % nb) into ``part``; rows to skip are left out (the fold skips them). A row's
+    prologue runs once per call, at its first tile of the range."""
     c = ops[0].shape[1]
     nb = n_blocks(c)
     scratch = np.empty((3, buffer_len(c)))
+    row = lo + t0 // nb
+    row_params = prologue(ops, row, params, scratch[0])
     for t in range(t0, t1):
         i = lo + t // nb
         if status(ops, i, params) != 0:
             continue
+        if i != row:
+            row = i
+            row_params = prologue(ops, i, params, scratch[0])
         c0, c1 = block_bounds(c, t % nb)
-        put(part, t, block(ops, i, c0, c1, params, scratch[0], scratch[1], scratch[2]))
+        put(part, t, block(ops, i, c0, c1, row_params, scratch[0], scratch[1], scratch[2]))
 
 
 @njit(inline="always", cache=True)
@@ -150,6 +172,7 @@ class Body(NamedTuple):
     merge: Any
     finish: Any
     status: Any = always_valid
+    prologue: Any = same_params
 
 
 class RowKernels(NamedTuple):
@@ -195,11 +218,11 @@ def define_kernels(
 
 _BODY_TEMPLATE = """
 def {{name}}_rows({args}, ln_base, sample_weight, out, acc, counts, bad):
-    rows(block, merge, finish, status, {ops}, {params}, ln_base, unowned(sample_weight),
-         unowned(out), unowned(acc), unowned(counts), unowned(bad))
+    rows(block, merge, finish, status, prologue, {ops}, {params}, ln_base,
+         unowned(sample_weight), unowned(out), unowned(acc), unowned(counts), unowned(bad))
 
 def {{name}}_tiles({args}, ln_base, sample_weight, lo, t0, t1, part):
-    tiles(block, status, {ops}, {params}, lo, t0, t1, part)
+    tiles(block, status, prologue, {ops}, {params}, lo, t0, t1, part)
 """
 
 _FOLD_TEMPLATE = """

@@ -12,13 +12,14 @@ from ._common import clip
 from ._driver import Body, row_kernels
 from ._math import (
     block_sum,
+    exp_diff,
     fma,
     is_float32,
     log,
     log1p,
     sum8,
 )
-from .logsumexp import lse_block
+from .logsumexp import lse_block, lse_row
 from .partials import (
     check_block,
     fill_class_weights,
@@ -228,6 +229,122 @@ def js_block(ops, i, c0, c1, params, buf, buf64, wbuf):
     return terms_partial(buf64, c1 - c0, f32, bad, nan)
 
 
+# Target logits. A row of target logits (``target_from_logits``) has its log-sum-exp taken
+# first (the prologue: the row is then in cache), so that each block forms its softmax
+# P_c = e^(a_c - M) / S and log P_c = (a_c - M) - log S at once; every term then has the form
+# of the probability bodies', and the partials are plain sums. Predicted logits beside them
+# are normalised the same way. A row whose maximum is not finite (all -inf, a NaN, a +inf)
+# gives NaN through IEEE arithmetic: its softmax is undefined.
+
+# (M, S, log S) of an operand that holds probabilities: S = 0 marks it (a row of logits has
+# S >= 1, or NaN)
+_NO_LSE = (0.0, 0.0, 0.0)
+
+
+@njit(inline="always", cache=True)
+def is_logits(lse):
+    return lse[1] != 0.0
+
+
+@njit(inline="always", cache=True)
+def row_lse(row, buf):
+    """(M, S, log S) of a row of logits: its maximum M, S = sum_c e^(x_c - M) (1 + s')."""
+    m, s = lse_row(row, buf)
+    return m, 1.0 + s, log1p(s)
+
+
+@njit(inline="always", cache=True)
+def target_lse(ops, i, params, buf):
+    """Prologue of target logits against probabilities: the target row's (M, S, log S)."""
+    return params[0], params[1], params[2], row_lse(ops[0][i], buf), _NO_LSE
+
+
+@njit(inline="always", cache=True)
+def pred_lse(ops, i, params, buf):
+    """Prologue of target probabilities against logits (Jensen-Shannon, whose terms need
+    both softmax values)."""
+    return params[0], params[1], params[2], _NO_LSE, row_lse(ops[1][i], buf)
+
+
+@njit(inline="always", cache=True)
+def both_lse(ops, i, params, buf):
+    """Prologue of two rows of logits."""
+    return params[0], params[1], params[2], row_lse(ops[0][i], buf), row_lse(ops[1][i], buf)
+
+
+@njit(inline="always", cache=True)
+def softmax_at(v, lse):
+    """P_c of a logit: e^(v - M) / S (the rounding of v - M put back: ``exp_diff``)."""
+    return exp_diff(v, lse[0]) / lse[1]
+
+
+@njit(inline="always", cache=True)
+def log_softmax_at(v, lse):
+    """log P_c of a logit: (v - M) - log S."""
+    return (v - lse[0]) - lse[2]
+
+
+@njit(cache=True, error_model="numpy")
+def kl_target_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """KL divergence from target logits,  sum_c P_c (log P_c - log Q_c),  against predicted
+    probabilities (log clip(q_c)) or logits (log Q_c = (b_c - M_q) - log S_q). Of two equal
+    rows of logits each term is exactly 0."""
+    eps, p_lse, q_lse = params[0], params[3], params[4]
+    a, b, f32, _ = row_blocks(ops, i, c0, c1)
+    n = c1 - c0
+    q_logits = is_logits(q_lse)
+    bad, nan = (0.0, 0.0) if q_logits else check_block(b)
+    for k in range(n):
+        av = np.float64(a[k])
+        bv = np.float64(b[k])
+        pv = softmax_at(av, p_lse)
+        if q_logits:
+            # (a - M_p) - (b - M_q) before the logs of the sums: exact 0 for equal rows
+            d = ((av - p_lse[0]) - (bv - q_lse[0])) - (p_lse[2] - q_lse[2])
+        else:
+            d = log_softmax_at(av, p_lse) - log(clip(bv, eps))
+        buf64[k] = pv * d if pv != 0.0 else 0.0
+    return terms_partial(buf64, n, f32, bad, nan)
+
+
+@njit(cache=True, error_model="numpy")
+def soft_ce_target_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """Soft-target cross-entropy from target logits:  -sum_c w_c P~_c log Q_c,  P~ the target's
+    softmax, smoothed; Q clipped probabilities or the softmax of predicted logits."""
+    eps, class_weight, smoothing, p_lse, q_lse = params
+    a, b, f32, n_classes = row_blocks(ops, i, c0, c1)
+    n = c1 - c0
+    q_logits = is_logits(q_lse)
+    bad, nan = (0.0, 0.0) if q_logits else check_block(b)
+    fill_class_weights(class_weight, c0, c1, wbuf)
+    for k in range(n):
+        pv = smoothed(softmax_at(np.float64(a[k]), p_lse), smoothing, n_classes)
+        bv = np.float64(b[k])
+        lq = log_softmax_at(bv, q_lse) if q_logits else log(clip(bv, eps))
+        buf64[k] = -wbuf[k] * pv * lq if pv != 0.0 else 0.0
+    return terms_partial(buf64, n, f32, bad, nan)
+
+
+@njit(cache=True, error_model="numpy")
+def js_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    """Jensen-Shannon divergence where either row (or both) holds logits: the terms of
+    ``js_term`` of the two softmax values (or probabilities)."""
+    p_lse, q_lse = params[3], params[4]
+    a, b, f32, _ = row_blocks(ops, i, c0, c1)
+    n = c1 - c0
+    p_logits = is_logits(p_lse)
+    q_logits = is_logits(q_lse)
+    bad_p, nan_p = (0.0, 0.0) if p_logits else check_block(a)
+    bad_q, nan_q = (0.0, 0.0) if q_logits else check_block(b)
+    for k in range(n):
+        av = np.float64(a[k])
+        bv = np.float64(b[k])
+        pv = softmax_at(av, p_lse) if p_logits else av
+        qv = softmax_at(bv, q_lse) if q_logits else bv
+        buf64[k] = js_term(pv, qv)
+    return terms_partial(buf64, n, f32, max(bad_p, bad_q), nan_p + nan_q)
+
+
 @njit(inline="always", cache=True)
 def logits_finish(st, ops, i, params):
     m, s, a, mass, bad, extra = st
@@ -251,5 +368,23 @@ KERNELS = row_kernels(
         "kl_probs": Body(kl_probs_block, sum_merge, sum_finish),
         "kl_logits": Body(kl_logits_block, lin_merge, logits_finish),
         "js_probs": Body(js_block, sum_merge, sum_finish),
+        # target logits (``target_from_logits``), and Jensen-Shannon of logits
+        "soft_ce_target_logits_probs": Body(
+            soft_ce_target_logits_block, sum_merge, sum_finish, prologue=target_lse
+        ),
+        "soft_ce_target_logits_logits": Body(
+            soft_ce_target_logits_block, sum_merge, sum_finish, prologue=both_lse
+        ),
+        "kl_target_logits_probs": Body(
+            kl_target_logits_block, sum_merge, sum_finish, prologue=target_lse
+        ),
+        "kl_target_logits_logits": Body(
+            kl_target_logits_block, sum_merge, sum_finish, prologue=both_lse
+        ),
+        "js_logits": Body(js_logits_block, sum_merge, sum_finish, prologue=pred_lse),
+        "js_target_logits_probs": Body(
+            js_logits_block, sum_merge, sum_finish, prologue=target_lse
+        ),
+        "js_target_logits_logits": Body(js_logits_block, sum_merge, sum_finish, prologue=both_lse),
     },
 )
