@@ -184,7 +184,11 @@ def render(results: list[acc.Result], seconds: float, n_cases: int, quick: bool)
     out += _paragraph(
         f"Regenerate this page ({seconds / 60:.0f} minutes on the machine below, mostly mpmath):"
     )
-    out += ["```", command, "```", ""]
+    minutes = f"{seconds / 60:.0f} minutes of mpmath"
+    not_run = (
+        f"<!-- not-run: rewrites this page from a checkout of fastce's repository, {minutes} -->"
+    )
+    out += [not_run, "```bash", command, "```", ""]
     out += _paragraph(
         "The same cases and bounds are asserted by `tests/test_accuracy.py`: a default-suite "
         f"slice (C up to {max(acc.SIZES_DEFAULT):,}) and the full set under "

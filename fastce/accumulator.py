@@ -64,9 +64,9 @@ class Result:
         the other measures.
     positions : int or None
         The positions along the first batch axis of every batch seen (a batch's length along
-        its first axis, that axis included when all its samples were masked or ignored; 1
-        for a batch that is one distribution). None for a state written by a fastce that
-        did not count them.
+        its first axis, ignored samples included; 1 for a batch that is one distribution; a
+        batch with no samples is a no-op, as everywhere). None for a state written by a
+        fastce that did not count them.
     batchmean : float or None
         For ``"kl_divergence"``: ``fl(sum64 / positions)`` rounded to the dtype of the data,
         the bits of ``kl_divergence(..., reduction="batchmean")`` on all the data when the
@@ -322,10 +322,9 @@ class Accumulator:
             raise TypeError(
                 f"Accumulator({self._measure!r}).update takes {want}; got {len(arrays)}"
             )
-        positions = self._first_axis(arrays[-1])
         if self._empty_batch(arrays[-1]):
-            self._add(np.zeros_like(self._acc), 0, None, positions)
             return self
+        positions = self._first_axis(arrays[-1])
         zero_weights = self._all_zero_log_loss_weights(arrays[-1], sample_weight)
         # perplexity keeps cross-entropy's sums: that function, with accumulates' options
         function = (

@@ -250,6 +250,8 @@ def cross_entropy(
                     loss -= cw[c] * pc * logq[c]
             if any(math.isnan(q) for q in r) or (from_logits and _undefined_softmax(r)):
                 return math.nan
+            if target_from_logits and _undefined_softmax(pr):
+                return math.nan
             return loss
 
         arrays = [pred_arr, _promoted(target)]
@@ -308,6 +310,8 @@ def kl_divergence(
                 total += pc * (lp - lq)
         if any(math.isnan(x) for x in qr) or (from_logits and _undefined_softmax(qr)):
             return math.nan
+        if target_from_logits and _undefined_softmax(pr):
+            return math.nan
         return total
 
     return _per_row(kl, [_promoted(p), q_arr], axis, base, reduction, sample_weight)
@@ -325,6 +329,10 @@ def js_divergence(
     sample_weight: Any = None,
 ) -> Any:
     def js(pr: list[float], qr: list[float]) -> float:
+        if (target_from_logits and _undefined_softmax(pr)) or (
+            from_logits and _undefined_softmax(qr)
+        ):
+            return math.nan
         total = 0.0
         pairs = zip(_target(pr, target_from_logits), _target(qr, from_logits), strict=True)
         for pc, qc in pairs:

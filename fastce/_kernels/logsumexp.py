@@ -91,6 +91,20 @@ def _lse_block(seg, buf):
     return lambda seg, buf: impl(seg, buf)
 
 
+def lse_block_beside(seg, other, buf):
+    """``lse_block`` of a block of logits read beside ``other`` (the row's other operand):
+    ``lse_block32`` only when both are float32 (a float32 result), otherwise the float64
+    precision of ``lse_block64``, also for float32 logits beside float64 target probabilities,
+    whose result is float64."""
+
+
+@overload(lse_block_beside)
+def _lse_block_beside(seg, other, buf):
+    both32 = seg.dtype == types.float32 and other.dtype == types.float32
+    impl = lse_block32 if both32 else lse_block64
+    return lambda seg, other, buf: impl(seg, buf)
+
+
 @njit(cache=True, error_model="numpy")
 def lse_block64(seg, buf):
     """``lse_block`` of a float64 block: ``copy_max_index`` gives the maximum's first position
@@ -277,11 +291,17 @@ def lse_merge(m_acc, s_acc, m, s):
 @njit(cache=True, error_model="numpy")
 def lse_row(row, buf):
     """(M, S') of a whole row, folding its column blocks in order."""
+    return lse_row_beside(row, row, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def lse_row_beside(row, other, buf):
+    """``lse_row`` of a row of logits read beside ``other`` (``lse_block_beside``)."""
     c = row.shape[0]
-    m_acc, s_acc = lse_block(row[: min(c, COL_BLOCK)], buf)
+    m_acc, s_acc = lse_block_beside(row[: min(c, COL_BLOCK)], other, buf)
     for b in range(1, n_blocks(c)):
         c0, c1 = block_bounds(c, b)
-        m, s = lse_block(row[c0:c1], buf)
+        m, s = lse_block_beside(row[c0:c1], other, buf)
         m_acc, s_acc, _, _ = lse_merge(m_acc, s_acc, m, s)
     return m_acc, s_acc
 

@@ -19,7 +19,7 @@ from ._math import (
     log1p,
     sum8,
 )
-from .logsumexp import lse_block, lse_row
+from .logsumexp import lse_block_beside, lse_row_beside
 from .partials import (
     check_block,
     fill_class_weights,
@@ -189,7 +189,7 @@ def soft_ce_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
     p, x, f32, n_classes = row_blocks(ops, i, c0, c1)
     bad_p, nan_p = check_block(p)
     fill_class_weights(class_weight, c0, c1, wbuf)
-    m, s = lse_block(x, buf)
+    m, s = lse_block_beside(x, p, buf)
     for k in range(c1 - c0):
         wbuf[k] = smoothed(np.float64(p[k]), smoothing, n_classes) * wbuf[k]
     return logits_partial(x, m, s, wbuf, buf64, f32, 0.0, bad_p, nan_p)
@@ -210,7 +210,7 @@ def kl_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
     p, x, f32, _ = row_blocks(ops, i, c0, c1)
     n = c1 - c0
     bad_p, nan_p = check_block(p)
-    m, s = lse_block(x, buf)
+    m, s = lse_block_beside(x, p, buf)
     for k in range(n):
         wbuf[k] = np.float64(p[k])
         pv = np.float64(p[k])
@@ -247,29 +247,40 @@ def is_logits(lse):
 
 
 @njit(inline="always", cache=True)
-def row_lse(row, buf):
-    """(M, S, log S) of a row of logits: its maximum M, S = sum_c e^(x_c - M) (1 + s')."""
-    m, s = lse_row(row, buf)
+def undefined(lse):
+    """NaN for a row of logits with no softmax (no classes, or all -inf), else 0.0: added to a
+    block's nan slot, it makes the row's value NaN even where no term is formed (C = 0)."""
+    return np.nan if is_logits(lse) and lse[0] == -np.inf else 0.0
+
+
+@njit(inline="always", cache=True)
+def row_lse(row, other, buf):
+    """(M, S, log S) of a row of logits: its maximum M, S = sum_c e^(x_c - M) (1 + s'), to the
+    precision of the result (``lse_block_beside``)."""
+    m, s = lse_row_beside(row, other, buf)
     return m, 1.0 + s, log1p(s)
 
 
 @njit(inline="always", cache=True)
 def target_lse(ops, i, params, buf):
     """Prologue of target logits against probabilities: the target row's (M, S, log S)."""
-    return params[0], params[1], params[2], row_lse(ops[0][i], buf), _NO_LSE
+    p, q = ops[0][i], ops[1][i]
+    return params[0], params[1], params[2], row_lse(p, q, buf), _NO_LSE
 
 
 @njit(inline="always", cache=True)
 def pred_lse(ops, i, params, buf):
     """Prologue of target probabilities against logits (Jensen-Shannon, whose terms need
     both softmax values)."""
-    return params[0], params[1], params[2], _NO_LSE, row_lse(ops[1][i], buf)
+    p, q = ops[0][i], ops[1][i]
+    return params[0], params[1], params[2], _NO_LSE, row_lse(q, p, buf)
 
 
 @njit(inline="always", cache=True)
 def both_lse(ops, i, params, buf):
     """Prologue of two rows of logits."""
-    return params[0], params[1], params[2], row_lse(ops[0][i], buf), row_lse(ops[1][i], buf)
+    p, q = ops[0][i], ops[1][i]
+    return params[0], params[1], params[2], row_lse(p, q, buf), row_lse(q, p, buf)
 
 
 @njit(inline="always", cache=True)
@@ -294,6 +305,7 @@ def kl_target_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
     n = c1 - c0
     q_logits = is_logits(q_lse)
     bad, nan = (0.0, 0.0) if q_logits else check_block(b)
+    nan += undefined(p_lse) + undefined(q_lse)
     for k in range(n):
         av = np.float64(a[k])
         bv = np.float64(b[k])
@@ -316,6 +328,7 @@ def soft_ce_target_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
     n = c1 - c0
     q_logits = is_logits(q_lse)
     bad, nan = (0.0, 0.0) if q_logits else check_block(b)
+    nan += undefined(p_lse) + undefined(q_lse)
     fill_class_weights(class_weight, c0, c1, wbuf)
     for k in range(n):
         pv = smoothed(softmax_at(np.float64(a[k]), p_lse), smoothing, n_classes)
@@ -342,7 +355,8 @@ def js_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
         pv = softmax_at(av, p_lse) if p_logits else av
         qv = softmax_at(bv, q_lse) if q_logits else bv
         buf64[k] = js_term(pv, qv)
-    return terms_partial(buf64, n, f32, max(bad_p, bad_q), nan_p + nan_q)
+    nan = nan_p + nan_q + undefined(p_lse) + undefined(q_lse)
+    return terms_partial(buf64, n, f32, max(bad_p, bad_q), nan)
 
 
 @njit(inline="always", cache=True)
