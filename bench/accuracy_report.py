@@ -132,6 +132,12 @@ NO_JS = """Jensen-Shannon of probabilities has no named case: each class contrib
 term computed without cancellation (`js_term` in `fastce/_kernels/pair.py`), so it is held
 to its ulp goal even for nearly equal rows."""
 
+TEMPERATURE = """A call with `temperature=T` gives the bits of the same call on the float64
+array `x / T` (every logits input divided in float64 as the kernels read it; the result
+rounded once to the input's dtype; `tests/test_temperature.py` checks it for every function,
+layout and reduction): its error is the table's float64 error on `x / T`, then that
+rounding."""
+
 CHANGES = [
     """* Sums of exps (the log-sum-exp family, and the sums added to it) are compensated for
     float64 rows: eight lanes with TwoSum. One term near 1 beside many small ones cost up to
@@ -211,6 +217,7 @@ def render(results: list[acc.Result], seconds: float, n_cases: int, quick: bool)
         )
     out.append("")
     out += _paragraph(GOALS)
+    out += _paragraph(TEMPERATURE)
     out += ["## Named cancellation cases", ""]
     for item in NAMED:
         out += _paragraph(item)[:-1]

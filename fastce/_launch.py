@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from . import _reduce
-from ._kernels._common import COL_BLOCK, transpose_rows
+from ._kernels._common import COL_BLOCK, temper_rows, transpose_rows
 from ._kernels._driver import RowKernels, Transform
 from ._kernels.exactsum import ACC_LEN
 from ._kernels.logsumexp import COLUMN_TILE, ROWS_PER_BATCH, lse_fold, lse_tiles
@@ -302,6 +302,8 @@ def _row_tasks(
     n_ops: int,
     nchunks: int,
     columns: Callable[..., None] | None = None,
+    tempered: Sequence[bool] = (),
+    temperature: float = 1.0,
 ) -> list[Callable[[int], None]]:
     """The tasks of one piece of rows: ``per_row`` are the operands (the first ``n_ops``), then
     the weights and the output (empty when absent), cut into ``nchunks`` chunks of rows;
@@ -314,21 +316,33 @@ def _row_tasks(
     the adjacent rows, in runs as long as the tile) and the kernel run on the copy, so the
     kernel's reads are contiguous; the values are the same bits (the same kernel on the same
     numbers). One tile per task: a tile is about ``_TILE_BYTES``, whatever ``nchunks``.
+
+    Operands of logits read at a ``temperature`` (``tempered``) are read a tile at a time too,
+    into a float64 scratch holding ``x / temperature`` (``temper_rows``): the kernel sees the
+    tempered logits, divided in float64, and no array of the input's size is made.
     """
     n_rows = per_row[0].shape[0]
-    flip = [_transposed(a) for a in per_row[:n_ops]]
+    temper = [bool(t) for t in tempered] + [False] * (n_ops - len(tempered))
+    flip = [_transposed(a) or t for a, t in zip(per_row[:n_ops], temper, strict=True)]
     if not any(flip):
         return chunk_tasks(kernel, n_rows, nchunks, args)
     x = per_row[0]
     if (
         columns is not None
+        and not any(temper)
         and flip == [True] + [False] * (n_ops - 1)
         and x.strides[0] == x.itemsize
     ):
         # The measure reads class-major rows itself, ``COLUMN_TILE`` of them at a time.
         return chunk_tasks(columns, n_rows, max(1, min(nchunks, n_rows // COLUMN_TILE)), args)
 
-    width = sum(a.shape[1] * a.itemsize for a, f in zip(per_row, flip, strict=False) if f)
+    dtypes = [
+        np.dtype(np.float64) if t else a.dtype
+        for a, t in zip(per_row[:n_ops], temper, strict=True)
+    ]
+    width = sum(
+        a.shape[1] * d.itemsize for a, d, f in zip(per_row, dtypes, flip, strict=False) if f
+    )
     n_tiles = max(1, -(-n_rows * width // _TILE_BYTES))
     step = -(-n_rows // n_tiles)
     scratch: dict[int, list[np.ndarray | None]] = {}  # per slot, made on its first tile
@@ -336,13 +350,16 @@ def _row_tasks(
     def tiled(lo: int, hi: int, slot: int) -> None:
         tiles = scratch.get(slot)
         if tiles is None:
-            tiles = [np.empty((step, a.shape[1]), a.dtype) if f else None for a, f in
-                     zip(per_row, flip, strict=False)]  # fmt: skip
+            tiles = [np.empty((step, a.shape[1]), d) if f else None for a, d, f in
+                     zip(per_row, dtypes, flip, strict=False)]  # fmt: skip
             scratch[slot] = tiles
         ops = []
-        for a, tile in zip(per_row[:n_ops], tiles, strict=False):
+        for a, tile, t in zip(per_row[:n_ops], tiles, temper, strict=True):
             if tile is None:
                 ops.append(a[lo:hi])
+            elif t:
+                temper_rows(a[lo:hi], tile[: hi - lo], temperature)
+                ops.append(tile[: hi - lo])
             else:
                 transpose_rows(a[lo:hi], tile[: hi - lo])
                 ops.append(tile[: hi - lo])
@@ -409,6 +426,8 @@ def run(
     inner: int = 1,
     out: np.ndarray | None = None,
     count_weights: bool = True,
+    tempered: Sequence[bool] = (),
+    temperature: float = 1.0,
 ) -> Any:
     """Run ``kernel`` and return the per-sample array, or the reduced scalar.
 
@@ -420,8 +439,11 @@ def run(
     ``_validate.check_out``) receives the ``"none"`` result.
     ``count_weights=False``: the kernel accumulates weights only when sample weights
     (the last of ``weights``) are given (the element-wise kernel); without them ``"mean"``
-    divides by the number of values.
+    divides by the number of values. ``tempered``: which operands hold logits read at
+    ``temperature`` (row kernels; see ``_row_tasks``): those run in tiles of rows, never
+    split.
     """
+    tempered = tempered if temperature != 1.0 else ()
     present = [w for w in weights if w is not None]
     arrays = [*operands, *present]
     reduce = reduction != "none"
@@ -444,6 +466,7 @@ def run(
     rows_per_piece = math.prod(plan.merged[-inner:])
     if inner == 1:
         nchunks, split = work_plan(rows_per_piece, row_len)
+        split = split and not any(tempered)
         cut = None
     else:
         nchunks, split = n_chunks(rows_per_piece, 1), False
@@ -475,7 +498,9 @@ def run(
         elif cut is not None:
             tasks += [partial(_call, row_kernel, args, box) for box in cut]
         else:
-            tasks += _row_tasks(row_kernel, args, per_elem, n_ops, nchunks, columns)
+            tasks += _row_tasks(
+                row_kernel, args, per_elem, n_ops, nchunks, columns, tempered, temperature
+            )
     run_tasks(tasks, n_slots)
     if buffers.bad.any():
         explain()
@@ -501,23 +526,42 @@ def run_rows(
     out_dtype: np.dtype,
     explain: Callable[[], None],
     out: np.ndarray | None = None,
+    tempered: Sequence[bool] = (),
+    temperature: float = 1.0,
 ) -> Any:
     """``run`` for a row measure: ``operands`` are (..., C) arrays whose leading axes are the
-    samples (the first one's), ``weights`` the sample weights or None."""
+    samples (the first one's), ``weights`` the sample weights or None; ``tempered`` the
+    operands of logits read at ``temperature``."""
     rows = operands[0]
     batch_shape, row_len = rows.shape[:-1], rows.shape[-1]
     return run(
         kernel, batch_shape, operands, params, [weights], reduction, out_dtype, explain, row_len,
-        out=out,
+        out=out, tempered=tempered, temperature=temperature,
     )  # fmt: skip
 
 
 # --- log-sum-exp, log-softmax, softmax: a row in, a row or a value out ---------------------------
 
 
-def transform(kernel: Transform, x: np.ndarray, out: np.ndarray) -> None:
-    """``kernel`` over the rows of the 2-D view ``x`` into ``out`` (rows, or rows x columns)."""
+def transform(kernel: Transform, x: np.ndarray, out: np.ndarray, temperature: float = 1.0) -> None:
+    """``kernel`` over the rows of the 2-D view ``x`` into ``out`` (rows, or rows x columns);
+    at a ``temperature``, over tiles of rows holding ``x / temperature`` (``temper_rows``)."""
     n, c = x.shape
+    if temperature != 1.0:
+        step = max(1, _TILE_BYTES // (8 * max(c, 1)))
+        scratch: dict[int, np.ndarray] = {}
+
+        def tile(lo: int, hi: int, slot: int) -> None:
+            buf = scratch.get(slot)
+            if buf is None:
+                buf = scratch[slot] = np.empty((min(step, n), c))
+            temper_rows(x[lo:hi], buf[: hi - lo], temperature)
+            kernel.rows(buf[: hi - lo], out[lo:hi])
+
+        n_tiles = -(-n // step)
+        tasks = [partial(tile, *bounds(n, n_tiles, k)) for k in range(n_tiles)]
+        run_tasks(tasks, slots(len(tasks)))
+        return
     nchunks, split = work_plan(n, c)
     if not split:
         call_rows(kernel.rows, n, nchunks, lambda rows, slot: (x[rows], out[rows]))

@@ -311,6 +311,30 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
+def check_temperature(temperature: Any, logits: dict[str, tuple[str, bool]]) -> float:
+    """The temperature: a finite number > 0. ``logits`` maps each flag that makes an input
+    logits to (that input's name, whether it is set); a temperature other than 1 with none set
+    is an error that names them."""
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(
+        temperature, (numbers.Real, np.floating, np.integer)
+    ):
+        raise TypeError(f"temperature must be a number; got {show(temperature)}")
+    try:
+        t = float(temperature)
+    except OverflowError:
+        t = math.inf
+    if not (math.isfinite(t) and t > 0.0):
+        raise ValueError(f"temperature must be a finite number > 0; got {show(temperature)}")
+    if t != 1.0 and logits and not any(on for _, on in logits.values()):
+        flags = " or ".join(f"{flag}=True (if {name} holds logits)" for flag, (name, _) in
+                            logits.items())  # fmt: skip
+        raise ValueError(
+            f"temperature={t!r} divides logits, and this call has none: pass {flags}; "
+            "probabilities are never tempered"
+        )
+    return t
+
+
 def check_ignore_index(ignore_index: Any) -> tuple[bool, int]:
     if ignore_index is None:
         return False, 0

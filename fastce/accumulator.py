@@ -177,6 +177,8 @@ def _check_options(measure: str, options: dict[str, Any]) -> None:
             v.check_ignore_index(value)
         elif name in ("from_logits", "target_from_logits"):
             v.check_bool(value, name)
+        elif name == "temperature":
+            v.check_temperature(value, {})  # (its logits flag is checked with the data)
         elif name == "axis":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"axis must be an integer; got {v.show(value)}")

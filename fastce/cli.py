@@ -271,6 +271,9 @@ def _add_score_command(sub: Any) -> None:
         action="store_true",
         help="a soft target holds logits (kl_divergence, js_divergence, cross_entropy)",
     )
+    score.add_argument(
+        "--temperature", type=float, help="divide every logits input by T (default: 1)"
+    )
     score.add_argument("--base", type=float, help="logarithm base: 2 for bits (default: nats)")
     score.add_argument("--ignore-index", type=int, help="class index to leave out (padding)")
     score.add_argument(
@@ -318,6 +321,7 @@ def _unit(measure: str, base: float | None) -> str:
 _FLAGS = {
     "from_logits": "--from-logits",
     "target_from_logits": "--target-from-logits",
+    "temperature": "--temperature",
     "base": "--base",
     "ignore_index": "--ignore-index",
     "labels": "--labels",
@@ -363,7 +367,10 @@ _CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
     ),
     (re.compile(r"\blabels=(\[[^\]]*\])"), _flag_list),
     (
-        re.compile(r"\b(from_logits|target_from_logits|base|ignore_index)=(\S+?)(?=[\s),;:]|$)"),
+        re.compile(
+            r"\b(from_logits|target_from_logits|temperature|base|ignore_index)=(\S+?)"
+            r"(?=[\s),;:]|$)"
+        ),
         _flag_option,
     ),
     (re.compile(r"\blabels=(?!\w)"), "--labels"),
@@ -430,6 +437,8 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
         options["from_logits"] = True
     if args.target_from_logits:
         options["target_from_logits"] = True
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
     if args.base is not None:
         options["base"] = args.base
     if args.ignore_index is not None:

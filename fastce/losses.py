@@ -75,6 +75,7 @@ def entropy(
     axis: int = -1,
     base: float | None = None,
     from_logits: bool = False,
+    temperature: float = 1.0,
     reduction: Reduction = "none",
     sample_weight: Any = None,
     out: np.ndarray | None = None,
@@ -95,6 +96,11 @@ def entropy(
     from_logits : bool, default False
         ``p`` holds unnormalised log-probabilities; the entropy of ``softmax(p)`` is computed
         through a shifted log-sum-exp, without forming the softmax.
+    temperature : float, default 1.0
+        Every logits input enters as ``x / temperature``, divided in float64 as the kernels
+        read it (a tile of rows at a time: no scaled copy of the input is made); a finite
+        number > 0. Probabilities are never tempered: a temperature other than 1 with no
+        logits input is an error.
     reduction : {"none", "sum", "mean"}, default "none"
         ``"none"`` returns one value per sample (times its sample weight); ``"sum"`` their exact
         sum; ``"mean"`` that sum divided by the sum of the sample weights (or the count).
@@ -137,6 +143,7 @@ def entropy(
     """
     arr, rows = _rows(p, "p", axis)
     from_logits = v.check_bool(from_logits, "from_logits")
+    t = v.check_temperature(temperature, {"from_logits": ("p", from_logits)})
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     batch_shape = rows.shape[:-1]
@@ -148,8 +155,9 @@ def entropy(
 
     kernels = _kernels(entropy_kernels.KERNELS, "entropy", from_logits)
     return run_rows(
-        kernels, [rows], [ln_base], weights, checked_reduction, rows.dtype, explain, out
-    )
+        kernels, [rows], [ln_base], weights, checked_reduction, rows.dtype, explain, out,
+        tempered=[from_logits], temperature=t,
+    )  # fmt: skip
 
 
 def _cross_entropy(
@@ -158,6 +166,7 @@ def _cross_entropy(
     axis: Any,
     from_logits: Any,
     target_from_logits: Any,
+    temperature: Any,
     base: Any,
     eps: Any,
     label_smoothing: Any,
@@ -171,6 +180,10 @@ def _cross_entropy(
     pred_arr, rows = _rows(pred, "pred", axis)
     from_logits = v.check_bool(from_logits, "from_logits")
     target_from_logits = v.check_bool(target_from_logits, "target_from_logits")
+    logits = {"from_logits": ("pred", from_logits)}
+    if target_from_logits or np.ndim(target) == pred_arr.ndim:  # (soft targets)
+        logits["target_from_logits"] = ("target", target_from_logits)
+    t = v.check_temperature(temperature, logits)
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     eps_value = v.check_eps(eps, pred_arr.dtype)
@@ -197,15 +210,18 @@ def _cross_entropy(
 
         kernels = _kernels(nll.KERNELS, "nll", from_logits)
         if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
-            # the hot path: a kernel of its own (rows this short are never split)
+            # the hot path: a kernel of its own (rows this short are never split); tempered
+            # logits reach it as float64 tiles
+            read = rows.dtype if t == 1.0 else np.dtype(np.float64)
             kernels = kernels._replace(
-                rows=nll.HOT[_hot_path(rows.dtype, n_classes)],
-                columns=nll.HOT["columns"] if rows.dtype == np.float32 else None,
+                rows=nll.HOT[_hot_path(read, n_classes)],
+                columns=nll.HOT["columns"] if read == np.float32 else None,
             )
         params = [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base]
         return run_rows(
-            kernels, [rows, labels], params, weights, checked_reduction, dtype, explain, out
-        )
+            kernels, [rows, labels], params, weights, checked_reduction, dtype, explain, out,
+            tempered=[from_logits, False], temperature=t,
+        )  # fmt: skip
 
     if target_arr.shape == pred_arr.shape:
         if has_ignore:
@@ -227,8 +243,9 @@ def _cross_entropy(
         kernels = _kernels(pair.KERNELS, "soft_ce", from_logits, target_from_logits)
         ops, params = [soft_rows, rows], [eps_value, cw, smoothing, ln_base]
         return run_rows(
-            kernels, ops, params, weights, checked_reduction, soft_dtype, explain_soft, out
-        )
+            kernels, ops, params, weights, checked_reduction, soft_dtype, explain_soft, out,
+            tempered=[target_from_logits, from_logits], temperature=t,
+        )  # fmt: skip
 
     raise ValueError(
         f"target has shape {target_arr.shape} but pred has shape {pred_arr.shape}: expected "
@@ -244,6 +261,7 @@ def cross_entropy(
     axis: int = -1,
     from_logits: bool = False,
     target_from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     eps: float | Literal["auto"] = "auto",
     label_smoothing: float = 0.0,
@@ -276,6 +294,11 @@ def cross_entropy(
         model's outputs): the target distribution is their softmax, formed from the row's own
         shifted log-sum-exp in the same pass (no softmax array is made). Label smoothing
         applies to that distribution. Not allowed with class indices.
+    temperature : float, default 1.0
+        Every logits input (``pred``, a ``target`` of logits) enters as ``x / temperature``,
+        divided in float64 as the kernels read it (a tile of rows at a time: no scaled copy
+        of the input is made); a finite number > 0. Probabilities are never tempered: a
+        temperature other than 1 with no logits input is an error.
     base : float, optional
         Logarithm base: ``None`` for nats, ``2`` for bits.
     eps : float or "auto", default "auto"
@@ -357,6 +380,8 @@ def cross_entropy(
         and type(label_smoothing) is float
         and label_smoothing == 0.0
         and target_from_logits is False
+        and type(temperature) is float
+        and temperature == 1.0
     ):
         result = _small_labels_fast_path(target, pred, axis, from_logits, reduction)
         if result is not None:
@@ -367,6 +392,7 @@ def cross_entropy(
         axis,
         from_logits,
         target_from_logits,
+        temperature,
         base,
         eps,
         label_smoothing,
@@ -448,6 +474,7 @@ def perplexity(
     *,
     axis: int = -1,
     from_logits: bool = False,
+    temperature: float = 1.0,
     eps: float | Literal["auto"] = "auto",
     class_weight: Any = None,
     ignore_index: int | None = None,
@@ -459,7 +486,7 @@ def perplexity(
 
     Parameters
     ----------
-    target, pred, axis, from_logits, eps, class_weight, ignore_index, sample_weight
+    target, pred, axis, from_logits, temperature, eps, class_weight, ignore_index, sample_weight
         As in :func:`cross_entropy`; padding positions are left out with ``ignore_index``.
 
     Returns
@@ -492,6 +519,7 @@ def perplexity(
         axis,
         from_logits,
         False,
+        temperature,
         None,
         eps,
         0.0,
@@ -512,6 +540,7 @@ def kl_divergence(
     axis: int = -1,
     from_logits: bool = False,
     target_from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     eps: float | Literal["auto"] = "auto",
     reduction: Reduction | Literal["batchmean"] = "none",
@@ -547,6 +576,12 @@ def kl_divergence(
         ``log_target=True``): ``P = softmax(p)``, formed from the row's own shifted
         log-sum-exp in the same pass, with ``log P_c = (p_c - max) - log(sum)``. Either flag
         may be set with the other.
+    temperature : float, default 1.0
+        Every logits input (``q`` with ``from_logits``, ``p`` with ``target_from_logits``)
+        enters as ``x / temperature``, divided in float64 as the kernels read it (a tile of
+        rows at a time: no scaled copy of the input is made); a finite number > 0.
+        Probabilities are never tempered: a temperature other than 1 with no logits input is
+        an error.
     eps : float or "auto", default "auto"
         Clipping of probabilities ``q``; ``"auto"`` is ``np.finfo(q.dtype).eps``; ``0``
         disables it.
@@ -598,21 +633,19 @@ def kl_divergence(
     >>> fastce.kl_divergence(teacher, student, from_logits=True, target_from_logits=True).round(6)
     array([0.060269, 0.      ])
 
-    Distillation at temperature ``T``, as ``F.kl_div(F.log_softmax(s / T, -1),
-    F.log_softmax(t / T, -1), log_target=True, reduction="batchmean")``; the recipe's
-    ``T**2`` factor is the caller's to apply:
+    Distillation at temperature ``T``: ``F.kl_div(F.log_softmax(s / T, -1),
+    F.log_softmax(t / T, -1), log_target=True, reduction="batchmean")``, with no ``T**2``
+    factor; the recipe's ``T**2`` is the caller's to apply:
 
-    >>> import numpy as np
     >>> T = 2.0
-    >>> t, s = np.array(teacher) / T, np.array(student) / T
-    >>> kl = fastce.kl_divergence(t, s, from_logits=True, target_from_logits=True,
-    ...                           reduction="batchmean")
+    >>> kl = fastce.kl_divergence(teacher, student, from_logits=True, target_from_logits=True,
+    ...                           temperature=T, reduction="batchmean")
     >>> round(float(kl * T**2), 6)
     0.038215
     """
     return _divergence(
-        "kl", p, q, axis, from_logits, target_from_logits, base, eps, reduction, sample_weight,
-        out,
+        "kl", p, q, axis, from_logits, target_from_logits, temperature, base, eps, reduction,
+        sample_weight, out,
     )  # fmt: skip
 
 
@@ -623,6 +656,7 @@ def _divergence(
     axis: Any,
     from_logits: Any,
     target_from_logits: Any,
+    temperature: Any,
     base: Any,
     eps: Any,
     reduction: Any,
@@ -635,6 +669,8 @@ def _divergence(
     v.same_shape(p_arr, q_arr, "p", "q")
     from_logits = v.check_bool(from_logits, "from_logits")
     target_from_logits = v.check_bool(target_from_logits, "target_from_logits")
+    logits = {"from_logits": ("q", from_logits), "target_from_logits": ("p", target_from_logits)}
+    t = v.check_temperature(temperature, logits)
     checked_reduction = v.check_reduction(reduction, batchmean=measure == "kl")
     ln_base = v.ln_base(base)
     eps_value = 0.0 if eps is None else v.check_eps(eps, q_arr.dtype)
@@ -651,11 +687,16 @@ def _divergence(
 
     kernels = _kernels(pair.KERNELS, measure, from_logits, target_from_logits)
     ops, params = [p_rows, q_rows], [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base]
+    tempered = [target_from_logits, from_logits]
     if checked_reduction == "batchmean":
         # fl(S / N): the exact sum rounded once to float64, over the first batch axis's length
-        total = run_rows(kernels, ops, params, weights, "sum", np.dtype(np.float64), explain, None)
+        total = run_rows(
+            kernels, ops, params, weights, "sum", np.dtype(np.float64), explain, None, tempered, t
+        )
         return batchmean(total, batch_shape[0] if batch_shape else 1, dtype)
-    return run_rows(kernels, ops, params, weights, checked_reduction, dtype, explain, out)
+    return run_rows(
+        kernels, ops, params, weights, checked_reduction, dtype, explain, out, tempered, t
+    )
 
 
 def batchmean(total: float, positions: int, dtype: np.dtype) -> Any:
@@ -672,6 +713,7 @@ def js_divergence(
     axis: int = -1,
     from_logits: bool = False,
     target_from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
@@ -693,7 +735,7 @@ def js_divergence(
         enters as its softmax, formed from the row's own shifted log-sum-exp in the same pass.
     axis, base, reduction, sample_weight
         As in :func:`entropy`.
-    from_logits, target_from_logits : bool, default False
+    from_logits, target_from_logits, temperature
         As in :func:`kl_divergence`.
 
     out : ndarray, optional
@@ -719,8 +761,8 @@ def js_divergence(
     1.0
     """
     return _divergence(
-        "js", p, q, axis, from_logits, target_from_logits, base, None, reduction, sample_weight,
-        out,
+        "js", p, q, axis, from_logits, target_from_logits, temperature, base, None, reduction,
+        sample_weight, out,
     )  # fmt: skip
 
 
@@ -729,6 +771,7 @@ def binary_cross_entropy(
     pred: Any,
     *,
     from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     eps: float | Literal["auto"] = "auto",
     pos_weight: Any = None,
@@ -749,6 +792,9 @@ def binary_cross_entropy(
         logits with ``from_logits=True``, used in the stable form
         ``max(x, 0) - x y + log1p(exp(-|x|))``.
     from_logits : bool, default False
+    temperature : float, default 1.0
+        Logits enter as ``x / temperature``, divided in float64 as the kernel reads them (no
+        scaled copy); a finite number > 0, other than 1 only with ``from_logits=True``.
     base : float, optional
         Logarithm base (``None``: nats).
     eps : float or "auto", default "auto"
@@ -800,6 +846,7 @@ def binary_cross_entropy(
     target_arr = v.as_float_array(target, "target")
     v.same_shape(target_arr, pred_arr, "target", "pred")
     from_logits = v.check_bool(from_logits, "from_logits")
+    t = v.check_temperature(temperature, {"from_logits": ("pred", from_logits)})
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
     eps_value = v.check_eps(eps, pred_arr.dtype)
@@ -815,7 +862,7 @@ def binary_cross_entropy(
         sw = v.broadcast_weight(w, shape, "sample_weight")
 
     dtype = np.result_type(target_arr.dtype, pred_arr.dtype)
-    if from_logits and pred_arr.dtype != dtype:
+    if from_logits and pred_arr.dtype != dtype and t == 1.0:
         # The kernel takes the softplus of float32 logits in float32 (within an ulp of a
         # float32 result); a float64 target makes the result float64, which needs float64
         # logits. (Found by the fuzzing campaign: 1e-7 relative errors in a float64 result.)
@@ -827,11 +874,14 @@ def binary_cross_entropy(
         if not from_logits:
             v.explain_probabilities(pred_arr, "pred", logits_hint=True)
 
+    # At a temperature, the kernel divides each segment of logits in float64 as it reads it
+    # (its third argument, from_logits otherwise, is the temperature).
+    kind = "probs" if not from_logits else "logits" if t == 1.0 else "tempered"
     return run(
-        binary.KERNELS["logits" if from_logits else "probs"],
+        binary.KERNELS[kind],
         shape,
         [target_arr, pred_arr],
-        [from_logits, eps_value, ln_base],
+        [from_logits if t == 1.0 else t, eps_value, ln_base],
         [pw, sw],
         checked_reduction,
         dtype,
@@ -843,8 +893,11 @@ def binary_cross_entropy(
     )
 
 
-def _transform(name: str, x: Any, axis: Any, keep_class_axis: bool, out: Any) -> Any:
+def _transform(
+    name: str, x: Any, axis: Any, keep_class_axis: bool, out: Any, temperature: Any
+) -> Any:
     arr, rows = _rows(x, "x", axis)
+    t = v.check_temperature(temperature, {"logits": ("x", True)})
     batch_shape = rows.shape[:-1]
     result_shape = arr.shape if keep_class_axis else batch_shape
     out = v.check_out(out, result_shape, arr.dtype)
@@ -865,7 +918,7 @@ def _transform(name: str, x: Any, axis: Any, keep_class_axis: bool, out: Any) ->
         result[...] = -np.inf
     if rows.size:
         for x_piece, out_piece in plan.pieces([plan.view(rows), plan.view(result, True)]):
-            _launch.transform(lse_kernels.TRANSFORMS[name], x_piece, out_piece)
+            _launch.transform(lse_kernels.TRANSFORMS[name], x_piece, out_piece, t)
     if keep_class_axis:
         result = np.moveaxis(result, -1, axis)
     if out is not None:
@@ -875,7 +928,9 @@ def _transform(name: str, x: Any, axis: Any, keep_class_axis: bool, out: Any) ->
     return result[()] if result.ndim == 0 else result
 
 
-def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
+def logsumexp(
+    x: Any, *, axis: int = -1, temperature: float = 1.0, out: np.ndarray | None = None
+) -> Any:
     r"""Log of the sum of exponentials along ``axis``, computed stably.
 
     .. math:: \mathrm{lse}(x) = m + \log \sum_c e^{x_c - m}, \qquad m = \max_c x_c
@@ -889,6 +944,9 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     x : array_like
         Real values (float32 stays float32, with float64 accumulation).
     axis : int, default -1
+    temperature : float, default 1.0
+        The rows enter as ``x / temperature`` (divided in float64 as the kernel reads a tile
+        of rows: no scaled copy of ``x``): the result is that of ``x / temperature``, exact.
 
     out : ndarray, optional
         A preallocated array of the result's shape and dtype to write into (and return).
@@ -910,10 +968,14 @@ def logsumexp(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.logsumexp([[0.0, -np.inf], [-np.inf, -np.inf]])
     array([  0., -inf])
     """
-    return _transform("logsumexp", x, axis, keep_class_axis=False, out=out)
+    return _transform(
+        "logsumexp", x, axis, keep_class_axis=False, out=out, temperature=temperature
+    )
 
 
-def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
+def log_softmax(
+    x: Any, *, axis: int = -1, temperature: float = 1.0, out: np.ndarray | None = None
+) -> Any:
     r"""Logarithm of the softmax along ``axis``: ``x - logsumexp(x)``, computed stably.
 
     .. math:: \log \mathrm{softmax}(x)_c = (x_c - m) - \log \sum_k e^{x_k - m}
@@ -922,6 +984,9 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     ----------
     x : array_like
     axis : int, default -1
+    temperature : float, default 1.0
+        The rows enter as ``x / temperature`` (divided in float64 as the kernel reads a tile
+        of rows: no scaled copy of ``x``): the result is that of ``x / temperature``, exact.
 
     out : ndarray, optional
         A preallocated array of the result's shape and dtype to write into (and return).
@@ -940,10 +1005,14 @@ def log_softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any
     >>> fastce.log_softmax([0.0, 0.0])
     array([-0.69314718, -0.69314718])
     """
-    return _transform("log_softmax", x, axis, keep_class_axis=True, out=out)
+    return _transform(
+        "log_softmax", x, axis, keep_class_axis=True, out=out, temperature=temperature
+    )
 
 
-def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
+def softmax(
+    x: Any, *, axis: int = -1, temperature: float = 1.0, out: np.ndarray | None = None
+) -> Any:
     r"""Softmax along ``axis``: ``exp(x - m) / sum exp(x - m)``.
 
     .. math:: \mathrm{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}}
@@ -952,6 +1021,9 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     ----------
     x : array_like
     axis : int, default -1 (``scipy.special.softmax`` defaults to ``axis=None``)
+    temperature : float, default 1.0
+        The rows enter as ``x / temperature`` (divided in float64 as the kernel reads a tile
+        of rows: no scaled copy of ``x``): the result is that of ``x / temperature``, exact.
 
     out : ndarray, optional
         A preallocated array of the result's shape and dtype to write into (and return).
@@ -970,4 +1042,4 @@ def softmax(x: Any, *, axis: int = -1, out: np.ndarray | None = None) -> Any:
     >>> fastce.softmax([0.0, 0.0, 0.0, 0.0])
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _transform("softmax", x, axis, keep_class_axis=True, out=out)
+    return _transform("softmax", x, axis, keep_class_axis=True, out=out, temperature=temperature)

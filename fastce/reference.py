@@ -57,6 +57,14 @@ def _promoted(x: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
+def _tempered(a: np.ndarray, temperature: float, logits: bool = True) -> np.ndarray:
+    """Logits at a temperature: ``a / temperature``, divided in float64 (probabilities, and
+    a temperature of 1, are left as they are)."""
+    if not logits or temperature == 1.0:
+        return a
+    return a.astype(np.float64) / float(temperature)
+
+
 def _flat_rows(moved: np.ndarray) -> np.ndarray:
     """(samples, classes); ``reshape(-1, C)`` cannot say how many rows of 0 classes there are."""
     return moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
@@ -103,13 +111,13 @@ def _lse(row: list[float]) -> float:
     return m + log_sum
 
 
-def logsumexp(x: Any, *, axis: int = -1) -> Any:
-    rows, shape = _rows(_promoted(x), axis)
+def logsumexp(x: Any, *, axis: int = -1, temperature: float = 1.0) -> Any:
+    rows, shape = _rows(_tempered(_promoted(x), temperature), axis)
     return np.array([_lse(r) for r in rows], dtype=np.float64).reshape(shape)
 
 
-def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
-    a = _promoted(x)
+def log_softmax(x: Any, *, axis: int = -1, temperature: float = 1.0) -> np.ndarray:
+    a = _tempered(_promoted(x), temperature)
     moved = np.moveaxis(a, axis, -1)
     rows = _flat_rows(moved).astype(np.float64)
     out = np.empty_like(rows)
@@ -119,8 +127,8 @@ def log_softmax(x: Any, *, axis: int = -1) -> np.ndarray:
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
 
-def softmax(x: Any, *, axis: int = -1) -> np.ndarray:
-    a = _promoted(x)
+def softmax(x: Any, *, axis: int = -1, temperature: float = 1.0) -> np.ndarray:
+    a = _tempered(_promoted(x), temperature)
     moved = np.moveaxis(a, axis, -1)
     rows = _flat_rows(moved).astype(np.float64)
     out = np.empty_like(rows)
@@ -198,6 +206,7 @@ def entropy(
     axis: int = -1,
     base: float | None = None,
     from_logits: bool = False,
+    temperature: float = 1.0,
     reduction: str = "none",
     sample_weight: Any = None,
 ) -> Any:
@@ -214,7 +223,8 @@ def entropy(
                 total -= q * (x - lse)
         return total
 
-    return _per_row(h, [_promoted(p)], axis, base, reduction, sample_weight)
+    arr = _tempered(_promoted(p), temperature, from_logits)
+    return _per_row(h, [arr], axis, base, reduction, sample_weight)
 
 
 def cross_entropy(
@@ -224,6 +234,7 @@ def cross_entropy(
     axis: int = -1,
     from_logits: bool = False,
     target_from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     eps: Any = "auto",
     label_smoothing: float = 0.0,
@@ -234,6 +245,7 @@ def cross_entropy(
 ) -> Any:
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
+    pred_arr = _tempered(pred_arr, temperature, from_logits)
     n_classes = np.moveaxis(pred_arr, axis, -1).shape[-1]
     cw = [1.0] * n_classes if class_weight is None else [float(w) for w in class_weight]
     s = float(label_smoothing)
@@ -254,7 +266,7 @@ def cross_entropy(
                 return math.nan
             return loss
 
-        arrays = [pred_arr, _promoted(target)]
+        arrays = [pred_arr, _tempered(_promoted(target), temperature, target_from_logits)]
         return _per_row(soft, arrays, axis, base, reduction, sample_weight)
     # Class indices: an ignored sample counts for nothing, and the class weights weigh the mean.
     rows, shape = _rows(pred_arr, axis)
@@ -293,6 +305,7 @@ def kl_divergence(
     axis: int = -1,
     from_logits: bool = False,
     target_from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     eps: Any = "auto",
     reduction: str = "none",
@@ -300,6 +313,8 @@ def kl_divergence(
 ) -> Any:
     q_arr = _promoted(q)
     e = _eps(eps, q_arr.dtype)
+    q_arr = _tempered(q_arr, temperature, from_logits)
+    p_arr = _tempered(_promoted(p), temperature, target_from_logits)
 
     def kl(pr: list[float], qr: list[float]) -> float:
         logq = _log_q(list(qr), from_logits, e)
@@ -314,7 +329,7 @@ def kl_divergence(
             return math.nan
         return total
 
-    return _per_row(kl, [_promoted(p), q_arr], axis, base, reduction, sample_weight)
+    return _per_row(kl, [p_arr, q_arr], axis, base, reduction, sample_weight)
 
 
 def js_divergence(
@@ -324,6 +339,7 @@ def js_divergence(
     axis: int = -1,
     from_logits: bool = False,
     target_from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     reduction: str = "none",
     sample_weight: Any = None,
@@ -345,7 +361,9 @@ def js_divergence(
                 total += 0.5 * qc * (_log(qc) - _log(m))
         return total
 
-    return _per_row(js, [_promoted(p), _promoted(q)], axis, base, reduction, sample_weight)
+    p_arr = _tempered(_promoted(p), temperature, target_from_logits)
+    q_arr = _tempered(_promoted(q), temperature, from_logits)
+    return _per_row(js, [p_arr, q_arr], axis, base, reduction, sample_weight)
 
 
 def binary_cross_entropy(
@@ -353,6 +371,7 @@ def binary_cross_entropy(
     pred: Any,
     *,
     from_logits: bool = False,
+    temperature: float = 1.0,
     base: float | None = None,
     eps: Any = "auto",
     pos_weight: Any = None,
@@ -361,6 +380,7 @@ def binary_cross_entropy(
 ) -> Any:
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
+    pred_arr = _tempered(pred_arr, temperature, from_logits)
     shape = pred_arr.shape
     y_all = _promoted(target).astype(np.float64).reshape(-1)
     x_all = pred_arr.astype(np.float64).reshape(-1)

@@ -175,7 +175,7 @@ REGISTRY: dict[str, Entry] = {
     "entropy": Entry(
         "entropy",
         _entropy,
-        [{}, {"from_logits": True}, {"base": 2}],
+        [{}, {"from_logits": True}, {"base": 2}, {"from_logits": True, "temperature": 2.5}],
     ),
     "cross_entropy_labels": Entry(
         "cross_entropy",
@@ -187,6 +187,7 @@ REGISTRY: dict[str, Entry] = {
             {"from_logits": True, "with_ignore": True, "with_class_weight": True},
             {"eps": 0, "base": 2, "with_ignore": True},
             {"label_smoothing": 0.2, "with_class_weight": True},
+            {"from_logits": True, "temperature": 0.7, "with_ignore": True},
         ],
     ),
     "cross_entropy_soft": Entry(
@@ -204,6 +205,7 @@ REGISTRY: dict[str, Entry] = {
                 "label_smoothing": 0.1,
                 "with_class_weight": True,
             },
+            {"target_from_logits": True, "temperature": 3.0},
         ],
     ),
     "kl_divergence": Entry(
@@ -215,6 +217,7 @@ REGISTRY: dict[str, Entry] = {
             {"eps": 0, "base": 2},
             {"target_from_logits": True},
             {"target_from_logits": True, "from_logits": True, "base": 2},
+            {"target_from_logits": True, "from_logits": True, "temperature": 2.0},
         ],
     ),
     "js_divergence": Entry(
@@ -226,6 +229,7 @@ REGISTRY: dict[str, Entry] = {
             {"from_logits": True},
             {"target_from_logits": True},
             {"target_from_logits": True, "from_logits": True},
+            {"from_logits": True, "temperature": 0.5},
         ],
     ),
     "binary_cross_entropy": Entry(
@@ -236,15 +240,10 @@ REGISTRY: dict[str, Entry] = {
             {"from_logits": True},
             {"from_logits": True, "with_pos_weight": True, "soft_target": True},
             {"eps": 0, "soft_target": True, "base": 2},
+            {"from_logits": True, "temperature": 1.7, "soft_target": True},
         ],
     ),
-    "logsumexp": Entry("logsumexp", _transform),
-    "log_softmax": Entry(
-        "log_softmax",
-        _transform,
-    ),
-    "softmax": Entry(
-        "softmax",
-        _transform,
-    ),
+    "logsumexp": Entry("logsumexp", _transform, [{}, {"temperature": 0.3}]),
+    "log_softmax": Entry("log_softmax", _transform, [{}, {"temperature": 4.0}]),
+    "softmax": Entry("softmax", _transform, [{}, {"temperature": 0.6}]),
 }

@@ -174,11 +174,12 @@ FUNCTIONS = (
 
 # Options each function takes (beyond its arrays), as its signature has them.
 OPTIONS = {
-    "entropy": {"axis", "base", "from_logits", "reduction", "sample_weight"},
+    "entropy": {"axis", "base", "from_logits", "temperature", "reduction", "sample_weight"},
     "cross_entropy": {
         "axis",
         "from_logits",
         "target_from_logits",
+        "temperature",
         "base",
         "eps",
         "label_smoothing",
@@ -189,6 +190,7 @@ OPTIONS = {
     },
     "binary_cross_entropy": {
         "from_logits",
+        "temperature",
         "base",
         "eps",
         "pos_weight",
@@ -199,6 +201,7 @@ OPTIONS = {
         "axis",
         "from_logits",
         "target_from_logits",
+        "temperature",
         "base",
         "eps",
         "reduction",
@@ -208,14 +211,23 @@ OPTIONS = {
         "axis",
         "from_logits",
         "target_from_logits",
+        "temperature",
         "base",
         "reduction",
         "sample_weight",
     },
-    "perplexity": {"axis", "from_logits", "eps", "class_weight", "ignore_index", "sample_weight"},
-    "logsumexp": {"axis"},
-    "log_softmax": {"axis"},
-    "softmax": {"axis"},
+    "perplexity": {
+        "axis",
+        "from_logits",
+        "temperature",
+        "eps",
+        "class_weight",
+        "ignore_index",
+        "sample_weight",
+    },
+    "logsumexp": {"axis", "temperature"},
+    "log_softmax": {"axis", "temperature"},
+    "softmax": {"axis", "temperature"},
 }
 
 
@@ -348,6 +360,7 @@ INVALID: dict[str, list[Any]] = {
     "label_smoothing": [-0.1, 1.5, np.nan, np.inf, "0.1", True, None, 10**400, [0.1]],
     "reduction": ["avg", "MEAN", None, 1, "", b"mean", ["mean"]],
     "from_logits": [1, 0, "True", None, np.nan, [True]],
+    "temperature": [0, -1.0, np.nan, np.inf, -np.inf, "2", True, None, [2.0], 1j, 10**400],
     "ignore_index": [1.5, "x", 2**63, -(2**63) - 1, True, 10**400, [1]],
     "axis": ["ndim", "-ndim-1", 1.0, None, "0", (0,), True, 10**30],
 }

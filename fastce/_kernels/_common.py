@@ -17,6 +17,7 @@ Conventions for the arrays every kernel receives:
            probability outside [0, 1]); the Python layer then finds and reports it.
 """
 
+import numpy as np
 from numba import njit
 
 from .exactsum import acc_add, acc_merge, acc_value
@@ -107,6 +108,29 @@ def fold_chunks(acc):
         acc_merge(acc[0, 0], acc[k, 0])
         acc_merge(acc[0, 1], acc[k, 1])
     return acc_value(acc[0, 0]), acc_value(acc[0, 1])
+
+
+@njit(nogil=True, cache=True)
+def temper_rows(src, dst, temperature):
+    """dst[:] = src / temperature, divided in float64, for a (rows, classes) ``src`` of
+    logits in any layout and a C-contiguous float64 ``dst``: the tile of rows a kernel reads
+    at a temperature. Rows adjacent in memory (a transposed ``src``) are read eight classes at
+    a time, as ``transpose_rows`` does."""
+    m, c = src.shape
+    if abs(src.strides[0]) < abs(src.strides[1]):
+        c8 = c - c % 8
+        for j0 in range(0, c8, 8):
+            for r in range(m):
+                for j in range(j0, j0 + 8):
+                    dst[r, j] = np.float64(src[r, j]) / temperature
+        for j in range(c8, c):
+            for r in range(m):
+                dst[r, j] = np.float64(src[r, j]) / temperature
+    else:
+        for r in range(m):
+            row, out = src[r], dst[r]
+            for j in range(c):
+                out[j] = np.float64(row[j]) / temperature
 
 
 @njit(nogil=True, cache=True)

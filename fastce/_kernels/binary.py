@@ -122,6 +122,18 @@ def logits_segment(ys, xs, tail, pos_weight, i, j0, eps, buf):
 
 
 @njit(cache=True, error_model="numpy")
+def tempered_segment(ys, xs, tail, pos_weight, i, j0, temperature, buf):
+    """``logits_segment`` of the logits divided by ``temperature`` in float64 (the kernel passes
+    the temperature where the others pass eps, which logits do not use): ``tail`` holds the
+    segment's tempered logits after its own ``SEGMENT`` entries."""
+    n = xs.shape[0]
+    scaled = tail[SEGMENT : SEGMENT + n]
+    for t in range(n):
+        scaled[t] = np.float64(xs[t]) / temperature
+    return logits_segment(ys, scaled, tail[:SEGMENT], pos_weight, i, j0, 0.0, buf)
+
+
+@njit(cache=True, error_model="numpy")
 def probs_segment(ys, xs, tail, pos_weight, i, j0, eps, buf):
     """buf[:n] = the probability losses of one segment; returns the flag of a label or a
     probability outside [0, 1]. Labels all 0 or 1 (the usual case) take one log per element.
@@ -237,4 +249,18 @@ def bce_probs_kernel(
     )  # fmt: skip
 
 
-KERNELS = {"logits": bce_logits_kernel, "probs": bce_probs_kernel}
+@njit(nogil=True, cache=True, error_model="numpy")
+def bce_tempered_kernel(
+    target, pred, temperature, eps, ln_base, pos_weight, sample_weight, out, acc, counts, bad
+):  # fmt: skip
+    """Binary cross-entropy from logits divided by ``temperature`` (in float64, a segment at a
+    time: no copy of the input), over a (rows, L) box of elements."""
+    tails = np.empty(2 * SEGMENT)
+    bce_elements(
+        tempered_segment, target, pred, temperature, ln_base, pos_weight, sample_weight, out,
+        acc, counts, bad, unowned(tails),
+    )  # fmt: skip
+    keep(tails)
+
+
+KERNELS = {"logits": bce_logits_kernel, "probs": bce_probs_kernel, "tempered": bce_tempered_kernel}
