@@ -66,10 +66,45 @@ def reject_missing(x: Any, name: str) -> Any:
 
 def _asarray(x: Any, name: str) -> np.ndarray:
     x = reject_missing(x, name)
+    if not isinstance(x, np.ndarray):
+        if type(x).__module__.split(".", 1)[0] == "torch" and hasattr(x, "detach"):
+            return _from_torch(x, name)
+        if hasattr(x, "__dlpack__"):
+            try:  # in place (JAX arrays, CuPy on the host, ...)
+                return np.from_dlpack(x)
+            except (BufferError, RuntimeError, TypeError, ValueError):
+                pass  # a dtype NumPy cannot import (bfloat16): the array's own conversion
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+
+
+def _from_torch(t: Any, name: str) -> np.ndarray:
+    """A CPU torch tensor as a NumPy array over its memory (no copy; ``requires_grad``
+    tensors through ``detach()``); bfloat16 as ``ml_dtypes.bfloat16`` (its bits viewed as
+    such) where ml_dtypes is installed. torch is not imported: the tensor brings it."""
+    device = getattr(getattr(t, "device", None), "type", "cpu")
+    if device != "cpu":
+        raise TypeError(
+            f"{name} is a torch tensor on the {device!r} device; fastce reads host memory: "
+            f"move it to the CPU first ({name}.cpu())"
+        )
+    t = t.detach()
+    if t.is_conj() or t.is_neg():  # lazy conjugate / negative views: their values, resolved
+        t = t.resolve_conj().resolve_neg()
+    if str(t.dtype) == "torch.bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            return np.asarray(t.float().numpy())  # the values in float32 (a copy)
+        import torch
+
+        return np.asarray(t.view(torch.int16).numpy().view(ml_dtypes.bfloat16))
+    try:
+        return np.asarray(t.numpy())
+    except (TypeError, RuntimeError) as exc:
+        raise TypeError(f"{name} is a torch tensor NumPy cannot read: {exc}") from None
 
 
 as_array = _asarray
@@ -154,6 +189,8 @@ def as_float_array(x: Any, name: str) -> np.ndarray:
             a = a.astype(np.float32)
         elif a.dtype.itemsize > 8:
             a = a.astype(np.float64)
+    elif a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
+        a = a.astype(np.float32)  # ml_dtypes.bfloat16: the same values in float32
     elif kind in "iub":
         a = a.astype(np.float64)
     else:

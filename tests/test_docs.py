@@ -332,6 +332,7 @@ DISTRIBUTIONS = {
     "dask": "dask",
     "distributed": "distributed",
     "matplotlib": "matplotlib",
+    "ml_dtypes": "ml_dtypes",
     "mpmath": "mpmath",
     "pandas": "pandas",
     "pyarrow": "pyarrow",

@@ -1,0 +1,99 @@
+"""Arrays from other libraries: torch tensors, DLPack objects (JAX), ml_dtypes bfloat16.
+
+Each is read as the NumPy array of the same values (CPU tensors and DLPack objects over their
+own memory, no copy), so it gives the bits of the NumPy call; half precision gives the
+float32 result of the same values in float32.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastce
+
+
+def bits(a):
+    return np.asarray(a).tobytes()
+
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch")
+
+
+def _data(seed=0, n=64, c=9):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, c)) * 3).astype(np.float32)
+    return x, rng.integers(0, c, n), fastce.softmax(rng.normal(size=(n, c)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_torch_tensors_give_the_numpy_bits(torch, dtype):
+    x, y, p = _data()
+    tx = torch.from_numpy(x).to(getattr(torch, dtype))
+    # the same values as NumPy holds them (half precision: their float32 values)
+    nx = tx.double().numpy() if dtype == "float64" else tx.float().numpy()
+    ty, tp = torch.from_numpy(y), torch.from_numpy(p)
+    cases = [
+        (fastce.cross_entropy, (ty, tx.requires_grad_()), (y, nx), {"from_logits": True}),
+        (fastce.cross_entropy, (tp.T, tx.T), (p.T, nx.T), {"from_logits": True, "axis": 0}),
+        (fastce.entropy, (tx,), (nx,), {"from_logits": True, "reduction": "mean"}),
+        (fastce.kl_divergence, (tp, tx), (p, nx), {"from_logits": True, "reduction": "sum"}),
+        (fastce.softmax, (tx,), (nx,), {}),
+        (fastce.binary_cross_entropy, (tx > 0, tx), (nx > 0, nx), {"from_logits": True}),
+    ]
+    for f, targs, nargs, kw in cases:
+        got = f(*targs, **kw)
+        assert isinstance(got, (np.ndarray, np.generic)), f.__name__
+        assert bits(got) == bits(f(*nargs, **kw)), (f.__name__, dtype)
+    half = dtype in ("float16", "bfloat16")
+    assert fastce.cross_entropy(ty, tx, from_logits=True).dtype == (
+        np.float32 if half else np.dtype(dtype)
+    )
+
+
+def test_a_float32_tensor_is_read_in_place(torch):
+    """No array of the input's size is made for a CPU float32 tensor (tracemalloc sees every
+    NumPy allocation; the tensor's own memory is torch's)."""
+    rng = np.random.default_rng(1)
+    tx = torch.from_numpy((rng.normal(size=(200_000, 20)) * 2).astype(np.float32))
+    ty = torch.from_numpy(rng.integers(0, 20, 200_000))
+    fastce.cross_entropy(ty, tx, from_logits=True, reduction="mean")  # compiled, warm
+    tracemalloc.start()
+    fastce.cross_entropy(ty, tx.requires_grad_(), from_logits=True, reduction="mean")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < tx.numel() * 4 / 20, peak  # 16 MB of logits; well under 1 MB extra
+
+
+def test_tensors_off_the_cpu_are_refused(torch):
+    meta = torch.empty((4, 3), device="meta")
+    with pytest.raises(TypeError, match=r"pred is a torch tensor on the 'meta' device; .*"
+                       r"move it to the CPU first \(pred.cpu\(\)\)"):  # fmt: skip
+        fastce.cross_entropy(np.zeros(4, np.int64), meta, from_logits=True)
+
+
+def test_jax_arrays_and_ml_dtypes_bfloat16():
+    jnp = pytest.importorskip("jax.numpy")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x, y, _ = _data(2)
+    want = fastce.cross_entropy(y, x, from_logits=True)
+    assert bits(fastce.cross_entropy(jnp.asarray(y), jnp.asarray(x), from_logits=True)) == bits(
+        want
+    )
+    xb = x.astype(ml_dtypes.bfloat16)
+    want = fastce.cross_entropy(y, xb.astype(np.float32), from_logits=True)
+    for arr in (xb, jnp.asarray(xb)):
+        got = fastce.cross_entropy(y, arr, from_logits=True)
+        assert got.dtype == np.float32 and bits(got) == bits(want)
+
+
+def test_import_fastce_imports_neither_torch_nor_ml_dtypes():
+    code = "import sys, fastce; print('torch' in sys.modules, 'ml_dtypes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
