@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from . import _reduce
-from ._kernels._common import COL_BLOCK, temper_rows, transpose_rows
+from ._kernels._common import COL_BLOCK, temper_rows, transpose_rows, widen_rows
 from ._kernels._driver import RowKernels, Transform
 from ._kernels.exactsum import ACC_LEN
 from ._kernels.logsumexp import COLUMN_TILE, ROWS_PER_BATCH, lse_fold, lse_tiles
@@ -288,6 +288,12 @@ def call_rows(
 _TILE_BYTES = 1 << 18
 
 
+def half(a: np.ndarray) -> bool:
+    """A float16 or bfloat16 (``ml_dtypes``) array: the kernels read it in tiles of rows
+    widened to float32 (``widen_rows``), the values exact."""
+    return a.dtype.itemsize == 2 and (a.dtype.kind == "f" or a.dtype.name == "bfloat16")
+
+
 def _transposed(a: np.ndarray) -> bool:
     """A (rows, classes) view whose rows are closer in memory than its classes (a class axis
     that is not the last one, a Fortran-ordered array): read row by row, every class would be
@@ -319,17 +325,23 @@ def _row_tasks(
 
     Operands of logits read at a ``temperature`` (``tempered``) are read a tile at a time too,
     into a float64 scratch holding ``x / temperature`` (``temper_rows``): the kernel sees the
-    tempered logits, divided in float64, and no array of the input's size is made.
+    tempered logits, divided in float64, and no array of the input's size is made. So are
+    half-precision operands, widened to float32 (``widen_rows``; float64 if tempered): the
+    kernel sees the same values as a float32 input, and computes the same bits.
     """
     n_rows = per_row[0].shape[0]
     temper = [bool(t) for t in tempered] + [False] * (n_ops - len(tempered))
-    flip = [_transposed(a) or t for a, t in zip(per_row[:n_ops], temper, strict=True)]
+    halves = [half(a) for a in per_row[:n_ops]]
+    flip = [
+        _transposed(a) or t or h for a, t, h in zip(per_row[:n_ops], temper, halves, strict=True)
+    ]
     if not any(flip):
         return chunk_tasks(kernel, n_rows, nchunks, args)
     x = per_row[0]
     if (
         columns is not None
         and not any(temper)
+        and not any(halves)
         and flip == [True] + [False] * (n_ops - 1)
         and x.strides[0] == x.itemsize
     ):
@@ -337,8 +349,8 @@ def _row_tasks(
         return chunk_tasks(columns, n_rows, max(1, min(nchunks, n_rows // COLUMN_TILE)), args)
 
     dtypes = [
-        np.dtype(np.float64) if t else a.dtype
-        for a, t in zip(per_row[:n_ops], temper, strict=True)
+        np.dtype(np.float64) if t else np.dtype(np.float32) if h else a.dtype
+        for a, t, h in zip(per_row[:n_ops], temper, halves, strict=True)
     ]
     width = sum(
         a.shape[1] * d.itemsize for a, d, f in zip(per_row, dtypes, flip, strict=False) if f
@@ -354,9 +366,13 @@ def _row_tasks(
                      zip(per_row, dtypes, flip, strict=False)]  # fmt: skip
             scratch[slot] = tiles
         ops = []
-        for a, tile, t in zip(per_row[:n_ops], tiles, temper, strict=True):
+        for a, tile, t, h in zip(per_row[:n_ops], tiles, temper, halves, strict=True):
             if tile is None:
                 ops.append(a[lo:hi])
+            elif h:
+                bf16 = a.dtype.kind != "f"
+                widen_rows(a[lo:hi].view(np.uint16), tile[: hi - lo], bf16, temperature)
+                ops.append(tile[: hi - lo])
             elif t:
                 temper_rows(a[lo:hi], tile[: hi - lo], temperature)
                 ops.append(tile[: hi - lo])
@@ -466,7 +482,7 @@ def run(
     rows_per_piece = math.prod(plan.merged[-inner:])
     if inner == 1:
         nchunks, split = work_plan(rows_per_piece, row_len)
-        split = split and not any(tempered)
+        split = split and not any(tempered) and not any(half(a) for a in operands)
         cut = None
     else:
         nchunks, split = n_chunks(rows_per_piece, 1), False
@@ -547,15 +563,20 @@ def transform(kernel: Transform, x: np.ndarray, out: np.ndarray, temperature: fl
     """``kernel`` over the rows of the 2-D view ``x`` into ``out`` (rows, or rows x columns);
     at a ``temperature``, over tiles of rows holding ``x / temperature`` (``temper_rows``)."""
     n, c = x.shape
-    if temperature != 1.0:
+    if temperature != 1.0 or half(x):
         step = max(1, _TILE_BYTES // (8 * max(c, 1)))
         scratch: dict[int, np.ndarray] = {}
+        wide = np.float32 if temperature == 1.0 else np.float64
 
         def tile(lo: int, hi: int, slot: int) -> None:
             buf = scratch.get(slot)
             if buf is None:
-                buf = scratch[slot] = np.empty((min(step, n), c))
-            temper_rows(x[lo:hi], buf[: hi - lo], temperature)
+                buf = scratch[slot] = np.empty((min(step, n), c), wide)
+            if half(x):
+                bf16 = x.dtype.kind != "f"
+                widen_rows(x[lo:hi].view(np.uint16), buf[: hi - lo], bf16, temperature)
+            else:
+                temper_rows(x[lo:hi], buf[: hi - lo], temperature)
             kernel.rows(buf[: hi - lo], out[lo:hi])
 
         n_tiles = -(-n // step)

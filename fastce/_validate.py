@@ -180,10 +180,14 @@ def _dtype_error(name: str, a: np.ndarray, expected: str, labels: bool = False) 
     return TypeError(message)
 
 
-def as_float_array(x: Any, name: str) -> np.ndarray:
-    """A float32 or float64 array, native byte order, promoted per the dtype rules."""
+def as_float_array(x: Any, name: str, half: bool = False) -> np.ndarray:
+    """A float32 or float64 array, native byte order, promoted per the dtype rules. ``half``:
+    float16 and bfloat16 arrays are kept as they are (the launcher widens them tile by tile;
+    their results are float32, ``result_dtype``)."""
     a = _asarray(x, name)
     kind = a.dtype.kind
+    if half and a.dtype.itemsize == 2 and (kind == "f" or a.dtype.name == "bfloat16"):
+        return _native(a)
     if kind == "f":
         if a.dtype.itemsize < 4:
             a = a.astype(np.float32)
@@ -196,6 +200,13 @@ def as_float_array(x: Any, name: str) -> np.ndarray:
     else:
         raise _dtype_error(name, a, "a real numeric array (float, integer or bool)")
     return _native(a)
+
+
+def result_dtype(*dtypes: np.dtype) -> np.dtype:
+    """The result's dtype of float inputs: NumPy's promotion, half precision (float16,
+    bfloat16) counting as float32."""
+    wide = [np.dtype(np.float32) if d.itemsize == 2 else np.dtype(d) for d in dtypes]
+    return np.result_type(*wide)
 
 
 def as_label_array(x: Any, name: str) -> np.ndarray:

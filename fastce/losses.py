@@ -64,8 +64,9 @@ _NO_WEIGHT.flags.writeable = False
 
 
 def _rows(x: Any, name: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(the coerced array, a view of it with the class axis last)."""
-    arr = v.as_float_array(x, name)
+    """(the coerced array, a view of it with the class axis last); float16 and bfloat16 are
+    kept as they are, for the launcher to widen a tile of rows at a time."""
+    arr = v.as_float_array(x, name, half=True)
     return arr, v.class_axis_last(arr, axis, name)
 
 
@@ -148,14 +149,15 @@ def entropy(
     ln_base = v.ln_base(base)
     batch_shape = rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
-    out = v.check_out(out, batch_shape, rows.dtype, checked_reduction)
+    dtype = v.result_dtype(rows.dtype)
+    out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
         v.explain_probabilities(arr, "p", logits_hint=True)
 
     kernels = _kernels(entropy_kernels.KERNELS, "entropy", from_logits)
     return run_rows(
-        kernels, [rows], [ln_base], weights, checked_reduction, rows.dtype, explain, out,
+        kernels, [rows], [ln_base], weights, checked_reduction, dtype, explain, out,
         tempered=[from_logits], temperature=t,
     )  # fmt: skip
 
@@ -186,7 +188,7 @@ def _cross_entropy(
     t = v.check_temperature(temperature, logits)
     checked_reduction = v.check_reduction(reduction)
     ln_base = v.ln_base(base)
-    eps_value = v.check_eps(eps, pred_arr.dtype)
+    eps_value = v.check_eps(eps, v.result_dtype(pred_arr.dtype))
     smoothing = v.check_smoothing(label_smoothing)
     has_ignore, ignore_value = v.check_ignore_index(ignore_index)
     batch_shape, n_classes = rows.shape[:-1], rows.shape[-1]
@@ -201,7 +203,7 @@ def _cross_entropy(
                 f"{target_arr.shape}, pred without its class axis, so it holds class indices"
             )
         labels = v.as_label_array(target_arr, "target")
-        dtype = result_dtype or rows.dtype
+        dtype = result_dtype or v.result_dtype(rows.dtype)
         out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
         def explain() -> None:
@@ -212,7 +214,7 @@ def _cross_entropy(
         if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
             # the hot path: a kernel of its own (rows this short are never split); tempered
             # logits reach it as float64 tiles
-            read = rows.dtype if t == 1.0 else np.dtype(np.float64)
+            read = v.result_dtype(rows.dtype) if t == 1.0 else np.dtype(np.float64)
             kernels = kernels._replace(
                 rows=nll.HOT[_hot_path(read, n_classes)],
                 columns=nll.HOT["columns"] if read == np.float32 else None,
@@ -229,9 +231,9 @@ def _cross_entropy(
                 "ignore_index applies to class-index targets only; target has the shape of "
                 f"pred {pred_arr.shape}, so it holds class probabilities"
             )
-        soft = v.as_float_array(target_arr, "target")
+        soft = v.as_float_array(target_arr, "target", half=True)
         soft_rows = v.class_axis_last(soft, axis, "target")
-        soft_dtype = result_dtype or np.result_type(soft.dtype, pred_arr.dtype)
+        soft_dtype = result_dtype or v.result_dtype(soft.dtype, pred_arr.dtype)
         out = v.check_out(out, batch_shape, soft_dtype, checked_reduction)
 
         def explain_soft() -> None:
@@ -512,7 +514,7 @@ def perplexity(
     >>> round(float(fastce.perplexity([0, 3], [[0.25] * 4, [0.25] * 4])), 12)
     4.0
     """
-    pred_arr = v.as_float_array(pred, "pred")
+    pred_arr = v.as_float_array(pred, "pred", half=True)
     mean = _cross_entropy(
         target,
         pred_arr,
@@ -530,7 +532,7 @@ def perplexity(
         result_dtype=np.dtype(np.float64),
     )
     with np.errstate(over="ignore"):
-        return pred_arr.dtype.type(np.exp(mean))
+        return v.result_dtype(pred_arr.dtype).type(np.exp(mean))
 
 
 def kl_divergence(
@@ -673,10 +675,10 @@ def _divergence(
     t = v.check_temperature(temperature, logits)
     checked_reduction = v.check_reduction(reduction, batchmean=measure == "kl")
     ln_base = v.ln_base(base)
-    eps_value = 0.0 if eps is None else v.check_eps(eps, q_arr.dtype)
+    eps_value = 0.0 if eps is None else v.check_eps(eps, v.result_dtype(q_arr.dtype))
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
-    dtype = np.result_type(p_arr.dtype, q_arr.dtype)
+    dtype = v.result_dtype(p_arr.dtype, q_arr.dtype)
     out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
@@ -900,7 +902,7 @@ def _transform(
     t = v.check_temperature(temperature, {"logits": ("x", True)})
     batch_shape = rows.shape[:-1]
     result_shape = arr.shape if keep_class_axis else batch_shape
-    out = v.check_out(out, result_shape, arr.dtype)
+    out = v.check_out(out, result_shape, v.result_dtype(arr.dtype))
     # Work on the class-last view of ``out``, directly unless it overlaps ``x``.
     target = None
     if out is not None and not np.may_share_memory(out, arr):
@@ -911,7 +913,7 @@ def _transform(
         target = None
         plan = v.BatchPlan(batch_shape, [rows])
     trailing = rows.shape[-1:] if keep_class_axis else ()
-    result = target if target is not None else plan.empty_out(arr.dtype, trailing)
+    result = target if target is not None else plan.empty_out(v.result_dtype(arr.dtype), trailing)
     if not rows.size and not keep_class_axis:
         # No kernel runs: the log-sum-exp of an empty row is log(0) = -inf (the buffer is
         # uninitialised memory otherwise).

@@ -97,3 +97,72 @@ def test_import_fastce_imports_neither_torch_nor_ml_dtypes():
     code = "import sys, fastce; print('torch' in sys.modules, 'ml_dtypes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _half(dtype):
+    if dtype == "bfloat16":
+        return pytest.importorskip("ml_dtypes").bfloat16
+    return np.float16
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_gives_the_float32_bits_of_its_values(dtype):
+    """float16 and bfloat16 arrays are widened a tile of rows at a time: every row function,
+    layout, reduction and temperature gives the bits of the same values in float32."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(70, 2100)) * 4).astype(_half(dtype))  # rows longer than a block
+    x[5, 7] = -np.inf
+    p = fastce.softmax(rng.normal(size=x.shape)).astype(_half(dtype))
+    y = rng.integers(0, x.shape[1], x.shape[0])
+    xf = x.astype(np.float32)
+    for xv, pv, axis in [(x, p, -1), (x.T, p.T, 0), (x[::2, ::3], p[::2, ::3], -1)]:
+        yv = y[: xv.shape[0]] % xv.shape[-1] if axis == -1 else y[: xv.shape[1]] % xv.shape[0]
+        xfv, pfv = xv.astype(np.float32), pv.astype(np.float32)
+        calls = [
+            (fastce.cross_entropy, (yv, xv), (yv, xfv), {"from_logits": True}),
+            (fastce.cross_entropy, (pv, xv), (pfv, xfv), {"from_logits": True}),
+            (fastce.entropy, (pv,), (pfv,), {}),
+            (fastce.kl_divergence, (xv, xv[::-1]), (xfv, xfv[::-1]),
+             {"from_logits": True, "target_from_logits": True, "temperature": 2.0}),
+            (fastce.js_divergence, (pv, pv[::-1]), (pfv, pfv[::-1]), {}),
+        ]  # fmt: skip
+        for f, args, fargs, kw in calls:
+            for reduction in ("none", "mean"):
+                got = f(*args, axis=axis, reduction=reduction, **kw)
+                want = f(*fargs, axis=axis, reduction=reduction, **kw)
+                assert got.dtype == np.float32 and bits(got) == bits(want), (f.__name__, axis)
+        for f in (fastce.logsumexp, fastce.log_softmax, fastce.softmax):
+            got = f(xv, axis=axis)
+            assert got.dtype == np.float32 and bits(got) == bits(f(xfv, axis=axis))
+    assert fastce.perplexity(y, x, from_logits=True) == fastce.perplexity(y, xf, from_logits=True)
+    with pytest.raises(ValueError, match="pred must hold probabilities"):
+        fastce.cross_entropy(y, x)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_read_in_place(dtype):
+    """No float32 copy of a half input: the peak of NumPy allocations stays far below it."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300_000, 50)).astype(_half(dtype))  # 30 MB
+    y = rng.integers(0, 50, 300_000)
+    fastce.cross_entropy(y, x, from_logits=True, reduction="mean")  # compiled, warm
+    tracemalloc.start()
+    fastce.cross_entropy(y, x, from_logits=True, reduction="mean")
+    fastce.kl_divergence(x, x, from_logits=True, target_from_logits=True, reduction="sum")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < x.nbytes / 10, (peak, x.nbytes)
+
+
+def test_a_bfloat16_tensor_is_read_in_place(torch):
+    pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(5)
+    tx = torch.from_numpy(rng.normal(size=(300_000, 50)).astype(np.float32)).bfloat16()
+    ty = torch.from_numpy(rng.integers(0, 50, 300_000))
+    want = fastce.cross_entropy(ty.numpy(), tx.float().numpy(), from_logits=True, reduction="mean")
+    tracemalloc.start()
+    got = fastce.cross_entropy(ty, tx, from_logits=True, reduction="mean")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert bits(got) == bits(want)
+    assert peak < tx.numel() * 2 / 10, peak

@@ -17,6 +17,8 @@ Conventions for the arrays every kernel receives:
            probability outside [0, 1]); the Python layer then finds and reports it.
 """
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -108,6 +110,41 @@ def fold_chunks(acc):
         acc_merge(acc[0, 0], acc[k, 0])
         acc_merge(acc[0, 1], acc[k, 1])
     return acc_value(acc[0, 0]), acc_value(acc[0, 1])
+
+
+@njit(inline="always", cache=True)
+def half_value(h, bfloat16):
+    """The value of a half-precision float from its 16 bits (``uint16``), exactly, as a
+    float64: IEEE float16, or bfloat16 (float32's upper half). NaN stays NaN."""
+    bits = np.int64(h)
+    if bfloat16:
+        e, m, top, unit, sub_scale = (bits >> 7) & 0xFF, bits & 0x7F, 0xFF, 128.0, -133
+    else:
+        e, m, top, unit, sub_scale = (bits >> 10) & 0x1F, bits & 0x3FF, 0x1F, 1024.0, -24
+    bias = 134 if bfloat16 else 25
+    if e == top:
+        mag = np.inf if m == 0 else np.nan
+    elif e == 0:
+        mag = math.ldexp(np.float64(m), sub_scale)
+    else:
+        mag = math.ldexp(m + unit, e - bias)
+    return -mag if bits & 0x8000 else mag
+
+
+@njit(nogil=True, cache=True)
+def widen_rows(src, dst, bfloat16, temperature):
+    """dst[:] = the half-precision values of ``src`` (their 16 bits, ``uint16``, any layout),
+    divided by ``temperature`` unless it is 1, into a C-contiguous float32 (or, tempered,
+    float64) ``dst``: the tile of rows a kernel reads from a float16 or bfloat16 input, whose
+    values are exact in float32."""
+    m, c = src.shape
+    transposed = abs(src.strides[0]) < abs(src.strides[1])
+    for r0 in range(0, m, 8 if transposed else 1):
+        r1 = min(m, r0 + (8 if transposed else 1))
+        for j in range(c):
+            for r in range(r0, r1):
+                v = half_value(src[r, j], bfloat16)
+                dst[r, j] = v if temperature == 1.0 else v / temperature
 
 
 @njit(nogil=True, cache=True)
