@@ -8,7 +8,7 @@ Run it as ``python -m fastce.benchmark``, ``fastce bench`` or, from a checkout,
     python -m bench.compare --memory-only          # peak extra memory of fastce, per workload
     python -m bench.compare --scale 0.01           # every workload 100x smaller: a smoke test
 
-For each workload (``W1a`` ... ``W1f``, ``W2`` ... ``W7``; ``--help`` lists them) the inputs are
+For each workload (``W1a`` ... ``W1f``, ``W2`` ... ``W8``; ``--help`` lists them) the inputs are
 generated once with a fixed seed; fastce and each installed peer (eager PyTorch, torch.compile
 and jax.jit, all at Numba's thread count and with the same reduction; SciPy, scikit-learn,
 idiomatic NumPy) are called on them: a compiled peer's first call (its compile time, reported
@@ -62,7 +62,8 @@ Inputs = dict[str, np.ndarray]
 Call = Callable[[], Any]
 
 # Relative agreement with fastce's value that a peer must reach (float64 / float32 inputs).
-RTOL = {"float64": 1e-6, "float32": 1e-4}
+# (bfloat16: PyTorch computes in it and rounds its result to it, 2**-8 relative)
+RTOL = {"float64": 1e-6, "float32": 1e-4, "bfloat16": 1e-2}
 
 # The peers --peers can name (a workload's implementations name their library).
 PEER_LIBRARIES = ["torch", "torch.compile", "jax", "scipy", "sklearn", "numpy"]
@@ -205,6 +206,14 @@ def _imported(label: str, module: str, fn: Callable[..., Any]) -> Impl:
     return Impl(label, module.partition(".")[0], build)
 
 
+def _tensor(torch: Any, a: np.ndarray) -> Any:
+    """``torch.from_numpy(a)`` (no copy); an ``ml_dtypes.bfloat16`` array through its 16 bits,
+    viewed as torch.bfloat16."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
 def _torch_eager(label: str, fn: Callable[..., Any]) -> Impl:
     """Eager PyTorch: the timed call is ``fn(torch, *tensors)``, the inputs made tensors
     beforehand (``torch.from_numpy``: no copy)."""
@@ -214,7 +223,7 @@ def _torch_eager(label: str, fn: Callable[..., Any]) -> Impl:
         t = _torch()
         if t is None:
             return None
-        return functools.partial(fn, t, *[t.from_numpy(d[name]) for name in names])
+        return functools.partial(fn, t, *[_tensor(t, d[name]) for name in names])
 
     return Impl(label, "torch", build)
 
@@ -228,7 +237,7 @@ def _torch_compiled(label: str, fn: Callable[..., Any]) -> Impl:
         f = None if t is None else _torch_compile(lambda *tensors: fn(t, *tensors))
         if f is None:
             return None
-        tensors = [t.from_numpy(d[name]) for name in names]
+        tensors = [_tensor(t, d[name]) for name in names]
         return lambda: f(*tensors)
 
     return Impl(label, "torch.compile", build, compiles=True)
@@ -293,6 +302,45 @@ def _make_ce_logits(n_classes: int, dtype: Any) -> Callable[..., Inputs]:
         return {"x": x, "y": _labels(rng, n * spatial, n_classes).reshape(n, spatial)}
 
     return make
+
+
+LM_VOCABULARY, LM_SEQUENCE = 32_000, 512
+
+
+def _make_lm_logits(rng: np.random.Generator, n: int) -> Inputs:
+    """W8: bfloat16 logits of ``n`` tokens over a 32,000-token vocabulary, (n / 512, 512, V)
+    when n is a multiple of 512, and labels with 10% of them -100 (PyTorch's padding)."""
+    ml_dtypes = _module("ml_dtypes")
+    if ml_dtypes is None:
+        raise RuntimeError("W8 (bfloat16 logits) needs ml_dtypes: pip install ml_dtypes")
+    x = np.empty((n, LM_VOCABULARY), ml_dtypes.bfloat16)
+    for lo in range(0, n, 256):  # drawn in float32 a slice at a time: no float32 copy of it all
+        hi = min(n, lo + 256)
+        x[lo:hi] = _logits(rng, (hi - lo, LM_VOCABULARY), np.float32)
+    y = _labels(rng, n, LM_VOCABULARY)
+    y[rng.random(n) < 0.1] = -100
+    shape = (n // LM_SEQUENCE, LM_SEQUENCE) if n % LM_SEQUENCE == 0 else (n,)
+    return {"x": x.reshape(*shape, LM_VOCABULARY), "y": y.reshape(shape)}
+
+
+def _lm_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        function = MEASURES["cross_entropy"].function
+        return functools.partial(
+            function, d["y"], d["x"], from_logits=True, ignore_index=-100, reduction="mean"
+        )
+
+    def torch_ce(t: Any, x: Any, y: Any) -> Any:
+        # (batch, sequence, vocabulary) logits flattened to tokens, as language models do
+        return t.nn.functional.cross_entropy(
+            x.reshape(-1, x.shape[-1]), y.reshape(-1), ignore_index=-100
+        )
+
+    return [
+        Impl("fastce", "fastce", fast),
+        _torch_eager("torch F.cross_entropy bf16", torch_ce),
+        _torch_compiled("torch.compile F.cross_entropy bf16", torch_ce),
+    ]
 
 
 def _make_probabilities(*names: str) -> Callable[..., Inputs]:
@@ -657,12 +705,24 @@ WORKLOADS: dict[str, Workload] = {
         _ce_workload(
             "W7", 100, 10, np.float32, " (call overhead, per call)", per_call=True, scalable=False
         ),
+        Workload(
+            "W8",
+            "cross-entropy, language-model logits 8 x 512 x 32,000 bfloat16, 10% of the labels "
+            "-100 (ignore_index)",
+            8 * LM_SEQUENCE,
+            LM_VOCABULARY,
+            "bfloat16",
+            _make_lm_logits,
+            _lm_impls(),
+        ),
     ]
 }
 
 
 # Each workload's random stream: its inputs do not change when a workload is added before it.
-_STREAMS = ["W1a", "W1b", "W1c", "W1d", "W2", "W3", "W4", "W5a", "W5b", "W6", "W7", "W1e", "W1f"]
+_STREAMS = [
+    "W1a", "W1b", "W1c", "W1d", "W2", "W3", "W4", "W5a", "W5b", "W6", "W7", "W1e", "W1f", "W8",
+]  # fmt: skip
 assert sorted(_STREAMS) == sorted(WORKLOADS)
 
 
@@ -1403,7 +1463,8 @@ def run(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
             f"median of {args.repeat} after {args.warmup} warm-up calls; ratio = time / fastce "
             "time; %bw = fastce's GB/s of input / bandwidth; compile: first call of a "
             "torch.compile/jax.jit peer, not in its times; check: value within "
-            f"{RTOL['float64']:g} (float64) / {RTOL['float32']:g} (float32) of fastce's"
+            f"{RTOL['float64']:g} (float64) / {RTOL['float32']:g} (float32) / "
+            f"{RTOL['bfloat16']:g} (bfloat16) of fastce's"
         )
         say()
         say(HEADER)
