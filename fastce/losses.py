@@ -494,13 +494,19 @@ def perplexity(
     Returns
     -------
     scalar
-        Of ``pred``'s float dtype. The exponential is taken of the float64 mean, before the
-        result is rounded to float32 for float32 input.
+        Of ``pred``'s float dtype (float32 for float16 and bfloat16). The exponential is taken
+        of the float64 mean, before the result is rounded to float32 for float32 input.
 
     Raises
     ------
     ValueError, TypeError
         As :func:`cross_entropy`.
+
+    Notes
+    -----
+    There is no ``base``: perplexity is the same number in every unit. A mean cross-entropy
+    of ``H`` nats is ``H / ln b`` in base ``b``, and ``b ** (H / ln b) = e ** H``, so the base
+    of the logarithm cancels in the exponential.
 
     See Also
     --------
