@@ -369,9 +369,10 @@ def _row_tasks(
         for a, tile, t, h in zip(per_row[:n_ops], tiles, temper, halves, strict=True):
             if tile is None:
                 ops.append(a[lo:hi])
-            elif h:
+            elif h:  # (divided by the temperature only if it holds logits)
                 bf16 = a.dtype.kind != "f"
-                widen_rows(a[lo:hi].view(np.uint16), tile[: hi - lo], bf16, temperature)
+                t_row = temperature if t else 1.0
+                widen_rows(a[lo:hi].view(np.uint16), tile[: hi - lo], bf16, t_row)
                 ops.append(tile[: hi - lo])
             elif t:
                 temper_rows(a[lo:hi], tile[: hi - lo], temperature)

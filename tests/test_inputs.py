@@ -125,6 +125,11 @@ def test_half_precision_gives_the_float32_bits_of_its_values(dtype):
             (fastce.kl_divergence, (xv, xv[::-1]), (xfv, xfv[::-1]),
              {"from_logits": True, "target_from_logits": True, "temperature": 2.0}),
             (fastce.js_divergence, (pv, pv[::-1]), (pfv, pfv[::-1]), {}),
+            # half probabilities beside tempered logits: only the logits are divided
+            (fastce.kl_divergence, (pv, xv), (pfv, xfv),
+             {"from_logits": True, "temperature": 3.0}),
+            (fastce.cross_entropy, (pv, xv), (pfv, xfv),
+             {"from_logits": True, "temperature": 0.5}),
         ]  # fmt: skip
         for f, args, fargs, kw in calls:
             for reduction in ("none", "mean"):
