@@ -49,7 +49,7 @@ from ._kernels._common import COL_BLOCK, temper_rows, transpose_rows, widen_rows
 from ._kernels._driver import RowKernels, Transform
 from ._kernels.exactsum import ACC_LEN
 from ._kernels.logsumexp import COLUMN_TILE, ROWS_PER_BATCH, lse_fold, lse_tiles
-from ._validate import MAX_PIECES, BatchPlan
+from ._validate import MAX_PIECES, BatchPlan, is_half
 
 # Rows x columns of work below which one chunk is used: handing chunks to threads and merging
 # accumulators would cost more than the work. The result does not depend on it.
@@ -291,7 +291,7 @@ _TILE_BYTES = 1 << 18
 def half(a: np.ndarray) -> bool:
     """A float16 or bfloat16 (``ml_dtypes``) array: the kernels read it in tiles of rows
     widened to float32 (``widen_rows``), the values exact."""
-    return a.dtype.itemsize == 2 and (a.dtype.kind == "f" or a.dtype.name == "bfloat16")
+    return is_half(a.dtype)
 
 
 def _transposed(a: np.ndarray) -> bool:

@@ -180,21 +180,24 @@ def _dtype_error(name: str, a: np.ndarray, expected: str, labels: bool = False) 
     return TypeError(message)
 
 
+def is_half(dtype: np.dtype) -> bool:
+    """float16, or bfloat16 (``ml_dtypes``, a dtype NumPy sees as void): half precision,
+    whose results are float32."""
+    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+
+
 def as_float_array(x: Any, name: str, half: bool = False) -> np.ndarray:
     """A float32 or float64 array, native byte order, promoted per the dtype rules. ``half``:
     float16 and bfloat16 arrays are kept as they are (the launcher widens them tile by tile;
     their results are float32, ``result_dtype``)."""
     a = _asarray(x, name)
     kind = a.dtype.kind
-    if half and a.dtype.itemsize == 2 and (kind == "f" or a.dtype.name == "bfloat16"):
-        return _native(a)
+    if is_half(a.dtype):
+        # kept for the launcher to widen a tile at a time, or the same values in float32
+        return _native(a) if half else a.astype(np.float32)
     if kind == "f":
-        if a.dtype.itemsize < 4:
-            a = a.astype(np.float32)
-        elif a.dtype.itemsize > 8:
+        if a.dtype.itemsize > 8:
             a = a.astype(np.float64)
-    elif a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
-        a = a.astype(np.float32)  # ml_dtypes.bfloat16: the same values in float32
     elif kind in "iub":
         a = a.astype(np.float64)
     else:
@@ -205,7 +208,7 @@ def as_float_array(x: Any, name: str, half: bool = False) -> np.ndarray:
 def result_dtype(*dtypes: np.dtype) -> np.dtype:
     """The result's dtype of float inputs: NumPy's promotion, half precision (float16,
     bfloat16) counting as float32."""
-    wide = [np.dtype(np.float32) if d.itemsize == 2 else np.dtype(d) for d in dtypes]
+    wide = [np.dtype(np.float32) if is_half(np.dtype(d)) else np.dtype(d) for d in dtypes]
     return np.result_type(*wide)
 
 
@@ -267,6 +270,19 @@ def as_weight_array(x: Any, name: str) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # Scalars and options
+
+
+def first_axis_length(shape: Sequence[Any], axis: Any, rows: bool = True) -> Any:
+    """What ``reduction="batchmean"`` divides by: the length of the first batch axis of an
+    input of ``shape`` (a row measure's class ``axis`` left out); 1 where there is none (a
+    single distribution), or where ``axis`` is not one of ``shape``'s (the function reports
+    it)."""
+    batch = list(shape)
+    if rows and batch:
+        if not isinstance(axis, int) or not -len(batch) <= axis < len(batch):
+            return 1
+        del batch[axis]
+    return batch[0] if batch else 1
 
 
 def check_reduction(reduction: Any, batchmean: bool = False) -> str:

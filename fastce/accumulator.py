@@ -352,14 +352,10 @@ class Accumulator:
     def _first_axis(self, pred: Any) -> int:
         """The batch's positions along its first batch axis (as ``reduction="batchmean"``
         counts them): its first axis, or the second where the first is the class axis."""
-        shape = np.shape(pred)
-        if self._spec.layout != "rows":
-            return shape[0] if shape else 1
-        axis = self._options.get("axis", -1)
-        if not shape or not isinstance(axis, int) or not -len(shape) <= axis < len(shape):
-            return 1  # (a bad axis is the function's to report)
-        batch = [n for i, n in enumerate(shape) if i != axis % len(shape)]
-        return batch[0] if batch else 1
+        from . import _validate as v
+
+        rows = self._spec.layout == "rows"
+        return int(v.first_axis_length(np.shape(pred), self._options.get("axis", -1), rows))
 
     def _all_zero_log_loss_weights(self, pred: Any, sample_weight: Any) -> bool:
         """scikit-learn's ``log_loss`` refuses sample weights that are all zero; over a whole

@@ -121,15 +121,13 @@ def _scalar(plan: Plan, reduction: str, positions: int) -> Any:
 
 def _first_axis(m: Measure, arrays: Sequence[Any], axis: Any) -> int:
     """The length of the first batch axis of a row measure's predictions (``"batchmean"``)."""
-    shape = list(np.shape(arrays[-1]))
-    if m.layout == "rows" and shape:
-        del shape[axis]
-    if shape and not isinstance(shape[0], numbers.Integral):
+    length = v.first_axis_length(np.shape(arrays[-1]), axis, m.layout == "rows")
+    if not isinstance(length, numbers.Integral):
         raise ValueError(
             'reduction="batchmean" needs the length of the first batch axis; it is unknown '
             "(NaN chunk sizes): call compute_chunk_sizes() on the arrays first"
         )
-    return int(shape[0]) if shape else 1
+    return int(length)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -465,17 +465,20 @@ def exact_kl_logits(case: Case) -> Exact:
     return vals, terms
 
 
+def _js_row(ps: list[mpf], qs: list[mpf]) -> tuple[mpf, mpf]:
+    """(JS of two rows of probabilities, T: the sum of |half-terms| p log(2p / (p + q)) / 2)."""
+    t = []
+    for p, q in zip(ps, qs, strict=True):
+        m = (p + q) / 2
+        t.append(_xlogx_over(p, m) / 2)
+        t.append(_xlogx_over(q, m) / 2)
+    return mp.fsum(t), mp.fsum(abs(v) for v in t)
+
+
 def exact_js(case: Case) -> Exact:
-    vals, terms = [], []
-    for prow, qrow in zip(case.arrays["p"], case.arrays["q"], strict=True):
-        t = []
-        for p, q in zip(_mp(prow), _mp(qrow), strict=True):
-            m = (p + q) / 2
-            t.append(_xlogx_over(p, m) / 2)
-            t.append(_xlogx_over(q, m) / 2)
-        vals.append(mp.fsum(t))
-        terms.append(mp.fsum(abs(v) for v in t))
-    return vals, terms
+    rows = zip(case.arrays["p"], case.arrays["q"], strict=True)
+    vals, terms = zip(*(_js_row(_mp(prow), _mp(qrow)) for prow, qrow in rows), strict=True)
+    return list(vals), list(terms)
 
 
 def _log_target(row: np.ndarray) -> tuple[list[mpf], list[mpf]]:
@@ -519,18 +522,11 @@ def exact_js_logits(case: Case) -> Exact:
     p log(2p / (p + q)) / 2, as for probabilities: each softmax value carries a relative
     rounding error d, which moves JS by d times its own half-term (dJS/dp = log(2p / (p + q))
     / 2), and the half-terms of a class cancel when p ~ q."""
-    vals, terms = [], []
-    for prow, qrow in zip(case.arrays["t"], case.arrays["x"], strict=True):
-        ps, _ = _log_target(prow)
-        qs, _ = _log_target(qrow)
-        t = []
-        for p, q in zip(ps, qs, strict=True):
-            m = (p + q) / 2
-            t.append(_xlogx_over(p, m) / 2)
-            t.append(_xlogx_over(q, m) / 2)
-        vals.append(mp.fsum(t))
-        terms.append(mp.fsum(abs(v) for v in t))
-    return vals, terms
+    rows = zip(case.arrays["t"], case.arrays["x"], strict=True)
+    vals, terms = zip(
+        *(_js_row(_log_target(prow)[0], _log_target(qrow)[0]) for prow, qrow in rows), strict=True
+    )
+    return list(vals), list(terms)
 
 
 def exact_bce_probs(case: Case) -> Exact:

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from fastce._measures import MEASURES
+
 from .registry import REGISTRY
 
 # ---------------------------------------------------------------------------------------------
@@ -172,63 +174,9 @@ FUNCTIONS = (
 )
 """Every public function: each gets its own fuzz campaign."""
 
-# Options each function takes (beyond its arrays), as its signature has them.
-OPTIONS = {
-    "entropy": {"axis", "base", "from_logits", "temperature", "reduction", "sample_weight"},
-    "cross_entropy": {
-        "axis",
-        "from_logits",
-        "target_from_logits",
-        "temperature",
-        "base",
-        "eps",
-        "label_smoothing",
-        "class_weight",
-        "ignore_index",
-        "reduction",
-        "sample_weight",
-    },
-    "binary_cross_entropy": {
-        "from_logits",
-        "temperature",
-        "base",
-        "eps",
-        "pos_weight",
-        "reduction",
-        "sample_weight",
-    },
-    "kl_divergence": {
-        "axis",
-        "from_logits",
-        "target_from_logits",
-        "temperature",
-        "base",
-        "eps",
-        "reduction",
-        "sample_weight",
-    },
-    "js_divergence": {
-        "axis",
-        "from_logits",
-        "target_from_logits",
-        "temperature",
-        "base",
-        "reduction",
-        "sample_weight",
-    },
-    "perplexity": {
-        "axis",
-        "from_logits",
-        "temperature",
-        "eps",
-        "class_weight",
-        "ignore_index",
-        "sample_weight",
-    },
-    "logsumexp": {"axis", "temperature"},
-    "log_softmax": {"axis", "temperature"},
-    "softmax": {"axis", "temperature"},
-}
+# Options each function takes (beyond its arrays), read from its signature (``out`` aside:
+# the campaign compares returned values). log_loss has a campaign of its own.
+OPTIONS = {name: set(MEASURES[name].options) - {"out"} for name in FUNCTIONS if name != "log_loss"}
 
 
 def _roles(function: str, kwargs: dict[str, Any], labels: bool) -> list[str]:
