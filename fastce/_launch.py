@@ -21,13 +21,14 @@ column blocks (tiles) are spread over the threads, each tile's partial is writte
 array, and the partials of a row are folded in block order by one call afterwards, the same
 fold as a row computed whole, so the same bits.
 
-Argument layout of a row kernel: ``(*operands, *params, *weights, out, acc, counts, bad)`` where
-the operands are (n, C) views with the class axis last (probabilities, logits) or (n,) views
-(class indices), the weights per-sample arrays (empty for none) and ``out`` the per-sample
+Argument layout of a row kernel: ``(*operands, *params, *weights, where, out, acc, counts,
+bad)`` where the operands are (n, C) views with the class axis last (probabilities, logits) or
+(n,) views (class indices), the weights per-sample arrays (empty for none), ``where`` the
+per-sample boolean mask of the samples to score (empty for all) and ``out`` the per-sample
 result (empty when only a reduction is wanted). A measure's kernels (``_kernels._driver``'s
-``RowKernels``) add, for split rows, ``tiles`` taking ``(*operands, *params, *weights, lo, t0,
-t1, part)`` and ``fold`` taking ``(*operands, *params, *weights, lo, hi, part, out, acc, counts,
-bad)``. The element-wise kernel takes (rows, L) views.
+``RowKernels``) add, for split rows, ``tiles`` taking ``(*operands, *params, *weights, where,
+lo, t0, t1, part)`` and ``fold`` taking ``(*operands, *params, *weights, where, lo, hi, part,
+out, acc, counts, bad)``. The element-wise kernel takes (rows, L) views.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ _MIN_WORK_PER_CHUNK = 1 << 16
 # Chunks per thread: handed out one at a time, so a thread slowed by another process on its
 # core takes fewer of them.
 _CHUNKS_PER_THREAD = 8
+
+
+NO_WHERE = np.empty(0, np.bool_)
+"""No mask (every sample scored), read-only as the launcher's views of a given mask: one
+compiled signature for both."""
+NO_WHERE.flags.writeable = False
 
 
 # --- the pool -----------------------------------------------------------------------------------
@@ -445,6 +452,7 @@ def run(
     count_weights: bool = True,
     tempered: Sequence[bool] = (),
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> Any:
     """Run ``kernel`` and return the per-sample array, or the reduced scalar.
 
@@ -452,7 +460,9 @@ def run(
     a row kernel, every axis for the element-wise kernel, which uses ``inner=2``). ``explain``
     is called when the kernel flagged invalid input: it must raise the user-facing error.
     ``kernel`` is a measure's ``RowKernels`` (a row kernel and, for a few very long rows, its
-    split kernels) or the element-wise kernel. ``out`` (already checked by
+    split kernels) or the element-wise kernel. ``where``: a boolean array of
+    ``batch_shape``, the samples to score (``_validate.check_where``), or None for all.
+    ``out`` (already checked by
     ``_validate.check_out``) receives the ``"none"`` result.
     ``count_weights=False``: the kernel accumulates weights only when sample weights
     (the last of ``weights``) are given (the element-wise kernel); without them ``"mean"``
@@ -461,7 +471,7 @@ def run(
     split.
     """
     tempered = tempered if temperature != 1.0 else ()
-    present = [w for w in weights if w is not None]
+    present = [w for w in [*weights, where] if w is not None]
     arrays = [*operands, *present]
     reduce = reduction != "none"
     # The kernel writes straight into ``out`` unless it overlaps an input (then a temporary is
@@ -499,11 +509,14 @@ def run(
     # Read-only, as the views of given weights are: one compiled signature for both.
     no_weight = np.empty((0,) * inner, np.float64)
     no_weight.flags.writeable = False
+    no_where = np.empty((0,) * inner, np.bool_)
+    no_where.flags.writeable = False
     no_out = np.empty((0,) * inner, out_dtype)
     tasks: list[Callable[[int], None]] = []
     for piece in pieces:
         given = iter(piece[n_ops:])
         piece_weights = [next(given) if w is not None else no_weight for w in weights]
+        piece_weights.append(next(given) if where is not None else no_where)
         piece_out = next(given) if result is not None else no_out
         per_elem = (*piece[:n_ops], *piece_weights, piece_out)
         args = partial(_kernel_args, n_ops, per_elem, params, buffers)
@@ -545,15 +558,17 @@ def run_rows(
     out: np.ndarray | None = None,
     tempered: Sequence[bool] = (),
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> Any:
     """``run`` for a row measure: ``operands`` are (..., C) arrays whose leading axes are the
-    samples (the first one's), ``weights`` the sample weights or None; ``tempered`` the
-    operands of logits read at ``temperature``."""
+    samples (the first one's), ``weights`` the sample weights or None, ``where`` the mask of
+    the samples to score or None; ``tempered`` the operands of logits read at
+    ``temperature``."""
     rows = operands[0]
     batch_shape, row_len = rows.shape[:-1], rows.shape[-1]
     return run(
         kernel, batch_shape, operands, params, [weights], reduction, out_dtype, explain, row_len,
-        out=out, tempered=tempered, temperature=temperature,
+        out=out, tempered=tempered, temperature=temperature, where=where,
     )  # fmt: skip
 
 

@@ -454,6 +454,36 @@ def check_sample_weight(sample_weight: Any, batch_shape: tuple[int, ...]) -> np.
     return w
 
 
+def check_where(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np.ndarray | None:
+    """The mask ``where`` as a boolean array of ``shape`` (the batch shape; the element shape
+    for binary cross-entropy, where ``per_row`` reads a 1-D mask of length N as one entry per
+    row of an (N, ...) input, as its sample weights), or None where it keeps every sample (no
+    mask at all: the same bits, and the unmasked kernels). A mask that broadcasts is expanded
+    to a C-ordered array of ``shape``: a byte per sample, never one per class."""
+    if where is None:
+        return None
+    a = _asarray(where, "where")
+    if a.dtype.kind != "b":
+        raise TypeError(
+            f"where must be a boolean array (True for the samples to score); got dtype "
+            f"{a.dtype}: for weights use sample_weight, for a 0/1 array use where=(m != 0)"
+        )
+    if per_row and a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
+        a = a.reshape(a.shape + (1,) * (len(shape) - 1))
+    if a.shape != shape:
+        try:
+            a = np.broadcast_to(a, shape)
+        except ValueError:
+            raise ValueError(
+                f"where has shape {a.shape}, which does not broadcast to the shape of the "
+                f"samples {shape}" + ("" if per_row else " (the input without its class axis)")
+            ) from None
+        a = np.ascontiguousarray(a)
+    if a.all():
+        return None
+    return a
+
+
 def check_out(
     out: Any, shape: tuple[int, ...], dtype: np.dtype, reduction: str = "none"
 ) -> np.ndarray | None:
@@ -573,11 +603,16 @@ MAX_PIECES = 64
 # Explaining what a kernel flagged (error path only: plain NumPy, C order, first offender)
 
 
-def explain_probabilities(a: np.ndarray, name: str, logits_hint: bool | str = False) -> None:
+def explain_probabilities(
+    a: np.ndarray, name: str, logits_hint: bool | str = False, where: np.ndarray | None = None
+) -> None:
     """Raise for the first value of ``a`` outside [0, 1] (NaN is allowed: it propagates);
-    ``logits_hint`` names the flag that would read ``a`` as logits (True: ``from_logits``)."""
+    ``logits_hint`` names the flag that would read ``a`` as logits (True: ``from_logits``);
+    values where ``where`` (broadcast to ``a``) is False are not looked at."""
     with np.errstate(invalid="ignore"):
         bad = ~(np.isnan(a) | ((a >= 0) & (a <= 1)))
+    if where is not None:
+        bad &= where
     if bad.any():
         flat = int(np.flatnonzero(bad.reshape(-1))[0])
         value = a.reshape(-1)[flat].item()
@@ -590,15 +625,23 @@ def explain_probabilities(a: np.ndarray, name: str, logits_hint: bool | str = Fa
 
 
 def explain_labels(
-    labels: np.ndarray, name: str, n_classes: int, has_ignore: bool, ignore_index: int
+    labels: np.ndarray,
+    name: str,
+    n_classes: int,
+    has_ignore: bool,
+    ignore_index: int,
+    where: np.ndarray | None = None,
 ) -> None:
-    """Raise for the first class index that is out of range or not integral."""
+    """Raise for the first class index that is out of range or not integral (among those
+    ``where`` keeps)."""
     with np.errstate(invalid="ignore"):
         ok = (labels >= 0) & (labels < n_classes)
         if labels.dtype.kind == "f":
             ok &= np.floor(labels) == labels
         if has_ignore:
             ok |= labels == ignore_index
+        if where is not None:
+            ok |= ~where
     if not ok.all():
         flat = int(np.flatnonzero(~ok.reshape(-1))[0])
         value = labels.reshape(-1)[flat].item()

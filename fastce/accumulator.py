@@ -214,8 +214,9 @@ class Accumulator:
         That function's keyword options (``from_logits``, ``base``, ``eps``, ``axis``,
         ``label_smoothing``, ``class_weight``, ``ignore_index``, ``pos_weight``; ``labels`` for
         ``"log_loss"``, where it is required because the label set cannot be inferred from a
-        stream). ``reduction``, ``out``, ``sample_weight`` and ``normalize`` are not options:
-        the accumulator gives both the sum and the mean, and weights come with each batch.
+        stream). ``reduction``, ``out``, ``sample_weight``, ``where`` and ``normalize`` are not
+        options: the accumulator gives both the sum and the mean, and weights and masks come
+        with each batch.
 
     Notes
     -----
@@ -249,7 +250,9 @@ class Accumulator:
                 f"measure must be one of {', '.join(repr(m) for m in MEASURES)}; got {measure!r}"
             )
         spec = MEASURES[measure]
-        allowed = _options_of(spec.function) - {"reduction", "out", "sample_weight", "normalize"}
+        allowed = _options_of(spec.function) - {
+            "reduction", "out", "sample_weight", "where", "normalize",
+        }  # fmt: skip
         for name in options:
             if name not in allowed:
                 raise TypeError(
@@ -302,12 +305,14 @@ class Accumulator:
             return False  # let the function report the bad axis
         return math.prod(rest) == 0 if rest else False
 
-    def update(self, *arrays: Any, sample_weight: Any = None) -> Accumulator:
+    def update(self, *arrays: Any, sample_weight: Any = None, where: Any = None) -> Accumulator:
         """Add a batch: the same positional arrays as the in-memory function.
 
         ``acc.update(p)`` for ``"entropy"``; ``acc.update(target, pred)`` for the others
-        (``log_loss``: ``y_true, y_proba``). ``sample_weight`` weighs the batch's samples as the
-        in-memory function's ``sample_weight`` does. Every check of the in-memory function
+        (``log_loss``: ``y_true, y_proba``). ``sample_weight`` weighs the batch's samples and
+        ``where`` masks them as the in-memory function's ``sample_weight`` and ``where`` do: a
+        masked-out sample leaves the count, the weight and the sums (its positions along the
+        first batch axis still count for ``batchmean``). Every check of the in-memory function
         applies, with its messages. A batch with no samples is a no-op. Returns the
         accumulator.
         """
@@ -332,10 +337,14 @@ class Accumulator:
         function = (
             ALL_MEASURES[spec.accumulates_as].function if spec.accumulates_as else spec.function
         )
+        mask = {} if where is None else {"where": where}
+        if mask and "where" not in spec.options:
+            raise TypeError(f"{self._measure!r} takes no where= mask")
         with _reduce.capture() as states:
             function(
                 *arrays,
                 sample_weight=None if zero_weights else sample_weight,
+                **mask,
                 **(spec.accumulates or {}),
                 **self._options,
             )

@@ -63,6 +63,12 @@ _NO_WEIGHT = np.empty(0, np.float64)  # no sample weights: read-only, as _launch
 _NO_WEIGHT.flags.writeable = False
 
 
+def _of_rows(mask: np.ndarray | None, arr: np.ndarray, axis: Any) -> np.ndarray | None:
+    """A mask of the samples (``arr``'s shape without ``axis``) as one that broadcasts to
+    ``arr`` (an error message names the position in ``arr``)."""
+    return None if mask is None else np.expand_dims(mask, int(axis) % max(arr.ndim, 1))
+
+
 def _rows(x: Any, name: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
     """(the coerced array, a view of it with the class axis last); float16 and bfloat16 are
     kept as they are, for the launcher to widen a tile of rows at a time."""
@@ -79,6 +85,7 @@ def entropy(
     temperature: float = 1.0,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    where: Any = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Shannon entropy of each distribution along ``axis``.
@@ -107,6 +114,11 @@ def entropy(
         sum; ``"mean"`` that sum divided by the sum of the sample weights (or the count).
     sample_weight : array_like, optional
         Non-negative weights, one per sample (the shape of ``p`` without ``axis``).
+    where : array_like of bool, optional
+        The samples to score, broadcast to the shape of ``p`` without ``axis`` (a padding
+        mask): a sample where it is False gives 0.0 in ``"none"`` and counts for nothing in
+        ``"sum"``/``"mean"`` (as if it were absent; none left: ``"mean"`` is NaN). Its row is
+        never read: NaN or invalid values there raise nothing and propagate nothing.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -149,16 +161,17 @@ def entropy(
     ln_base = v.ln_base(base)
     batch_shape = rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
+    mask = v.check_where(where, batch_shape)
     dtype = v.result_dtype(rows.dtype)
     out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
-        v.explain_probabilities(arr, "p", logits_hint=True)
+        v.explain_probabilities(arr, "p", logits_hint=True, where=_of_rows(mask, arr, axis))
 
     kernels = _kernels(entropy_kernels.KERNELS, "entropy", from_logits)
     return run_rows(
         kernels, [rows], [ln_base], weights, checked_reduction, dtype, explain, out,
-        tempered=[from_logits], temperature=t,
+        tempered=[from_logits], temperature=t, where=mask,
     )  # fmt: skip
 
 
@@ -176,6 +189,7 @@ def _cross_entropy(
     ignore_index: Any,
     reduction: Any,
     sample_weight: Any,
+    where: Any = None,
     result_dtype: np.dtype | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
@@ -194,6 +208,8 @@ def _cross_entropy(
     batch_shape, n_classes = rows.shape[:-1], rows.shape[-1]
     cw = v.check_class_weight(class_weight, n_classes)
     weights = v.check_sample_weight(sample_weight, batch_shape)
+    mask = v.check_where(where, batch_shape)
+    pred_mask = _of_rows(mask, pred_arr, axis)
     target_arr = v.as_array(target, "target")
 
     if target_arr.shape == batch_shape:
@@ -207,8 +223,8 @@ def _cross_entropy(
         out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
         def explain() -> None:
-            v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value)
-            v.explain_probabilities(pred_arr, "pred", logits_hint=True)
+            v.explain_labels(labels, "target", n_classes, has_ignore, ignore_value, mask)
+            v.explain_probabilities(pred_arr, "pred", logits_hint=True, where=pred_mask)
 
         kernels = _kernels(nll.KERNELS, "nll", from_logits)
         if from_logits and smoothing == 0.0 and n_classes <= COL_BLOCK:
@@ -222,7 +238,7 @@ def _cross_entropy(
         params = [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base]
         return run_rows(
             kernels, [rows, labels], params, weights, checked_reduction, dtype, explain, out,
-            tempered=[from_logits, False], temperature=t,
+            tempered=[from_logits, False], temperature=t, where=mask,
         )  # fmt: skip
 
     if target_arr.shape == pred_arr.shape:
@@ -238,15 +254,17 @@ def _cross_entropy(
 
         def explain_soft() -> None:
             if not target_from_logits:
-                v.explain_probabilities(soft, "target", logits_hint="target_from_logits")
+                v.explain_probabilities(
+                    soft, "target", logits_hint="target_from_logits", where=pred_mask
+                )
             if not from_logits:
-                v.explain_probabilities(pred_arr, "pred", logits_hint=True)
+                v.explain_probabilities(pred_arr, "pred", logits_hint=True, where=pred_mask)
 
         kernels = _kernels(pair.KERNELS, "soft_ce", from_logits, target_from_logits)
         ops, params = [soft_rows, rows], [eps_value, cw, smoothing, ln_base]
         return run_rows(
             kernels, ops, params, weights, checked_reduction, soft_dtype, explain_soft, out,
-            tempered=[target_from_logits, from_logits], temperature=t,
+            tempered=[target_from_logits, from_logits], temperature=t, where=mask,
         )  # fmt: skip
 
     raise ValueError(
@@ -271,6 +289,7 @@ def cross_entropy(
     ignore_index: int | None = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    where: Any = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Cross-entropy of predicted distributions against class indices or soft targets.
@@ -323,6 +342,9 @@ def cross_entropy(
         multiplied them (``sum_i s_i w[y_i]``, or ``sum_i s_i`` with soft targets).
     sample_weight : array_like, optional
         One non-negative weight per sample.
+    where : array_like of bool, optional
+        The samples to score, as in :func:`entropy`; it combines with ``ignore_index``,
+        ``class_weight`` and ``sample_weight``. A masked-out sample's label is not checked.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -378,6 +400,7 @@ def cross_entropy(
         and class_weight is None
         and ignore_index is None
         and sample_weight is None
+        and where is None
         and out is None
         and type(label_smoothing) is float
         and label_smoothing == 0.0
@@ -402,6 +425,7 @@ def cross_entropy(
         ignore_index,
         reduction,
         sample_weight,
+        where,
         out=out,
     )
 
@@ -456,7 +480,7 @@ def _small_labels_fast_path(
     result = np.empty(0 if reduce else n, dtype)
     total, bad = nll.SMALL[_hot_path(dtype, c) if from_logits else "probs"](
         _readonly(pred), _readonly(target), _FAST_EPS[dtype], _NO_CLASS_WEIGHT, 0.0, False, -100,
-        _NO_WEIGHT, reduce, result,
+        _NO_WEIGHT, _launch.NO_WHERE, reduce, result,
     )  # fmt: skip
     if bad:
         return None  # the general path explains the offending label or probability
@@ -481,6 +505,7 @@ def perplexity(
     class_weight: Any = None,
     ignore_index: int | None = None,
     sample_weight: Any = None,
+    where: Any = None,
 ) -> Any:
     r"""Perplexity: the exponential of the (weighted) mean cross-entropy in nats.
 
@@ -490,6 +515,8 @@ def perplexity(
     ----------
     target, pred, axis, from_logits, temperature, eps, class_weight, ignore_index, sample_weight
         As in :func:`cross_entropy`; padding positions are left out with ``ignore_index``.
+    where : array_like of bool, optional
+        The samples to score, as in :func:`cross_entropy` (another way to leave padding out).
 
     Returns
     -------
@@ -535,6 +562,7 @@ def perplexity(
         ignore_index,
         "mean",
         sample_weight,
+        where,
         result_dtype=np.dtype(np.float64),
     )
     with np.errstate(over="ignore"):
@@ -553,6 +581,7 @@ def kl_divergence(
     eps: float | Literal["auto"] = "auto",
     reduction: Reduction | Literal["batchmean"] = "none",
     sample_weight: Any = None,
+    where: Any = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Kullback-Leibler divergence of ``q`` from ``p``, per distribution along ``axis``.
@@ -567,7 +596,7 @@ def kl_divergence(
     q : array_like
         Predicted probabilities of the same shape, clipped to ``[eps, 1 - eps]`` inside the
         log; or logits with ``from_logits=True``.
-    axis, base, sample_weight
+    axis, base, sample_weight, where
         As in :func:`entropy`.
     reduction : {"none", "sum", "mean", "batchmean"}, default "none"
         As in :func:`entropy`; ``"batchmean"`` is PyTorch's: the exact sum (weights applied)
@@ -653,7 +682,7 @@ def kl_divergence(
     """
     return _divergence(
         "kl", p, q, axis, from_logits, target_from_logits, temperature, base, eps, reduction,
-        sample_weight, out,
+        sample_weight, where, out,
     )  # fmt: skip
 
 
@@ -669,6 +698,7 @@ def _divergence(
     eps: Any,
     reduction: Any,
     sample_weight: Any,
+    where: Any,
     out: np.ndarray | None,
 ) -> Any:
     """KL (``measure="kl"``) or JS (``"js"``, with no ``eps``: None) of the rows of p and q."""
@@ -684,14 +714,16 @@ def _divergence(
     eps_value = 0.0 if eps is None else v.check_eps(eps, v.result_dtype(q_arr.dtype))
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
+    mask = v.check_where(where, batch_shape)
     dtype = v.result_dtype(p_arr.dtype, q_arr.dtype)
     out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
     def explain() -> None:
+        at = _of_rows(mask, p_arr, axis)
         if not target_from_logits:
-            v.explain_probabilities(p_arr, "p", logits_hint="target_from_logits")
+            v.explain_probabilities(p_arr, "p", logits_hint="target_from_logits", where=at)
         if not from_logits:
-            v.explain_probabilities(q_arr, "q", logits_hint=True)
+            v.explain_probabilities(q_arr, "q", logits_hint=True, where=at)
 
     kernels = _kernels(pair.KERNELS, measure, from_logits, target_from_logits)
     ops, params = [p_rows, q_rows], [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base]
@@ -699,11 +731,12 @@ def _divergence(
     if checked_reduction == "batchmean":
         # fl(S / N): the exact sum rounded once to float64, over the first batch axis's length
         total = run_rows(
-            kernels, ops, params, weights, "sum", np.dtype(np.float64), explain, None, tempered, t
-        )
+            kernels, ops, params, weights, "sum", np.dtype(np.float64), explain, None, tempered, t,
+            mask,
+        )  # fmt: skip
         return batchmean(total, batch_shape[0] if batch_shape else 1, dtype)
     return run_rows(
-        kernels, ops, params, weights, checked_reduction, dtype, explain, out, tempered, t
+        kernels, ops, params, weights, checked_reduction, dtype, explain, out, tempered, t, mask
     )
 
 
@@ -725,6 +758,7 @@ def js_divergence(
     base: float | None = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    where: Any = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Jensen-Shannon divergence between distributions along ``axis``.
@@ -741,7 +775,7 @@ def js_divergence(
         Probabilities of the same shape, classes along ``axis``; or logits, with
         ``target_from_logits=True`` (``p``) and ``from_logits=True`` (``q``): a row of logits
         enters as its softmax, formed from the row's own shifted log-sum-exp in the same pass.
-    axis, base, reduction, sample_weight
+    axis, base, reduction, sample_weight, where
         As in :func:`entropy`.
     from_logits, target_from_logits, temperature
         As in :func:`kl_divergence`.
@@ -770,7 +804,7 @@ def js_divergence(
     """
     return _divergence(
         "js", p, q, axis, from_logits, target_from_logits, temperature, base, None, reduction,
-        sample_weight, out,
+        sample_weight, where, out,
     )  # fmt: skip
 
 
@@ -785,6 +819,7 @@ def binary_cross_entropy(
     pos_weight: Any = None,
     reduction: Reduction = "none",
     sample_weight: Any = None,
+    where: Any = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Element-wise binary cross-entropy (log loss), for binary and multi-label problems.
@@ -815,6 +850,11 @@ def binary_cross_entropy(
     sample_weight : array_like, optional
         Non-negative weights broadcast against ``pred``; a 1-D array of length ``N`` is taken
         as one weight per row of an ``(N, L)`` (or ``(N, ...)``) input.
+    where : array_like of bool, optional
+        The elements to score, broadcast against ``pred`` as ``sample_weight`` is (a 1-D mask
+        of length ``N`` masks whole rows): an element where it is False gives 0.0 in
+        ``"none"`` and counts for nothing in ``"sum"``/``"mean"``; its values are not checked
+        and propagate nothing.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -868,6 +908,7 @@ def binary_cross_entropy(
         if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
             w = w.reshape(w.shape + (1,) * (len(shape) - 1))
         sw = v.broadcast_weight(w, shape, "sample_weight")
+    mask = v.check_where(where, shape, per_row=True)
 
     dtype = np.result_type(target_arr.dtype, pred_arr.dtype)
     if from_logits and pred_arr.dtype != dtype and t == 1.0:
@@ -878,9 +919,9 @@ def binary_cross_entropy(
     out = v.check_out(out, shape, dtype, checked_reduction)
 
     def explain() -> None:
-        v.explain_probabilities(target_arr, "target")
+        v.explain_probabilities(target_arr, "target", where=mask)
         if not from_logits:
-            v.explain_probabilities(pred_arr, "pred", logits_hint=True)
+            v.explain_probabilities(pred_arr, "pred", logits_hint=True, where=mask)
 
     # At a temperature, the kernel divides each segment of logits in float64 as it reads it
     # (its third argument, from_logits otherwise, is the temperature).
@@ -898,6 +939,7 @@ def binary_cross_entropy(
         inner=2,
         out=out,
         count_weights=False,
+        where=mask,
     )
 
 

@@ -176,6 +176,13 @@ def _weights(sample_weight: Any, n: int) -> list[float]:
     return [float(w) for w in np.asarray(sample_weight, dtype=np.float64).reshape(-1)]
 
 
+def _kept(where: Any, shape: tuple[int, ...], n: int) -> list[bool]:
+    """Which of the n samples (of ``shape``) the mask ``where`` keeps (all, without one)."""
+    if where is None:
+        return [True] * n
+    return [bool(k) for k in np.broadcast_to(np.asarray(where, bool), shape).reshape(-1)]
+
+
 def _ln_base(base: float | None) -> float:
     """What a value in nats is divided by to be in units of ``base``."""
     return 1.0 if base is None else math.log(base)
@@ -188,16 +195,23 @@ def _per_row(
     base: float | None,
     reduction: str,
     sample_weight: Any,
+    where: Any = None,
 ) -> Any:
     """``measure(*rows)`` of each sample, its rows taken along ``axis`` of each array (the
     first array's other axes give the shape), in units of ``base``, times its sample weight,
-    reduced with the sample weights."""
+    reduced with the sample weights; a sample ``where`` masks out is 0.0 and left out."""
     first, shape = _rows(arrays[0], axis)
     others = [_rows(a, axis)[0] for a in arrays[1:]]
     lnb = _ln_base(base)
     sw = _weights(sample_weight, len(first))
-    values = [measure(*rows) / lnb * s for *rows, s in zip(first, *others, sw, strict=True)]
-    return _reduce(values, sw, reduction, shape)
+    kept = _kept(where, shape, len(first))
+    values = [
+        measure(*rows) / lnb * s if k else 0.0
+        for *rows, s, k in zip(first, *others, sw, kept, strict=True)
+    ]
+    weights = [s for s, k in zip(sw, kept, strict=True) if k]
+    return _reduce([x for x, k in zip(values, kept, strict=True) if k] if reduction != "none"
+                   else values, weights, reduction, shape)  # fmt: skip
 
 
 def entropy(
@@ -209,6 +223,7 @@ def entropy(
     temperature: float = 1.0,
     reduction: str = "none",
     sample_weight: Any = None,
+    where: Any = None,
 ) -> Any:
     def h(row: list[float]) -> float:
         if not from_logits:
@@ -224,7 +239,7 @@ def entropy(
         return total
 
     arr = _tempered(_promoted(p), temperature, from_logits)
-    return _per_row(h, [arr], axis, base, reduction, sample_weight)
+    return _per_row(h, [arr], axis, base, reduction, sample_weight, where)
 
 
 def cross_entropy(
@@ -242,6 +257,7 @@ def cross_entropy(
     ignore_index: int | None = None,
     reduction: str = "none",
     sample_weight: Any = None,
+    where: Any = None,
 ) -> Any:
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
@@ -267,15 +283,16 @@ def cross_entropy(
             return loss
 
         arrays = [pred_arr, _tempered(_promoted(target), temperature, target_from_logits)]
-        return _per_row(soft, arrays, axis, base, reduction, sample_weight)
+        return _per_row(soft, arrays, axis, base, reduction, sample_weight, where)
     # Class indices: an ignored sample counts for nothing, and the class weights weigh the mean.
     rows, shape = _rows(pred_arr, axis)
     lnb = _ln_base(base)
     sw = _weights(sample_weight, len(rows))
+    kept = _kept(where, shape, len(rows))
     values: list[float] = []
     weights: list[float] = []
-    for r, y, sweight in zip(rows, t.reshape(-1).tolist(), sw, strict=True):
-        if ignore_index is not None and y == ignore_index:
+    for r, y, sweight, k in zip(rows, t.reshape(-1).tolist(), sw, kept, strict=True):
+        if not k or (ignore_index is not None and y == ignore_index):
             values.append(0.0)
             continue
         y = int(y)
@@ -310,6 +327,7 @@ def kl_divergence(
     eps: Any = "auto",
     reduction: str = "none",
     sample_weight: Any = None,
+    where: Any = None,
 ) -> Any:
     q_arr = _promoted(q)
     e = _eps(eps, q_arr.dtype)
@@ -329,7 +347,7 @@ def kl_divergence(
             return math.nan
         return total
 
-    return _per_row(kl, [p_arr, q_arr], axis, base, reduction, sample_weight)
+    return _per_row(kl, [p_arr, q_arr], axis, base, reduction, sample_weight, where)
 
 
 def js_divergence(
@@ -343,6 +361,7 @@ def js_divergence(
     base: float | None = None,
     reduction: str = "none",
     sample_weight: Any = None,
+    where: Any = None,
 ) -> Any:
     def js(pr: list[float], qr: list[float]) -> float:
         if (target_from_logits and _undefined_softmax(pr)) or (
@@ -363,7 +382,7 @@ def js_divergence(
 
     p_arr = _tempered(_promoted(p), temperature, target_from_logits)
     q_arr = _tempered(_promoted(q), temperature, from_logits)
-    return _per_row(js, [p_arr, q_arr], axis, base, reduction, sample_weight)
+    return _per_row(js, [p_arr, q_arr], axis, base, reduction, sample_weight, where)
 
 
 def binary_cross_entropy(
@@ -377,6 +396,7 @@ def binary_cross_entropy(
     pos_weight: Any = None,
     reduction: str = "none",
     sample_weight: Any = None,
+    where: Any = None,
 ) -> Any:
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
@@ -396,11 +416,20 @@ def binary_cross_entropy(
         if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
             w = w.reshape(w.shape + (1,) * (len(shape) - 1))
         sw_all = np.broadcast_to(w, shape).reshape(-1)
+    mask = None if where is None else np.asarray(where, bool)
+    if mask is not None and mask.ndim == 1 and len(shape) >= 2 and mask.shape[0] == shape[0]:
+        mask = mask.reshape(mask.shape + (1,) * (len(shape) - 1))
+    kept = _kept(mask, shape, x_all.size)
     lnb = _ln_base(base)
     values = []
-    for y, x, pw, s in zip(
-        y_all.tolist(), x_all.tolist(), pw_all.tolist(), sw_all.tolist(), strict=True
+    weights = []
+    for y, x, pw, s, k in zip(
+        y_all.tolist(), x_all.tolist(), pw_all.tolist(), sw_all.tolist(), kept, strict=True
     ):
+        if not k:
+            values.append(0.0)
+            continue
+        weights.append(s)
         if from_logits:
             # log sigmoid(x) and log(1 - sigmoid(x)) through their textbook definitions,
             # evaluated so that large |x| does not overflow.
@@ -417,7 +446,7 @@ def binary_cross_entropy(
         if y != 1.0:
             loss -= (1.0 - y) * log_1mp
         values.append(loss / lnb * s)
-    return _reduce(values, list(sw_all), reduction, shape)
+    return _reduce(values, weights, reduction, shape)
 
 
 def log_loss(

@@ -312,6 +312,7 @@ def log_loss(
                 0.0,
                 1.0,
                 _launch.rows_of(weights, r),
+                _launch.NO_WHERE,
                 np.empty(0, rows.dtype),
                 *buffers.slot(slot),
             ),

@@ -12,7 +12,9 @@ Conventions for the arrays every kernel receives:
 ``out``    (n,) output of the input's dtype, or shape (0,) when only a reduction is wanted.
 ``acc``    (1, 2, ACC_LEN) int64 exact accumulator of the running thread: ``acc[0, 0]`` sums
            the values, ``acc[0, 1]`` their weights; the last axis has length 0 for ``"none"``.
-``counts`` (1,) int64: samples that were not ignored.
+``where``  (n,) bool mask of the samples to score, or shape (0,) for every sample: a masked-out
+           sample's row is never read; its output is 0 and it counts for nothing.
+``counts`` (1,) int64: samples that were not ignored (or masked out).
 ``bad``    (1,) int64: set to 1 by a kernel that met an invalid input (a label out of range, a
            probability outside [0, 1]); the Python layer then finds and reports it.
 """
@@ -84,6 +86,12 @@ def emit_out_of_line(i, value, weight, out, acc, counts):
 def weight_at(weights, i):
     """``weights[i]``, or 1.0 where no weights were given (an empty array)."""
     return weights[i] if weights.shape[0] > 0 else 1.0
+
+
+@njit(inline="always", cache=True)
+def kept(where, i):
+    """Sample i is scored: no mask was given (an empty array), or ``where[i]`` is True."""
+    return where.shape[0] == 0 or where[i]
 
 
 @njit(inline="always", cache=True)

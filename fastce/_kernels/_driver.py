@@ -56,6 +56,7 @@ from ._common import (
     emit,
     emit_out_of_line,
     get,
+    kept,
     n_blocks,
     put,
     weight_at,
@@ -97,17 +98,18 @@ def emit_row(emit, finish, st, ops, i, params, ln_base, sample_weight, out, acc,
 
 @njit(inline="always", cache=True)
 def rows(
-    block, merge, finish, status, prologue, ops, params, ln_base, sample_weight, out, acc,
-    counts, bad,
+    block, merge, finish, status, prologue, ops, params, ln_base, sample_weight, where, out,
+    acc, counts, bad,
 ):  # fmt: skip
-    """Every row of ``ops``: its blocks' partials folded in column order, then its value."""
+    """Every row of ``ops`` (``where`` allows): its blocks' partials folded in column order,
+    then its value."""
     n, c = ops[0].shape
     nb = n_blocks(c)
     scratch = np.empty((3, buffer_len(c)))
     sc = unowned(scratch)
     buf, buf64, wbuf = sc[0], sc[1], sc[2]
     for i in range(n):
-        state = status(ops, i, params)
+        state = status(ops, i, params) if kept(where, i) else 1
         if state != 0:
             skip_row(state, i, out, bad)
             continue
@@ -123,10 +125,10 @@ def rows(
 
 
 @njit(inline="always", cache=True)
-def tiles(block, status, prologue, ops, params, lo, t0, t1, part):
+def tiles(block, status, prologue, ops, params, where, lo, t0, t1, part):
     """Partials of tiles [t0, t1) of the rows from ``lo`` on (tile t: row lo + t // nb, column
-    block t % nb) into ``part``; rows to skip are left out (the fold skips them). A row's
-    prologue runs once per call, at its first tile of the range."""
+    block t % nb) into ``part``; rows to skip (or masked out by ``where``) are left out (the
+    fold skips them). A row's prologue runs once per call, at its first tile of the range."""
     c = ops[0].shape[1]
     nb = n_blocks(c)
     scratch = np.empty((3, buffer_len(c)))
@@ -134,7 +136,7 @@ def tiles(block, status, prologue, ops, params, lo, t0, t1, part):
     row_params = prologue(ops, row, params, scratch[0])
     for t in range(t0, t1):
         i = lo + t // nb
-        if status(ops, i, params) != 0:
+        if not kept(where, i) or status(ops, i, params) != 0:
             continue
         if i != row:
             row = i
@@ -145,14 +147,14 @@ def tiles(block, status, prologue, ops, params, lo, t0, t1, part):
 
 @njit(inline="always", cache=True)
 def fold(
-    merge, finish, status, ops, params, ln_base, sample_weight, lo, hi, part, out, acc, counts,
-    bad,
+    merge, finish, status, ops, params, ln_base, sample_weight, where, lo, hi, part, out, acc,
+    counts, bad,
 ):  # fmt: skip
     """Rows [lo, hi) from their tiles' partials, folded in block order as ``rows`` does."""
     nb = n_blocks(ops[0].shape[1])
     for r in range(hi - lo):
         i = lo + r
-        state = status(ops, i, params)
+        state = status(ops, i, params) if kept(where, i) else 1
         if state != 0:
             skip_row(state, i, out, bad)
             continue
@@ -217,18 +219,20 @@ def define_kernels(
 
 
 _BODY_TEMPLATE = """
-def {{name}}_rows({args}, ln_base, sample_weight, out, acc, counts, bad):
+def {{name}}_rows({args}, ln_base, sample_weight, where, out, acc, counts, bad):
     rows(block, merge, finish, status, prologue, {ops}, {params}, ln_base,
-         unowned(sample_weight), unowned(out), unowned(acc), unowned(counts), unowned(bad))
+         unowned(sample_weight), unowned(where), unowned(out), unowned(acc), unowned(counts),
+         unowned(bad))
 
-def {{name}}_tiles({args}, ln_base, sample_weight, lo, t0, t1, part):
-    tiles(block, status, prologue, {ops}, {params}, lo, t0, t1, part)
+def {{name}}_tiles({args}, ln_base, sample_weight, where, lo, t0, t1, part):
+    tiles(block, status, prologue, {ops}, {params}, where, lo, t0, t1, part)
 """
 
 _FOLD_TEMPLATE = """
-def {{name}}_fold({args}, ln_base, sample_weight, lo, hi, part, out, acc, counts, bad):
-    fold(merge, finish, status, {ops}, {params}, ln_base, sample_weight, lo, hi, part, out,
-         acc, counts, bad)
+def {{name}}_fold({args}, ln_base, sample_weight, where, lo, hi, part, out, acc, counts,
+                  bad):
+    fold(merge, finish, status, {ops}, {params}, ln_base, sample_weight, where, lo, hi, part,
+         out, acc, counts, bad)
 """
 
 
@@ -290,17 +294,18 @@ def small_result(acc, bad, reduce):
 
 
 _SMALL_TEMPLATE = """
-def {name}({args}, no_weight, reduce, out):
+def {name}({args}, no_weight, no_where, reduce, out):
     acc, counts, bad = small_buffers(reduce)
-    kernel({args}, 1.0, no_weight, out, acc, counts, bad)
+    kernel({args}, 1.0, no_weight, no_where, out, acc, counts, bad)
     return small_result(acc, bad, reduce)
 """
 
 
 def small_call(module: str, name: str, kernel: Any, args: Sequence[str]) -> Any:
-    """``name(*args, no_weight, reduce, out) -> (sum of the values, bad)``: ``kernel`` (a rows
-    kernel taking ``args``) over a whole small call, in nats and with no weights (``no_weight``:
-    an empty read-only array, as the launcher passes), its buffers allocated and its exact sum
+    """``name(*args, no_weight, no_where, reduce, out) -> (sum of the values, bad)``:
+    ``kernel`` (a rows kernel taking ``args``) over a whole small call, in nats, with no
+    weights and no mask (``no_weight``, ``no_where``: empty read-only arrays, as the launcher
+    passes), its buffers allocated and its exact sum
     folded in the same compiled call (a training loop's small batch is mostly call overhead).
     bad: an invalid input, which the caller explains by taking the general path. Every
     argument comes from the caller, none as a constant here: Numba would compile the kernel

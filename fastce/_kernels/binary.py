@@ -160,6 +160,21 @@ def probs_segment(ys, xs, tail, pos_weight, i, j0, eps, buf):
 
 
 @njit(cache=True)
+def masked_flags(ys, xs, keep_seg, probs):
+    """A segment's flag of an invalid value, among the elements ``keep_seg`` keeps only: a
+    label outside [0, 1], or (``probs``) a probability outside [0, 1]."""
+    flags = 0
+    for t in range(ys.shape[0]):
+        if keep_seg[t]:
+            y = np.float64(ys[t])
+            flags |= (y < 0) | (y > 1)
+            if probs:
+                p = np.float64(xs[t])
+                flags |= (p < 0) | (p > 1)
+    return flags
+
+
+@njit(cache=True)
 def add_segment(acc, buf, n):
     """Add buf[:n] to the exact accumulator ``acc``, ``BLOCK`` values at a time."""
     for t in range(0, n, BLOCK):
@@ -168,10 +183,14 @@ def add_segment(acc, buf, n):
 
 @njit(inline="always", cache=True)
 def bce_elements(
-    segment, target, pred, eps, ln_base, pos_weight, sample_weight, out, acc, counts, bad, tail
+    segment, target, pred, eps, ln_base, pos_weight, sample_weight, where, out, acc, counts, bad,
+    tail, probs,
 ):  # fmt: skip
     """The element-wise kernel's work, each segment's losses from ``segment``
-    (``logits_segment`` or ``probs_segment``; ``tail`` its scratch)."""
+    (``logits_segment`` or ``probs_segment``, of probabilities: ``probs``; ``tail`` its
+    scratch). Elements that ``where`` masks out give 0 and count for nothing; what they hold
+    is computed with the rest of their segment (one vector loop) but never used, and never
+    flagged."""
     n_rows, n_cols = pred.shape
     total = n_rows * n_cols
     reduce = acc.shape[2] > 0
@@ -181,6 +200,8 @@ def bce_elements(
     target, pred, pos_weight = unowned(target), unowned(pred), unowned(pos_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, buf = unowned(counts), unowned(bad), unowned(scratch)
+    where = unowned(where)
+    masked = where.shape[0] > 0
     flags = 0
     e = 0
     while e < total:
@@ -195,7 +216,17 @@ def bce_elements(
         # Each segment's map and exact add are functions of their own: inlined into this
         # one big function, their loops spilled registers and re-tested loop-invariant
         # conditions every iteration (1.5x slower, measured).
-        flags |= segment(ys, xs, tail, pos_weight, i, j0, eps, buf)
+        seg_flags = segment(ys, xs, tail, pos_weight, i, j0, eps, buf)
+        kept_n = n
+        if masked:
+            keep_seg = where[i, j0:j1]
+            if seg_flags:
+                seg_flags = masked_flags(ys, xs, keep_seg, probs)
+            kept_n = 0
+            for t in range(n):
+                kept_n += keep_seg[t]
+                buf[t] = buf[t] if keep_seg[t] else 0.0
+        flags |= seg_flags
         if scale:  # (x / 1) * 1 is x: nats without weights skip the pass
             for t in range(n):
                 buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
@@ -211,8 +242,12 @@ def bce_elements(
                 ws = sample_weight[i, j0:j1]
                 for t in range(n):
                     buf[t] = ws[t]
+                if masked:
+                    wseg = where[i, j0:j1]
+                    for t in range(n):
+                        buf[t] = buf[t] if wseg[t] else 0.0
                 add_segment(acc[0, 1], buf, n)
-        counts[0] += n
+        counts[0] += kept_n
         e += n
     if flags:
         bad[0] = 1
@@ -226,39 +261,42 @@ def bce_elements(
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def bce_logits_kernel(
-    target, pred, from_logits, eps, ln_base, pos_weight, sample_weight, out, acc, counts, bad
+    target, pred, from_logits, eps, ln_base, pos_weight, sample_weight, where, out, acc, counts,
+    bad,
 ):  # fmt: skip
     """Binary cross-entropy from logits over a (rows, L) box of elements (see the module)."""
     tails = np.empty(SEGMENT, pred.dtype)
     bce_elements(
-        logits_segment, target, pred, eps, ln_base, pos_weight, sample_weight, out, acc, counts,
-        bad, unowned(tails),
+        logits_segment, target, pred, eps, ln_base, pos_weight, sample_weight, where, out, acc,
+        counts, bad, unowned(tails), False,
     )  # fmt: skip
     keep(tails)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def bce_probs_kernel(
-    target, pred, from_logits, eps, ln_base, pos_weight, sample_weight, out, acc, counts, bad
+    target, pred, from_logits, eps, ln_base, pos_weight, sample_weight, where, out, acc, counts,
+    bad,
 ):  # fmt: skip
     """Binary cross-entropy from probabilities over a (rows, L) box of elements."""
     tails = np.empty(0, pred.dtype)
     bce_elements(
-        probs_segment, target, pred, eps, ln_base, pos_weight, sample_weight, out, acc, counts,
-        bad, tails,
+        probs_segment, target, pred, eps, ln_base, pos_weight, sample_weight, where, out, acc,
+        counts, bad, tails, True,
     )  # fmt: skip
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def bce_tempered_kernel(
-    target, pred, temperature, eps, ln_base, pos_weight, sample_weight, out, acc, counts, bad
+    target, pred, temperature, eps, ln_base, pos_weight, sample_weight, where, out, acc,
+    counts, bad,
 ):  # fmt: skip
     """Binary cross-entropy from logits divided by ``temperature`` (in float64, a segment at a
     time: no copy of the input), over a (rows, L) box of elements."""
     tails = np.empty(2 * SEGMENT)
     bce_elements(
-        tempered_segment, target, pred, temperature, ln_base, pos_weight, sample_weight, out,
-        acc, counts, bad, unowned(tails),
+        tempered_segment, target, pred, temperature, ln_base, pos_weight, sample_weight, where,
+        out, acc, counts, bad, unowned(tails), False,
     )  # fmt: skip
     keep(tails)
 

@@ -11,7 +11,7 @@ kernels of their own for the hot path (``HOT``: ``nll_hot_kernel``, and
 import numpy as np
 from numba import njit
 
-from ._common import clip, emit, weight_at
+from ._common import clip, emit, kept, weight_at
 from ._driver import Body, define_kernels, row_kernels, skip_row, small_call
 from ._math import (
     block_sum,
@@ -196,7 +196,7 @@ def columns_lse(x, i, g0, buf, tiles):
 @njit(inline="always", cache=True)
 def hot_path(
     prologue, row_lse, tile_len, x, labels, class_weight, has_ignore, ignore_index, ln_base,
-    sample_weight, out, acc, counts, bad,
+    sample_weight, where, out, acc, counts, bad,
 ):  # fmt: skip
     """What the driver computes for ``nll_logits`` with no smoothing and one block per row,
     without building and folding partials, ``ROW_GROUP`` rows at a time so that their log1p
@@ -208,12 +208,13 @@ def hot_path(
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc, tiles = unowned(counts), unowned(bad), unowned(scratch), unowned(lane_tiles)
+    where = unowned(where)
     buf, lse_terms, log_terms = sc[0], sc[1], sc[2]
     for g0 in range(0, n, ROW_GROUP):
         g1 = min(n, g0 + ROW_GROUP)
         prologue(x, g0, g1, c, tiles)
         for i in range(g0, g1):
-            if label_status(labels[i], c, has_ignore, ignore_index) == 0:
+            if kept(where, i) and label_status(labels[i], c, has_ignore, ignore_index) == 0:
                 m, s = row_lse(x, i, g0, buf, tiles)
                 lse_terms[i - g0] = m - np.float64(x[i, np.int64(labels[i])])
                 log_terms[i - g0] = s
@@ -222,7 +223,7 @@ def hot_path(
                 log_terms[i - g0] = 0.0
         log1p_group(log_terms)
         for i in range(g0, g1):
-            status = label_status(labels[i], c, has_ignore, ignore_index)
+            status = label_status(labels[i], c, has_ignore, ignore_index) if kept(where, i) else 1
             if status != 0:
                 skip_row(status, i, out, bad)
                 continue
@@ -277,25 +278,26 @@ def pair_terms(x, labels, lse_terms, log_terms, ms, los):
 
 @njit(cache=True, error_model="numpy")
 def pair_values(
-    labels, lse_terms, log_terms, class_weight, sample_weight, ln_base, has_ignore, ignore_index,
-    values, weights,
+    labels, lse_terms, log_terms, class_weight, sample_weight, where, ln_base, has_ignore,
+    ignore_index, values, weights,
 ):  # fmt: skip
     """values = w_y ((m - x_y) + log1p(s')) / ln_base * s_i and weights = w_y s_i for each row
-    of a block whose label is valid, 0 for the others; returns (any invalid label, how many
-    valid). A function of its own, with selects, so that it vectorises (inside the kernel its
-    loop ran 7x slower); the unweighted, natural-log case skips the division (x / 1 is x)."""
+    of a block whose label is valid (and that ``where`` keeps), 0 for the others; returns (any
+    invalid label, how many valid). A function of its own, with selects, so that it
+    vectorises (inside the kernel its loop ran 7x slower); the unweighted, natural-log case
+    skips the division (x / 1 is x)."""
     bad = 0
     valid = 0
     if class_weight.shape[0] == 0 and sample_weight.shape[0] == 0 and ln_base == 1.0:
         for k in range(labels.shape[0]):
-            status = label_status(labels[k], 2, has_ignore, ignore_index)
+            status = label_status(labels[k], 2, has_ignore, ignore_index) if kept(where, k) else 1
             bad |= status == 2
             valid += status == 0
             values[k] = lse_terms[k] + log_terms[k] if status == 0 else 0.0
         return bad, valid
     for k in range(labels.shape[0]):
         lab = labels[k]
-        status = label_status(lab, 2, has_ignore, ignore_index)
+        status = label_status(lab, 2, has_ignore, ignore_index) if kept(where, k) else 1
         ok = status == 0
         bad |= status == 2
         valid += ok
@@ -309,7 +311,7 @@ def pair_values(
 @njit(nogil=True, cache=True, error_model="numpy")
 def nll_pairs_kernel(
     x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base, sample_weight,
-    out, acc, counts, bad,
+    where, out, acc, counts, bad,
 ):  # fmt: skip
     """The hot path's kernel for two-class rows: ``BLOCK`` rows at a time, their m - x_y and
     log1p(s') in vector loops across the rows (``pair_terms``: a two-class row costs a few of
@@ -320,11 +322,13 @@ def nll_pairs_kernel(
     reduce = acc.shape[2] > 0
     store = out.shape[0] > 0
     weighted_rows = sample_weight.shape[0] > 0
+    masked = where.shape[0] > 0
     weighted = class_weight.shape[0] > 0 or weighted_rows
     scratch = np.empty((6, BLOCK))
     x, labels, class_weight = unowned(x), unowned(labels), unowned(class_weight)
     sample_weight, out, acc = unowned(sample_weight), unowned(out), unowned(acc)
     counts, bad, sc = unowned(counts), unowned(bad), unowned(scratch)
+    where = unowned(where)
     lse_terms, log_terms, values, weights = sc[0], sc[1], sc[2], sc[3]
     flags = 0
     valid = 0
@@ -332,9 +336,10 @@ def nll_pairs_kernel(
         k1 = min(BLOCK, n - i0)
         pair_terms(x[i0 : i0 + k1], labels[i0 : i0 + k1], lse_terms, log_terms, sc[4], sc[5])
         sw = sample_weight[i0 : i0 + k1] if weighted_rows else sample_weight
+        wh = where[i0 : i0 + k1] if masked else where
         bad_labels, block_valid = pair_values(
-            labels[i0 : i0 + k1], lse_terms, log_terms, class_weight, sw, ln_base, has_ignore,
-            ignore_index, values, weights,
+            labels[i0 : i0 + k1], lse_terms, log_terms, class_weight, sw, wh, ln_base,
+            has_ignore, ignore_index, values, weights,
         )  # fmt: skip
         flags |= bad_labels
         valid += block_valid
@@ -355,9 +360,9 @@ def nll_pairs_kernel(
 
 _HOT_TEMPLATE = """
 def {name}_kernel(x, labels, eps, class_weight, smoothing, has_ignore, ignore_index, ln_base,
-                  sample_weight, out, acc, counts, bad):
+                  sample_weight, where, out, acc, counts, bad):
     hot_path(prologue, row_lse, tile_len, x, labels, class_weight, has_ignore, ignore_index,
-             ln_base, sample_weight, out, acc, counts, bad)
+             ln_base, sample_weight, where, out, acc, counts, bad)
 """
 
 # The hot path (logits, no smoothing, at most COL_BLOCK classes; ``smoothing`` is taken as 0):
