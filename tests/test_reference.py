@@ -25,9 +25,10 @@ def _magnitude(arrays):
     axis_from_end=st.integers(0, 3),
     reduction=st.sampled_from(["none", "sum", "mean"]),
     weighted=st.booleans(),
+    masked=st.booleans(),
 )
 def test_matches_reference(
-    key, variant_index, dtype, batch, n_classes, seed, axis_from_end, reduction, weighted
+    key, variant_index, dtype, batch, n_classes, seed, axis_from_end, reduction, weighted, masked
 ):
     entry = REGISTRY[key]
     rng = np.random.default_rng(seed)
@@ -43,7 +44,10 @@ def test_matches_reference(
         if weighted:
             shape = batch + (n_classes,) if entry.kind == "elementwise" else batch
             kwargs["sample_weight"] = rng.random(shape) * 2
-    elif reduction != "none" or weighted:
+        if masked:
+            shape = batch + (n_classes,) if entry.kind == "elementwise" else batch
+            kwargs["where"] = rng.random(shape) < 0.6
+    elif reduction != "none" or weighted or masked:
         return
     got = entry.fast(*args, **kwargs)
     want = entry.ref(*args, **kwargs)
