@@ -392,6 +392,64 @@ def _row_tasks(
     return [partial(tiled, *bounds(n_rows, n_tiles, k)) for k in range(n_tiles)]
 
 
+# Elements of an element-wise tile: 256 KiB of float64 scratch per converted operand.
+_TILE_ELEMENTS = _TILE_BYTES // 8
+
+
+def _element_tiles(
+    kernel: Callable[..., None],
+    args: Callable[[Any, int], tuple[Any, ...]],
+    ops: Sequence[np.ndarray],
+    reads: Sequence[np.dtype | None],
+    cut: Sequence[tuple[slice, slice]],
+) -> list[Callable[[int], None]]:
+    """The element-wise kernel's tasks over the boxes ``cut`` of (rows, L) operands of which
+    some are read in another dtype (``reads``): each box cut into tiles of at most
+    ``_TILE_ELEMENTS`` (whole rows, or a range of one long row's columns), each tile's
+    converted operands written into the running thread's scratch (``widen_rows`` from half
+    precision, exact; ``temper_rows`` at a temperature of 1, exact, from float32 to float64)
+    and the kernel run on them: the same numbers as a converted copy of the whole input,
+    hence the same bits, in a few hundred KiB."""
+    n_rows, n_cols = ops[0].shape
+    scratch: dict[int, list[np.ndarray | None]] = {}  # per slot, made on its first tile
+
+    def tile(sel: tuple[slice, slice], slot: int) -> None:
+        bufs = scratch.get(slot)
+        if bufs is None:
+            bufs = [None if d is None else np.empty(_TILE_ELEMENTS, d) for d in reads]
+            scratch[slot] = bufs
+        converted = []
+        for a, d, buf in zip(ops, reads, bufs, strict=True):
+            src = a[sel]
+            if d is None or buf is None:
+                converted.append(src)
+                continue
+            dst = buf[: src.size].reshape(src.shape)
+            if half(a):
+                widen_rows(src.view(np.uint16), dst, a.dtype.kind != "f", 1.0)
+            else:
+                temper_rows(src, dst, 1.0)
+            converted.append(dst)
+        kernel(*converted, *args(sel, slot)[len(ops) :])
+
+    tasks: list[Callable[[int], None]] = []
+    for rows, cols in cut:
+        r0, r1, _ = rows.indices(n_rows)
+        c0, c1, _ = cols.indices(n_cols)
+        width = max(c1 - c0, 1)
+        if width <= _TILE_ELEMENTS:
+            step = _TILE_ELEMENTS // width
+            for lo in range(r0, r1, step):
+                sel = (slice(lo, min(r1, lo + step)), slice(c0, c1))
+                tasks.append(partial(tile, sel))
+        else:
+            for r in range(r0, r1):
+                for lo in range(c0, c1, _TILE_ELEMENTS):
+                    sel = (slice(r, r + 1), slice(lo, min(c1, lo + _TILE_ELEMENTS)))
+                    tasks.append(partial(tile, sel))
+    return tasks
+
+
 def _unslotted(fn: Callable[..., None], *args: Any) -> None:
     """A task that writes no per-thread buffer: ``fn(*args)``, whatever the slot (the last)."""
     fn(*args[:-1])
@@ -453,6 +511,7 @@ def run(
     tempered: Sequence[bool] = (),
     temperature: float = 1.0,
     where: np.ndarray | None = None,
+    reads: Sequence[np.dtype | None] = (),
 ) -> Any:
     """Run ``kernel`` and return the per-sample array, or the reduced scalar.
 
@@ -466,7 +525,10 @@ def run(
     ``_validate.check_out``) receives the ``"none"`` result.
     ``count_weights=False``: the kernel accumulates weights only when sample weights
     (the last of ``weights``) are given (the element-wise kernel); without them ``"mean"``
-    divides by the number of values. ``tempered``: which operands hold logits read at
+    divides by the number of values. ``reads`` (the element-wise kernel): the dtype the kernel
+    reads each operand in, where it is not the operand's own (a half-precision input, float32
+    logits in a float64 call), or None; such operands are converted a tile at a time
+    (``_element_tiles``), never copied whole. ``tempered``: which operands hold logits read at
     ``temperature`` (row kernels; see ``_row_tasks``): those run in tiles of rows, never
     split.
     """
@@ -525,6 +587,8 @@ def run(
             head = (*piece[:n_ops], *params, *piece_weights)
             tail = (piece_out, *buffers.slot(0))
             _split_rows(kernel, piece[0].shape[0], row_len, nchunks, head, tail)
+        elif cut is not None and any(d is not None for d in reads):
+            tasks += _element_tiles(row_kernel, args, piece[:n_ops], reads, cut)
         elif cut is not None:
             tasks += [partial(_call, row_kernel, args, box) for box in cut]
         else:

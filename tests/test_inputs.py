@@ -145,6 +145,50 @@ def test_half_precision_gives_the_float32_bits_of_its_values(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_binary_cross_entropy_of_half_precision_gives_the_float32_bits(dtype):
+    """Element-wise: tiles of whole rows, ranges of one long row, strided views, a float64
+    target (the logits then read as float64), a temperature, a mask."""
+    rng = np.random.default_rng(6)
+    for shape in [(700, 37), (3, 70_000), (90_000,), (20, 30, 40)]:
+        x = (rng.normal(size=shape) * 3).astype(_half(dtype))
+        y = (rng.random(shape) < 0.4).astype(_half(dtype))
+        p = rng.random(shape).astype(_half(dtype))
+        xf, yf, pf = (a.astype(np.float32) for a in (x, y, p))
+        m = rng.random(shape) < 0.8
+        cases = [
+            ((y, x), (yf, xf), {"from_logits": True}),
+            ((y, p), (yf, pf), {}),
+            ((y, x), (yf, xf), {"from_logits": True, "temperature": 2.0}),
+            ((y, x), (yf, xf), {"from_logits": True, "where": m}),
+            ((yf.astype(np.float64), x), (yf.astype(np.float64), xf), {"from_logits": True}),
+            ((y[..., ::2], x[..., ::2]), (yf[..., ::2], xf[..., ::2]), {"from_logits": True}),
+        ]
+        for args, fargs, kw in cases:
+            for reduction in ("none", "mean"):
+                got = fastce.binary_cross_entropy(*args, reduction=reduction, **kw)
+                want = fastce.binary_cross_entropy(*fargs, reduction=reduction, **kw)
+                assert got.dtype == want.dtype and bits(got) == bits(want), (shape, kw)
+
+
+def test_binary_cross_entropy_reads_half_and_mixed_inputs_in_place():
+    """No copy of a bfloat16 input, nor of float32 logits beside a float64 target."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1000, 3000)).astype(np.float32)  # 12 MB
+    y = (rng.random(x.shape) < 0.5).astype(np.float64)
+    xb, yb = x.astype(ml_dtypes.bfloat16), y.astype(ml_dtypes.bfloat16)
+    want = fastce.binary_cross_entropy(y, x.astype(np.float64), from_logits=True, reduction="sum")
+    for target, pred, nbytes in [(yb, xb, xb.nbytes), (y, x, x.nbytes)]:
+        fastce.binary_cross_entropy(target, pred, from_logits=True, reduction="sum")  # warm
+        tracemalloc.start()
+        got = fastce.binary_cross_entropy(target, pred, from_logits=True, reduction="sum")
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < nbytes / 5, (peak, nbytes)
+    assert bits(got) == bits(want)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_precision_is_read_in_place(dtype):
     """No float32 copy of a half input: the peak of NumPy allocations stays far below it."""
     rng = np.random.default_rng(4)
