@@ -293,6 +293,8 @@ def call_rows(
 # 256 KiB, which the kernel reads back from L2. On a (64, 1000, 512) float32 array with
 # axis=1, 64 KiB tiles took 42 ms, 128 KiB 30-34, 256 KiB 26-32, 512 KiB 43-45 (2 threads).
 _TILE_BYTES = 1 << 18
+_LONG_ROW_TILE = 1 << 21
+_MIN_TILE_ROWS = 16
 
 
 def half(a: np.ndarray) -> bool:
@@ -362,7 +364,14 @@ def _row_tasks(
     width = sum(
         a.shape[1] * d.itemsize for a, d, f in zip(per_row, dtypes, flip, strict=False) if f
     )
-    n_tiles = max(1, -(-n_rows * width // _TILE_BYTES))
+    tile_bytes = _TILE_BYTES
+    if not any(_transposed(a) for a in per_row[:n_ops]):
+        # Rows widened or tempered along their length: the tile's size does not change how
+        # the cache serves them, but each tile is a Python call (~20 us); long rows get up to
+        # ``_LONG_ROW_TILE`` rows per tile (8 x 512 rows of 32,000 bfloat16 logits: 256 KiB
+        # tiles 44-49 ms, 2 MiB 32-34).
+        tile_bytes = max(tile_bytes, min(_LONG_ROW_TILE, _MIN_TILE_ROWS * width))
+    n_tiles = max(1, -(-n_rows * width // tile_bytes))
     step = -(-n_rows // n_tiles)
     scratch: dict[int, list[np.ndarray | None]] = {}  # per slot, made on its first tile
 

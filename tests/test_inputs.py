@@ -145,6 +145,34 @@ def test_half_precision_gives_the_float32_bits_of_its_values(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_long_rows_of_half_logits_give_the_float32_bits(dtype):
+    """Class-index cross-entropy from rows longer than a block widens each block as it reads
+    it (no tile of float32 rows): the bits of the float32 values, also for rows of -inf, NaN,
+    +inf, ties, subnormals, few rows (split over the threads), masks and ignored labels."""
+    rng = np.random.default_rng(8)
+    for n, c, scale in [(40, 2049, 1.0), (12, 5000, 1e4), (3, 5000, 30.0)]:
+        x = (rng.normal(size=(n, c)) * scale).astype(_half(dtype))
+        x[0, 5] = -np.inf
+        if n > 3:
+            x[1, :] = -np.inf
+            x[2, 7] = np.nan
+            x[3, 100] = np.inf
+            x[4, :] = x[4, 0]
+        x[-1, :50] = np.float32(6e-8) if dtype == "float16" else np.float32(1e-40)
+        y = rng.integers(0, c, n)
+        y[0] = 5
+        y_ign = np.where(rng.random(n) < 0.2, -100, y)
+        m = rng.random(n) < 0.8
+        for kw, labels in [({}, y), ({"ignore_index": -100}, y_ign), ({"where": m}, y)]:
+            for reduction in ("none", "sum", "mean"):
+                got = fastce.cross_entropy(labels, x, from_logits=True, reduction=reduction, **kw)
+                want = fastce.cross_entropy(
+                    labels, x.astype(np.float32), from_logits=True, reduction=reduction, **kw
+                )
+                assert got.dtype == np.float32 and bits(got) == bits(want), (n, c, kw)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_binary_cross_entropy_of_half_precision_gives_the_float32_bits(dtype):
     """Element-wise: tiles of whole rows, ranges of one long row, strided views, a float64
     target (the logits then read as float64), a temperature, a mask."""

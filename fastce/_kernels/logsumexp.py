@@ -35,10 +35,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._common import COL_BLOCK, block_bounds, buffer_len, n_blocks
+from ._common import COL_BLOCK, block_bounds, buffer_len, half_value, n_blocks
 from ._driver import Transform, define_kernels
 from ._math import (
     any_nan,
+    block_max,
     block_sum,
     copy_max,
     copy_max_index,
@@ -144,6 +145,37 @@ def lse_block32(seg, buf):
     if j < n:  # not found only when m is NaN, and then every term is NaN anyway
         padded[j] = 0.0
     return np.float64(m), block_sum(padded, n16, True, 0)
+
+
+@njit(cache=True, error_model="numpy")
+def lse_block_half(seg, buf, bfloat16):
+    """``lse_block32`` of a block of half-precision logits (``seg`` their 16 bits, ``uint16``)
+    widened to their float32 values as it copies them into ``buf``: the same operations on
+    the same numbers as ``lse_block32`` of the float32 block, hence the same bits, with no
+    float32 copy of the row."""
+    n = seg.shape[0]
+    n16 = (n + 15) & ~15
+    if n16 > 0:
+        tail = buf[n16 - 16 : n16]
+        for k in range(16):
+            tail[k] = -np.inf
+    for k in range(n):
+        buf[k] = np.float64(half_value(seg[k], bfloat16))
+    m = np.float64(block_max(buf, n16))
+    padded = buf[:n16]
+    if m == -np.inf or m == np.inf:
+        return m, (np.nan if any_nan(buf[:n]) else 0.0)
+    for k in range(n16):  # x - m is exact in float64
+        padded[k] = exp_lite(padded[k] - m)
+    total = block_sum(padded, n16, True, 0)
+    if total >= _SUBTRACT_FROM:
+        return m, total - 1.0
+    j = n
+    for k in range(n):
+        j = min(j, k if np.float64(half_value(seg[k], bfloat16)) == m else n)
+    if j < n:
+        padded[j] = 0.0
+    return m, block_sum(padded, n16, True, 0)
 
 
 LANE_TILE = 8 * 16 * 2 + 16

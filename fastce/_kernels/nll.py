@@ -11,7 +11,7 @@ kernels of their own for the hot path (``HOT``: ``nll_hot_kernel``, and
 import numpy as np
 from numba import njit
 
-from ._common import clip, emit, kept, weight_at
+from ._common import clip, emit, half_value, kept, weight_at
 from ._driver import Body, define_kernels, row_kernels, skip_row, small_call
 from ._math import (
     block_sum,
@@ -30,6 +30,7 @@ from .logsumexp import (
     LANE_TILE,
     buffer_len,
     lse_block,
+    lse_block_half,
     lse_columns,
     lse_rows8,
 )
@@ -101,6 +102,27 @@ def nll_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
 
 
 @njit(inline="always", cache=True)
+def half_logits_block(ops, i, c0, c1, bfloat16, buf):
+    """``nll_logits_block`` with no label smoothing for half-precision logits (their 16 bits),
+    widened in the block's own buffer: the bits of the same values in float32."""
+    row = ops[0][i]
+    y = np.int64(ops[1][i])
+    m, s = lse_block_half(row[c0:c1], buf, bfloat16)
+    x_y = np.float64(half_value(row[y], bfloat16)) if (y >= c0 and y < c1) else 0.0
+    return m, s, 0.0, 0.0, 0.0, x_y
+
+
+@njit(cache=True, error_model="numpy")
+def nll_bf16_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    return half_logits_block(ops, i, c0, c1, True, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def nll_f16_logits_block(ops, i, c0, c1, params, buf, buf64, wbuf):
+    return half_logits_block(ops, i, c0, c1, False, buf)
+
+
+@njit(inline="always", cache=True)
 def nll_probs_finish(st, ops, i, params):
     eps, class_weight, smoothing = params[0], params[1], params[2]
     y = np.int64(ops[1][i])
@@ -131,6 +153,10 @@ KERNELS = row_kernels(
     bodies={
         "nll_probs": Body(nll_probs_block, add_merge, nll_probs_finish, nll_status),
         "nll_logits": Body(nll_logits_block, lin_merge, nll_logits_finish, nll_status),
+        # rows longer than a block of bfloat16 or float16 logits (their 16 bits), with no
+        # label smoothing: each block widened as it is read, no tile of float32 rows
+        "nll_bf16_logits": Body(nll_bf16_logits_block, lin_merge, nll_logits_finish, nll_status),
+        "nll_f16_logits": Body(nll_f16_logits_block, lin_merge, nll_logits_finish, nll_status),
     },
 )
 
