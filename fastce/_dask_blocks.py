@@ -158,8 +158,9 @@ def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = Non
         if call.measure is None:
             return np.asarray(MEASURES[call.function].function(*args, **kwargs))
         sample_weight = kwargs.pop("sample_weight", None)
+        where = kwargs.pop("where", None)
         acc = Accumulator(call.measure, **kwargs)
-        acc.update(*args, sample_weight=sample_weight)
+        acc.update(*args, sample_weight=sample_weight, where=where)
     except Exception as exc:
         restated = _in_block(exc, call, block_info)
         if restated is exc:

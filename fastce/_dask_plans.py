@@ -170,6 +170,24 @@ def _weight_item(sample_weight: Any, batch_shape: tuple[int, ...]) -> list[Item]
     return [Item("sample_weight", w, "sample_weight", batch_only=True)]
 
 
+def _mask(where: Any, shape: tuple[int, ...], per_row: bool = False) -> da.Array:
+    """``where`` as a Dask boolean array of ``shape`` (the batch shape; the element shape with
+    ``per_row``, binary cross-entropy's rule for a 1-D mask of length N), with the in-memory
+    function's checks and messages. The rule is applied to the whole array, not per block,
+    where a block that happens to be square would read a mask row as one entry per row."""
+    w = as_dask(where, "where")
+    if per_row and w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
+        w = w.reshape(w.shape + (1,) * (len(shape) - 1))
+    v.check_where(np.broadcast_to(np.zeros((), w.dtype), w.shape), shape, per_row)
+    return w if w.shape == shape else da.broadcast_to(w, shape)
+
+
+def _where_item(where: Any, batch_shape: tuple[int, ...]) -> list[Item]:
+    if where is None:
+        return []
+    return [Item("where", _mask(where, batch_shape), "where", batch_only=True)]
+
+
 def _small_array(x: Any) -> Any:
     """An option array (class_weight, pos_weight, labels) as NumPy, computed if it is Dask."""
     if x is None or np.isscalar(x):
@@ -178,7 +196,12 @@ def _small_array(x: Any) -> Any:
 
 
 def _plan_rows(
-    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+    m: Measure,
+    arrays: Sequence[Any],
+    options: dict[str, Any],
+    reduction: Any,
+    weight: Any,
+    where: Any,
 ) -> Plan:
     """One value per sample, classes along ``axis`` in the last array (the predictions)."""
     names = m.arrays
@@ -208,6 +231,7 @@ def _plan_rows(
         if not item.batch_only:
             _one_chunk(item.array, item.name, cls)
     items += _weight_item(weight, batch_shape)
+    items += _where_item(where, batch_shape)
     kwargs = {k: _small_array(val) if k == "class_weight" else val for k, val in options.items()}
     zero_axis = next((ax for ax in range(main.ndim) if ax != cls), None)
     checked = {} if reduction is None else {"reduction": reduction}
@@ -222,7 +246,12 @@ def _varying_axes(weight_shape: tuple[int, ...], shape: tuple[int, ...]) -> list
 
 
 def _plan_elements(
-    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+    m: Measure,
+    arrays: Sequence[Any],
+    options: dict[str, Any],
+    reduction: Any,
+    weight: Any,
+    where: Any,
 ) -> Plan:
     """One value per element: every axis may be chunked."""
     target_arr, pred_arr = (as_dask(a, name) for a, name in zip(arrays, m.arrays, strict=True))
@@ -243,6 +272,8 @@ def _plan_elements(
             w = w.reshape(w.shape + (1,) * (len(shape) - 1))
         v.broadcast_weight(np.broadcast_to(np.zeros(()), w.shape), shape, "sample_weight")
         items.append(Item("sample_weight", da.broadcast_to(w, shape), "sample_weight"))
+    if where is not None:
+        items.append(Item("where", _mask(where, shape, per_row=True), "where"))
     pos_weight = options.get("pos_weight")
     if pos_weight is not None:
         if isinstance(pos_weight, da.Array) and reduction == "none":
@@ -265,7 +296,7 @@ def _plan_elements(
                     )
     # Stand-ins with no rows check the options and give the dtype; pos_weight (checked above)
     # is left out, since it need not broadcast to an empty first axis.
-    checks = [item for item in items if item.keyword in ("", "sample_weight")]
+    checks = [item for item in items if item.keyword in ("", "sample_weight", "where")]
     zero_axis = 0 if shape else None
     dtype = _stand_in(m, checks, zero_axis, {**kwargs, "reduction": reduction}).dtype
     if pos_weight is not None and reduction != "none":
@@ -274,9 +305,16 @@ def _plan_elements(
 
 
 def _plan_labels(
-    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+    m: Measure,
+    arrays: Sequence[Any],
+    options: dict[str, Any],
+    reduction: Any,
+    weight: Any,
+    where: Any,
 ) -> Plan:
     """scikit-learn's layout: one label per sample, ``y_proba`` of (n,) or (n, classes)."""
+    if where is not None:
+        raise TypeError(f"{m.name!r} takes no where= mask")
     labels = options.get("labels")
     if labels is None:
         raise ValueError(
@@ -316,7 +354,12 @@ def _plan_labels(
 
 
 def _plan_transform(
-    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+    m: Measure,
+    arrays: Sequence[Any],
+    options: dict[str, Any],
+    reduction: Any,
+    weight: Any,
+    where: Any,
 ) -> Plan:
     """A row of output (or one value) per row; no reduction."""
     arr = as_dask(arrays[0], "x")
@@ -337,6 +380,13 @@ _PLANS: dict[str, Callable[..., Plan]] = {
 
 
 def plan(
-    m: Measure, arrays: Sequence[Any], options: dict[str, Any], reduction: Any, weight: Any
+    m: Measure,
+    arrays: Sequence[Any],
+    options: dict[str, Any],
+    reduction: Any,
+    weight: Any,
+    where: Any = None,
 ) -> Plan:
-    return _PLANS[m.layout](m, arrays, options, reduction, weight)
+    """The plan of ``m`` on ``arrays``; ``weight`` and ``where`` are the per-sample
+    ``sample_weight`` and ``where`` (None: none), Dask or NumPy arrays."""
+    return _PLANS[m.layout](m, arrays, options, reduction, weight, where)

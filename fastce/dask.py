@@ -62,6 +62,9 @@ __all__ = ["SPLIT_EVERY", "accumulate", "configure_workers", *sorted(MEASURES)]
 SPLIT_EVERY = 8
 """How many accumulator states one merge task combines (the fan-in of the tree)."""
 
+# Arguments that are arrays of one entry per sample, chunked with the batch: not options.
+_PER_SAMPLE = ("sample_weight", "where")
+
 # ---------------------------------------------------------------------------------------------
 # Graphs
 
@@ -138,11 +141,12 @@ def _call(m: Measure, bound: dict[str, Any]) -> Any:
     """``fastce.dask.<m.name>`` called with ``bound`` (every argument, defaults applied)."""
     arrays = [bound.pop(name) for name in m.arrays]
     weight = bound.pop("sample_weight", None)
+    mask = bound.pop("where", None)
     if m.ending == "array":
         return _map(plans.plan(m, arrays, bound, None, None))
     if m.ending == "reduction":
         reduction = v.check_reduction(bound.pop("reduction"), batchmean=m.name == "kl_divergence")
-        plan = plans.plan(m, arrays, bound, reduction, weight)
+        plan = plans.plan(m, arrays, bound, reduction, weight, mask)
         if reduction == "none":
             return _map(plan)
         batchmean = reduction == "batchmean"
@@ -151,7 +155,8 @@ def _call(m: Measure, bound: dict[str, Any]) -> Any:
     normalize = bound.pop("normalize", True)
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")
-    plan = plans.plan(m, arrays, bound, None if m.ending == "perplexity" else "sum", weight)
+    total = None if m.ending == "perplexity" else "sum"  # perplexity has no reduction=
+    plan = plans.plan(m, arrays, bound, total, weight, mask)
     (blob,) = dask.compute(_merged_state(plan, None))
     res = Accumulator.from_bytes(blob).result()
     # perplexity and log_loss work from the float64 sums, also for float32 data, as their
@@ -270,7 +275,26 @@ def _fill(text: str, indent: int) -> str:
     return textwrap.fill(text, 96, initial_indent=pad, subsequent_indent=pad).lstrip()
 
 
-def _doc(m: Measure, options: Sequence[str]) -> str:
+def _per_sample_doc(m: Measure, per_sample: Sequence[str]) -> str:
+    """The Parameters entry of the per-sample arrays (``sample_weight``, ``where``)."""
+    if not per_sample:
+        return ""
+    text = (
+        f"As in :func:`fastce.{m.name}`, as Dask arrays (NumPy arrays are converted) chunked"
+        " freely along the batch axes: their chunks are unified with the inputs', so that each"
+        " block gets the entries of its own samples."
+    )
+    if "where" in per_sample:
+        text += (
+            ' A masked-out sample gives 0.0 with ``reduction="none"`` and counts for nothing in'
+            ' ``"sum"`` and ``"mean"``; its values are never read.'
+        )
+    return f"""    {", ".join(per_sample)} : dask.array.Array or array_like, optional
+        {_fill(text, 8)}
+"""
+
+
+def _doc(m: Measure, options: Sequence[str], per_sample: Sequence[str]) -> str:
     """The Dask function's docstring: the in-memory summary and formula, then what differs."""
     text = inspect.getdoc(m.function) or ""
     summary = " ".join(text.split("\n\n", 1)[0].split()).rstrip(".")
@@ -295,7 +319,7 @@ def _doc(m: Measure, options: Sequence[str]) -> str:
     ----------
     {", ".join(m.arrays)} : dask.array.Array or array_like
         As in :func:`fastce.{m.name}`.
-    {", ".join(options)}
+{_per_sample_doc(m, per_sample)}    {", ".join(options)}
         As in :func:`fastce.{m.name}`; option arrays are small NumPy arrays sent with every
         block.
 
@@ -336,8 +360,9 @@ def _generate(name: str) -> Callable[..., Any]:
     function.__name__ = function.__qualname__ = name
     function.__module__ = __name__
     function.__signature__ = signature  # type: ignore[attr-defined]
-    options = [p for p in signature.parameters if p not in m.arrays]
-    function.__doc__ = _doc(m, options)
+    per_sample = [p for p in signature.parameters if p in _PER_SAMPLE]
+    options = [p for p in signature.parameters if p not in m.arrays and p not in per_sample]
+    function.__doc__ = _doc(m, options, per_sample)
     return function
 
 
@@ -357,6 +382,7 @@ def accumulate(
     measure: str,
     *arrays: Any,
     sample_weight: Any = None,
+    where: Any = None,
     split_every: int | None = None,
     **options: Any,
 ) -> Delayed:
@@ -375,6 +401,9 @@ def accumulate(
         The positional arrays of that function (``p``; ``target, pred``; ``y_true, y_proba``).
     sample_weight : dask.array.Array or array_like, optional
         As the function's ``sample_weight``.
+    where : dask.array.Array or array_like of bool, optional
+        As the function's ``where`` (not for ``"log_loss"``): the samples to score, a Dask
+        boolean array of the batch's shape (or one that broadcasts to it), chunked freely.
     split_every : int, optional
         How many states one merge task combines (default :data:`SPLIT_EVERY`). The result
         does not depend on it.
@@ -394,6 +423,10 @@ def accumulate(
     >>> (res,) = dask.compute(fastce.dask.accumulate("entropy", p, base=2))
     >>> res.count, round(res.mean, 6)
     (3, 0.603759)
+    >>> keep = da.from_array([True, False, True], chunks=2)
+    >>> (res,) = dask.compute(fastce.dask.accumulate("entropy", p, base=2, where=keep))
+    >>> res.count, round(res.mean, 6)
+    (2, 0.905639)
     """
     if not isinstance(measure, str) or measure not in ACCUMULATED:
         Accumulator(measure)  # raises the accumulator's error
@@ -402,13 +435,15 @@ def accumulate(
         names = "one array (p)" if m.arity == 1 else "two arrays (target, pred)"
         raise TypeError(f"accumulate({measure!r}) takes {names}; got {len(arrays)}")
     Accumulator(measure, **options)  # option names and values, checked now
+    if where is not None and "where" not in m.options:
+        raise TypeError(f"{measure!r} takes no where= mask")
     defaults = {k: d for k, d in m.options.items() if k not in _NOT_OPTIONS}
     reduction = None if m.ending == "perplexity" else "sum"  # perplexity has no reduction=
-    plan = plans.plan(m, arrays, {**defaults, **options}, reduction, sample_weight)
+    plan = plans.plan(m, arrays, {**defaults, **options}, reduction, sample_weight, where)
     return delayed(result, pure=True)(_merged_state(plan, split_every))
 
 
-_NOT_OPTIONS = ("reduction", "sample_weight", "normalize", "out")
+_NOT_OPTIONS = ("reduction", *_PER_SAMPLE, "normalize", "out")
 
 
 # ---------------------------------------------------------------------------------------------
