@@ -1,10 +1,10 @@
 """Chunked readers for :func:`fastce.score_file`: ``.npy`` pairs, ``.npz``, Parquet and CSV.
 
-Every reader yields :class:`Chunk` objects, ``(offset, target, pred, weight)``, the arrays of a
-run of whole rows (a row of ``pred`` is never split) starting at row ``offset`` (0-based, over
-the whole input). A chunk's arrays are valid until the next chunk is read: readers reuse their
-buffers. How many rows a chunk holds follows a byte budget (``chunk_bytes``), so memory is
-bounded by the budget, not by the size of the file:
+Every reader yields :class:`Chunk` objects, ``(offset, target, pred, weight, where)``, the
+arrays of a run of whole rows (a row of ``pred`` is never split) starting at row ``offset``
+(0-based, over the whole input). A chunk's arrays are valid until the next chunk is read:
+readers reuse their buffers. How many rows a chunk holds follows a byte budget
+(``chunk_bytes``), so memory is bounded by the budget, not by the size of the file:
 
 * ``.npy``: the file is memory-mapped (read-only) and every chunk is a *view* of the mapping,
   no copy. Mapped pages are page cache, not anonymous memory; once a chunk is consumed its
@@ -71,12 +71,14 @@ class UnknownName(ValueError):
 
 
 class Chunk(NamedTuple):
-    """A run of whole rows: ``target``/``weight`` are None when not asked for."""
+    """A run of whole rows: ``target``/``weight``/``where`` are None when not asked for;
+    ``where`` is boolean (see :func:`as_mask`)."""
 
     offset: int
     target: np.ndarray | None
     pred: np.ndarray
     weight: np.ndarray | None
+    where: np.ndarray | None = None
 
 
 ColumnSpec = str | Sequence[str] | None
@@ -222,6 +224,32 @@ def encode_labels(
     return position.astype(np.int64, copy=False)
 
 
+# ---------------------------------------------------------------------------------------------
+# Masks
+
+_MASK_EXPECTED = "expected booleans (true/false) or the integers 0 and 1"
+
+
+def as_mask(values: np.ndarray, source: Source, offset: int) -> np.ndarray:
+    """The ``where`` data of the rows from ``offset`` as booleans: booleans as they are,
+    integers that are all 0 or 1 as ``values != 0`` (a CSV column of 0/1 reads as integers);
+    anything else is an error naming the file, the column (or member, or array) and, for
+    another integer, its row."""
+    if values.dtype.kind == "b":
+        return values
+    if values.dtype.kind not in "iu":
+        holds = "strings" if values.dtype.kind in "USO" else f"values of dtype {values.dtype}"
+        raise source.error("where", None, f"holds {holds} (where); {_MASK_EXPECTED}")
+    mask = values != 0
+    other = mask & (values != 1)
+    if other.any():
+        flat = int(np.argmax(other.reshape(-1)))
+        row = flat // max(1, math.prod(values.shape[1:]))
+        value = values.reshape(-1)[flat].item()
+        raise source.error("where", offset + row, f"holds {value} (where); {_MASK_EXPECTED}")
+    return mask
+
+
 def _needs_labels(path: Any, what: str, row: int | None) -> ValueError:
     return _at(
         path,
@@ -310,10 +338,11 @@ def _read_header(fp: Any, path: Any, what: str) -> _Header:
 def _check_kind(header: _Header, path: Any, what: str, role: str) -> None:
     """Numbers, or (targets only) fixed-width strings for class labels: anything else in a
     file (complex, datetime, timedelta, void) is a bad file, said before any row is read."""
-    allowed = "fiubUS" if role == "target" else "fiub"
+    allowed = {"target": "fiubUS", "where": "biu"}.get(role, "fiub")
     if header.dtype.kind not in allowed:
-        expected = "numbers or string labels" if role == "target" else "numbers"
-        raise _at(path, what, None, f"holds data of dtype {header.dtype}; expected {expected}")
+        expected = {"target": "numbers or string labels", "where": _MASK_EXPECTED}
+        detail = f"holds data of dtype {header.dtype}"
+        raise _at(path, what, None, f"{detail}; {expected.get(role, 'expected numbers')}")
 
 
 def _row_elements(shape: tuple[int, ...]) -> int:
@@ -408,11 +437,15 @@ class _NumpySource(Source):
         target = arrays.get("target")
         if target is not None:
             target = _numpy_target(target, self.classes, self, lo)
-        return Chunk(lo, target, arrays["pred"], arrays.get("weight"))
+        where = arrays.get("where")
+        if where is not None:
+            where = as_mask(where, self, lo)
+        return Chunk(lo, target, arrays["pred"], arrays.get("weight"), where)
 
 
 class NpyPair(_NumpySource):
-    """Two (or one, or three) ``.npy`` files, memory-mapped, rows sliced as views.
+    """The ``.npy`` files of pred and, as given, target, weight and where, memory-mapped, rows
+    sliced as views.
 
     Consumed pages of C-ordered files are released with ``madvise(MADV_DONTNEED)``: the data
     stays in the page cache, but the process's resident memory does not grow with the file.
@@ -728,6 +761,10 @@ def _describe(columns: list[str]) -> str:
     return f"columns {columns[0]!r}..{columns[-1]!r} ({len(columns)} columns)"
 
 
+def _expected(role: str) -> str:
+    return _MASK_EXPECTED if role == "where" else "expected numbers"
+
+
 class _ArrowColumns:
     """Turns record batches into NumPy arrays per role, checking nulls, raggedness, labels."""
 
@@ -742,7 +779,10 @@ class _ArrowColumns:
         self.widths: dict[str, int] = {}
 
     def to_numpy(self, batch: Any, offset: int) -> dict[str, np.ndarray]:
-        return {role: self._role(batch, role, cols, offset) for role, cols in self.roles.items()}
+        arrays = {role: self._role(batch, role, cols, offset) for role, cols in self.roles.items()}
+        if "where" in arrays:
+            arrays["where"] = as_mask(arrays["where"], self.source, offset)
+        return arrays
 
     def _role(self, batch: Any, role: str, cols: list[str], offset: int) -> np.ndarray:
         pa = self.pa
@@ -782,7 +822,7 @@ class _ArrowColumns:
         what = f"column {column!r}"
         if pa.types.is_string(typ) or pa.types.is_large_string(typ):
             if numeric or role != "target":
-                raise _at(path, what, local, f"holds strings ({role}); expected numbers")
+                raise _at(path, what, local, f"holds strings ({role}); {_expected(role)}")
             if self.classes is None:
                 raise _needs_labels(path, what, local)
             if self.classes.dtype.kind != "U":
@@ -798,7 +838,7 @@ class _ArrowColumns:
                 )
             return position.to_numpy().astype(np.int64)
         if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
-            raise _at(path, what, local, f"has type {typ} ({role}); expected numbers")
+            raise _at(path, what, local, f"has type {typ} ({role}); {_expected(role)}")
         values = array.to_numpy(zero_copy_only=False)
         if role == "target" and self.classes is not None and not numeric:
             return encode_labels(values, self.classes, path, what, offset)
@@ -840,9 +880,10 @@ class _ArrowColumns:
             flat = self._first_null(values)
             raise self._null_error(role, column, offset + flat // max(expected, 1), "a null value")
         typ = values.type
-        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+        numbers = pa.types.is_integer(typ) or pa.types.is_floating(typ)
+        if not (numbers or (role == "where" and pa.types.is_boolean(typ))):
             raise self._error(
-                role, column, offset, f"holds lists of {typ} ({role}); expected numbers"
+                role, column, offset, f"holds lists of {typ} ({role}); {_expected(role)}"
             )
         return values.to_numpy(zero_copy_only=False).reshape(n, expected)
 
@@ -929,7 +970,13 @@ class _ArrowSource(_PathSource):
             if batch.num_rows == 0:
                 continue
             arrays = self.converter.to_numpy(batch, offset)
-            yield Chunk(offset, arrays.get("target"), arrays["pred"], arrays.get("weight"))
+            yield Chunk(
+                offset,
+                arrays.get("target"),
+                arrays["pred"],
+                arrays.get("weight"),
+                arrays.get("where"),
+            )
             offset += batch.num_rows
         return offset
 
@@ -1085,10 +1132,12 @@ class CsvSource(_ArrowSource):
             null_values=[""],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
+            # Every column as float64 but a target's one column (class labels, perhaps
+            # strings) and a where column (true/false read as booleans, 0/1 as integers).
             column_types={
                 c: pa.float64()
                 for role, cols in getattr(self, "roles", {}).items()
-                if role != "target" or len(cols) > 1
+                if (role != "target" or len(cols) > 1) and role != "where"
                 for c in cols
             },
         )
@@ -1179,11 +1228,12 @@ def open_source(
     target: ColumnSpec,
     pred: ColumnSpec,
     weight: ColumnSpec = None,
+    where: ColumnSpec = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     classes: np.ndarray | None = None,
 ) -> Source:
-    """The reader for ``path`` (or for ``.npy`` files named by ``target``/``pred``/``weight``
-    when ``path`` is None)."""
+    """The reader for ``path`` (or for ``.npy`` files named by ``target``/``pred``/``weight``/
+    ``where`` when ``path`` is None)."""
     if pred is None:
         raise ValueError("pred is required: the .npy file (or column, or member) of predictions")
     if path is None:
@@ -1192,6 +1242,8 @@ def open_source(
             files["target"] = target
         if weight is not None:
             files["weight"] = weight
+        if where is not None:
+            files["where"] = where
         for role, file in files.items():
             if not isinstance(file, (str, os.PathLike)):
                 raise TypeError(f"{role} must be the path of a .npy file; got {file!r}")
@@ -1204,7 +1256,9 @@ def open_source(
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file or directory path; got {path!r}")
     name = os.fspath(path).lower()
-    specs: dict[str, ColumnSpec] = {"target": target, "pred": pred, "weight": weight}
+    specs: dict[str, ColumnSpec] = {
+        "target": target, "pred": pred, "weight": weight, "where": where,
+    }  # fmt: skip
     if name.endswith(".npy"):
         raise ValueError(
             f"{path}: a .npy file holds one array; score two of them with path=None and "
@@ -1250,6 +1304,7 @@ __all__ = [
     "Chunk",
     "Source",
     "UnknownName",
+    "as_mask",
     "check_classes",
     "encode_labels",
     "iter_chunks",

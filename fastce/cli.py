@@ -258,6 +258,12 @@ def _add_score_command(sub: Any) -> None:
     score.add_argument("--pred", required=True, help="predictions: .npy file, or column(s)")
     score.add_argument("--weight", help="sample weights: .npy file, or column / member")
     score.add_argument(
+        "--where",
+        metavar="COLUMN",
+        help="the rows to score: .npy file, or column / member of true/false (or 0/1); rows "
+        "where it is false count for nothing",
+    )
+    score.add_argument(
         "--measure",
         action="append",
         required=True,
@@ -374,6 +380,7 @@ _CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
         _flag_option,
     ),
     (re.compile(r"\blabels=(?!\w)"), "--labels"),
+    (re.compile(r"^where= does not apply"), "--where does not apply"),
     (re.compile(r"\(its options: ([^)]*)\)"), _flag_names),
     (re.compile(r"\bbase must be None or a positive number"), "--base must be a positive number"),
 ]
@@ -382,6 +389,7 @@ _CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
 # Errors of the Python API that, on the command line, are about the command, not the data.
 _USAGE = re.compile(
     r"^(target is required for|log_loss needs --labels|option --[a-z-]+( \S+)? does not apply|"
+    r"--where does not apply|"
     r"[^:]*: a \.npy file holds one array)"
 )
 
@@ -453,6 +461,7 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
                 target=args.target,
                 pred=args.pred,
                 weight=args.weight,
+                where=args.where,
                 labels=None if args.labels is None else _parse_labels(args.labels),
                 chunk_bytes=args.memory,
                 progress=progress,

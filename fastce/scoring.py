@@ -30,6 +30,8 @@ _NOT_OPTIONS = {
     "out": "score_file returns no per-sample array",
     "sample_weight": "name the weight column (or .npy file, or member) with weight=",
 }
+# Parameters of score_file itself, never measure options (where= names a column, member or file).
+_PARAMETERS = {"labels", "where"}
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -96,7 +98,7 @@ def _accumulators(
         raise TypeError("labels is a parameter of score_file itself; pass it by name")
     accumulators = {}
     for name in names:
-        allowed = _options_of(MEASURES[name].function) - set(_NOT_OPTIONS) - {"labels"}
+        allowed = _options_of(MEASURES[name].function) - set(_NOT_OPTIONS) - _PARAMETERS
         for option in options:
             if option not in allowed:
                 raise ValueError(
@@ -120,13 +122,15 @@ def _accumulators(
 # -- Errors ------------------------------------------------------------------------------------
 
 # The argument names the in-memory functions use in their messages, and the role they play here.
-_ARGUMENT = re.compile(r"^(target|pred|p|q|y_true|y_proba|y_prob|sample_weight)\b")
+_ARGUMENT = re.compile(r"^(target|pred|p|q|y_true|y_proba|y_prob|sample_weight|where)\b")
 _POSITION = re.compile(r" at position (\d+|\((\d+), ([\d, ]+)\))")
 
 
 def _role_of(argument: str, measure: str) -> str:
     if argument == "sample_weight":
         return "weight"
+    if argument == "where":
+        return "where"
     if argument in ("target", "y_true") or (argument == "p" and measure != "entropy"):
         return "target"
     return "pred"
@@ -253,6 +257,7 @@ def _score(
     target: Any = None,
     pred: Any = None,
     weight: Any = None,
+    where: Any = None,
     labels: Any = None,
     chunk_bytes: Any = None,
     progress: bool = False,
@@ -267,6 +272,13 @@ def _score(
     if classes is not None:
         _warn_unsorted(labels, classes)
     accumulators = _accumulators(names, options, classes)
+    if where is not None:
+        unmasked = [name for name in names if "where" not in MEASURES[name].options]
+        if unmasked:
+            raise ValueError(
+                f"where= does not apply to {', '.join(repr(n) for n in unmasked)} (it takes no "
+                "mask); score it in a separate call"
+            )
     needs_target = any(MEASURES[name].arity == 2 for name in names)
     if needs_target and target is None:
         which = [name for name in names if MEASURES[name].arity == 2]
@@ -279,6 +291,7 @@ def _score(
         target=target if needs_target else None,
         pred=pred,
         weight=weight,
+        where=where,
         chunk_bytes=budget,
         classes=classes,
     )
@@ -292,7 +305,7 @@ def _score(
             for name, accumulator in accumulators.items():
                 arrays = (chunk.pred,) if MEASURES[name].arity == 1 else (chunk.target, chunk.pred)
                 try:
-                    accumulator.update(*arrays, sample_weight=chunk.weight)
+                    accumulator.update(*arrays, sample_weight=chunk.weight, where=chunk.where)
                 except (ValueError, TypeError) as exc:
                     raise _relocate(exc, name, chunk, source) from None
             rows += len(chunk.pred)
@@ -350,6 +363,7 @@ def score_file(
     target: Any = None,
     pred: Any = None,
     weight: Any = None,
+    where: Any = None,
     labels: Any = None,
     chunk_bytes: int | str | None = None,
     progress: bool = False,
@@ -373,8 +387,8 @@ def score_file(
         ``pred`` (and ``weight``) are paths of ``.npy`` files.
     measure : str or sequence of str
         ``"entropy"`` (reads ``pred`` only), ``"cross_entropy"``, ``"binary_cross_entropy"``,
-        ``"kl_divergence"``, ``"js_divergence"`` (``p`` = target, ``q`` = pred) or
-        ``"log_loss"``; a list of them is scored in the same pass.
+        ``"kl_divergence"``, ``"js_divergence"`` (``p`` = target, ``q`` = pred),
+        ``"perplexity"`` or ``"log_loss"``; a list of them is scored in the same pass.
     target, pred : str or sequence of str
         ``.npy`` paths, ``.npz`` member names (with or without ``.npy``), or Parquet/CSV
         columns: one column name (numbers; for ``pred`` and soft targets also a list or
@@ -383,6 +397,13 @@ def score_file(
         columns in the order the file stores them).
     weight : str, optional
         Sample weights, named like ``target``: the in-memory ``sample_weight``.
+    where : str, optional
+        The samples to score, named like ``weight`` (a column, a member, or with
+        ``path=None`` a ``.npy`` file): the in-memory ``where`` (not for ``"log_loss"``). Its
+        values must be booleans (a Parquet or CSV column of ``true``/``false``, a bool
+        array) or integers that are all 0 or 1 (a CSV column of 0/1), read as ``!= 0``;
+        anything else is a ``ValueError`` naming the column. A masked-out row counts for
+        nothing, and its target and prediction are never checked.
     labels : sequence, optional
         Every class label, for string-label targets and for ``log_loss`` (required there):
         each target becomes its position in the *sorted* labels, the column of ``pred`` that
@@ -442,6 +463,14 @@ def score_file(
     (3, 0.719476)
     >>> bool(res.mean == fastce.cross_entropy(np.load(y), np.load(p), base=2, reduction="mean"))
     True
+
+    A mask in a third file leaves rows out (here the last one):
+
+    >>> keep = os.path.join(folder, "keep.npy")
+    >>> np.save(keep, np.array([True, True, False]))
+    >>> res = fastce.score_file(None, "cross_entropy", target=y, pred=p, where=keep, base=2)
+    >>> res.count, round(res.mean, 6)
+    (2, 0.418251)
     """
     scored = _score(
         path,
@@ -449,6 +478,7 @@ def score_file(
         target=target,
         pred=pred,
         weight=weight,
+        where=where,
         labels=labels,
         chunk_bytes=chunk_bytes,
         progress=progress,
