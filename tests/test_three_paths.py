@@ -98,3 +98,34 @@ def test_in_memory_file_and_dask_agree_to_the_bit(tmp_path, dtype):
         ]:
             assert bits(got_sum) == bits(want_sum), (measure, name, got_sum, want_sum)
             assert bits(got_mean) == bits(want_mean), (measure, name, got_mean, want_mean)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_where_mask_agrees_on_the_three_paths(tmp_path, dtype):
+    """The same with a ``where=`` mask (a file of booleans; a Dask array chunked otherwise)."""
+    keep = np.random.default_rng(12).random(N) < 0.6
+    np.save(tmp_path / "keep.npy", keep)
+    dask_keep = da.from_array(keep, chunks=(700, 2301))
+    for k, (measure, target, pred, options) in enumerate(cases(dtype)):
+        if measure == "log_loss":  # it takes no mask
+            continue
+        arrays = (pred,) if target is None else (target, pred)
+        f = getattr(fastce, measure)
+        want = [f(*arrays, reduction=r, where=keep, **options) for r in ("sum", "mean")]
+        paths = {"pred": str(tmp_path / f"pred{k}.npy")}
+        np.save(paths["pred"], pred)
+        if target is not None:
+            paths["target"] = str(tmp_path / f"target{k}.npy")
+            np.save(paths["target"], target)
+        streamed = fastce.score_file(
+            None, measure, **paths, where=str(tmp_path / "keep.npy"), chunk_bytes=4096, **options
+        )
+        blocks = (500, 1000, 1, 1500)
+        dask_arrays = [da.from_array(a, chunks=(blocks, *a.shape[1:])) for a in arrays]
+        g = getattr(fdask, measure)
+        with dask.config.set(scheduler="threads"):
+            lazy = [
+                g(*dask_arrays, reduction=r, where=dask_keep, **options) for r in ("sum", "mean")
+            ]
+        for name, got in [("file", [streamed.sum, streamed.mean]), ("dask", lazy)]:
+            assert [bits(x) for x in got] == [bits(x) for x in want], (measure, name, got, want)
