@@ -268,8 +268,8 @@ def _add_score_command(sub: Any) -> None:
         action="append",
         required=True,
         metavar="NAME",
-        help="entropy, cross_entropy, binary_cross_entropy, kl_divergence, js_divergence or "
-        "log_loss; repeat (or separate with commas) for several in one pass",
+        help="entropy, cross_entropy, perplexity, binary_cross_entropy, kl_divergence, "
+        "js_divergence or log_loss; repeat (or separate with commas) for several in one pass",
     )
     score.add_argument("--from-logits", action="store_true", help="pred holds logits")
     score.add_argument(
