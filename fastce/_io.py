@@ -342,6 +342,12 @@ def _check_kind(header: _Header, path: Any, what: str, role: str) -> None:
     if header.dtype.kind not in allowed:
         expected = {"target": "numbers or string labels", "where": _MASK_EXPECTED}
         detail = f"holds data of dtype {header.dtype}"
+        if header.dtype == np.dtype("V2"):
+            # np.save writes an ml_dtypes.bfloat16 array as untyped 2-byte records
+            detail += (
+                " (a bfloat16 array saved with np.save loses its type: save it as float32, "
+                "or score it in memory or with fastce.dask)"
+            )
         raise _at(path, what, None, f"{detail}; {expected.get(role, 'expected numbers')}")
 
 
