@@ -484,6 +484,63 @@ def check_where(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np
     return a
 
 
+def check_groups(
+    groups: Any,
+    shape: tuple[int, ...],
+    n_groups: Any,
+    reduction: str,
+    where: np.ndarray | None = None,
+    per_row: bool = False,
+) -> tuple[np.ndarray, int]:
+    """(the group of each sample as a C-ordered int64 array of ``shape``, the number of
+    groups): ``groups`` broadcast to the samples' shape as ``where`` is (``per_row`` as
+    there), each id checked against ``n_groups`` (when given) and >= 0 where ``where`` keeps
+    the sample; the number of groups is ``n_groups``, or the largest id kept plus one."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(
+            f"groups= gives one result per group of a reduction: reduction must be 'sum' or "
+            f"'mean' (got {reduction!r}; with 'none' every sample is its own result already)"
+        )
+    a = _asarray(groups, "groups")
+    if a.dtype.kind not in "iu":
+        raise TypeError(
+            f"groups must hold integer group ids (0, 1, ...); got dtype {a.dtype}: map other "
+            "keys to integers first (np.unique(keys, return_inverse=True)[1])"
+        )
+    if per_row and a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
+        a = a.reshape(a.shape + (1,) * (len(shape) - 1))
+    try:
+        b = np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(
+            f"groups has shape {a.shape}, which does not broadcast to the shape of the "
+            f"samples {shape}" + ("" if per_row else " (the input without its class axis)")
+        ) from None
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError("groups holds an id beyond int64")
+    ids = np.ascontiguousarray(b, dtype=np.int64)
+    limit = None
+    if n_groups is not None:
+        if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)):
+            raise TypeError(f"n_groups must be an integer; got {show(n_groups)}")
+        if n_groups < 0:
+            raise ValueError(f"n_groups must be >= 0; got {int(n_groups)}")
+        limit = int(n_groups)
+    bad = (ids < 0) if limit is None else ((ids < 0) | (ids >= limit))
+    if where is not None:
+        bad &= where
+    if bad.any():
+        flat = int(np.flatnonzero(bad.reshape(-1))[0])
+        value = int(ids.reshape(-1)[flat])
+        pos = _position(np.unravel_index(flat, shape))
+        want = "0 <= id" + ("" if limit is None else f" < n_groups={limit}")
+        raise ValueError(f"groups holds {value} at position {pos}; expected a group id {want}")
+    if limit is None:
+        kept = ids if where is None else ids[where]
+        limit = int(kept.max()) + 1 if kept.size else 0
+    return ids, limit
+
+
 def check_out(
     out: Any, shape: tuple[int, ...], dtype: np.dtype, reduction: str = "none"
 ) -> np.ndarray | None:

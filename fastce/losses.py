@@ -25,6 +25,7 @@ from ._kernels import entropy as entropy_kernels
 from ._kernels import logsumexp as lse_kernels
 from ._kernels._common import COL_BLOCK
 from ._kernels._driver import RowKernels
+from ._kernels.exactsum import group_sums
 from ._launch import run, run_rows
 
 
@@ -63,6 +64,51 @@ _NO_WEIGHT = np.empty(0, np.float64)  # no sample weights: read-only, as _launch
 _NO_WEIGHT.flags.writeable = False
 
 
+_F64 = np.dtype(np.float64)
+
+
+def _groups(
+    groups: Any, shape: tuple[int, ...], n_groups: Any, reduction: str,
+    mask: np.ndarray | None, per_row: bool = False,
+) -> tuple[np.ndarray, int] | None:  # fmt: skip
+    """``_validate.check_groups``, or None without groups (``n_groups`` alone is an error)."""
+    if groups is None:
+        if n_groups is not None:
+            raise ValueError("n_groups= counts the groups of groups=, which was not given")
+        return None
+    return v.check_groups(groups, shape, n_groups, reduction, mask, per_row)
+
+
+def _by_group(
+    values: np.ndarray,
+    grouping: tuple[np.ndarray, int],
+    reduction: str,
+    dtype: np.dtype,
+    kept: np.ndarray | None,
+    weights: Any = None,
+) -> np.ndarray:
+    """The ``"sum"`` or ``"mean"`` of each group (a 1-D array of ``dtype``, indexed by group
+    id) from the per-sample float64 ``values`` (the ``"none"`` result in float64), the samples
+    ``kept`` (all where None) and their weights (1 where None): each group's exact sums rounded
+    once, as the reduction of that group's samples alone rounds them (``_reduce``)."""
+    ids, n_groups = grouping
+    flat = np.where(kept, ids, -1) if kept is not None else ids
+    w = np.empty(0) if weights is None else np.broadcast_to(weights, ids.shape)
+    sums, wsums = np.empty(n_groups), np.empty(n_groups)
+    counts = np.empty(n_groups, np.int64)
+    group_sums(
+        np.ascontiguousarray(flat).reshape(-1),
+        np.ascontiguousarray(values, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(w, dtype=np.float64).reshape(-1),
+        sums,
+        wsums,
+        counts,
+    )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        result = sums if reduction == "sum" else sums / wsums
+        return result.astype(dtype)
+
+
 def _of_rows(mask: np.ndarray | None, arr: np.ndarray, axis: Any) -> np.ndarray | None:
     """A mask of the samples (``arr``'s shape without ``axis``) as one that broadcasts to
     ``arr`` (an error message names the position in ``arr``)."""
@@ -86,6 +132,8 @@ def entropy(
     reduction: Reduction = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Shannon entropy of each distribution along ``axis``.
@@ -119,6 +167,13 @@ def entropy(
         mask): a sample where it is False gives 0.0 in ``"none"`` and counts for nothing in
         ``"sum"``/``"mean"`` (as if it were absent; none left: ``"mean"`` is NaN). Its row is
         never read: NaN or invalid values there raise nothing and propagate nothing.
+    groups : array_like of int, optional
+        A group id (0, 1, ...) per sample, broadcast as ``where`` is. With ``"sum"`` or
+        ``"mean"`` the result is then a 1-D array indexed by group id, each entry the bits of
+        the same call on that group's samples alone (an empty group's sum is 0.0, its mean
+        NaN). Ids must be >= 0 (and < ``n_groups``) where ``where`` keeps the sample.
+    n_groups : int, optional
+        The number of groups, the result's length; by default the largest id plus one.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -169,6 +224,13 @@ def entropy(
         v.explain_probabilities(arr, "p", logits_hint=True, where=_of_rows(mask, arr, axis))
 
     kernels = _kernels(entropy_kernels.KERNELS, "entropy", from_logits)
+    grouping = _groups(groups, batch_shape, n_groups, checked_reduction, mask)
+    if grouping is not None:
+        values = run_rows(
+            kernels, [rows], [ln_base], weights, "none", _F64, explain,
+            tempered=[from_logits], temperature=t, where=mask,
+        )  # fmt: skip
+        return _by_group(values, grouping, checked_reduction, dtype, mask, weights)
     return run_rows(
         kernels, [rows], [ln_base], weights, checked_reduction, dtype, explain, out,
         tempered=[from_logits], temperature=t, where=mask,
@@ -190,6 +252,8 @@ def _cross_entropy(
     reduction: Any,
     sample_weight: Any,
     where: Any = None,
+    groups: Any = None,
+    n_groups: Any = None,
     result_dtype: np.dtype | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
@@ -210,6 +274,7 @@ def _cross_entropy(
     weights = v.check_sample_weight(sample_weight, batch_shape)
     mask = v.check_where(where, batch_shape)
     pred_mask = _of_rows(mask, pred_arr, axis)
+    grouping = _groups(groups, batch_shape, n_groups, checked_reduction, mask)
     target_arr = v.as_array(target, "target")
 
     if target_arr.shape == batch_shape:
@@ -241,6 +306,19 @@ def _cross_entropy(
             kernels = nll.KERNELS[f"nll_{kind}_logits"]
             rows = rows.view(np.uint16)
         params = [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base]
+        if grouping is not None:
+            values = run_rows(
+                kernels, [rows, labels], params, weights, "none", _F64, explain,
+                tempered=[from_logits, False], temperature=t, where=mask,
+            )  # fmt: skip
+            kept = mask
+            if has_ignore:
+                kept = (labels != ignore_value) & (True if mask is None else mask)
+            w: Any = weights
+            if cw.size:
+                index = labels if kept is None else np.where(kept, labels, 0)
+                w = cw[index.astype(np.int64)] * (1.0 if weights is None else weights)
+            return _by_group(values, grouping, checked_reduction, dtype, kept, w)
         return run_rows(
             kernels, [rows, labels], params, weights, checked_reduction, dtype, explain, out,
             tempered=[from_logits, False], temperature=t, where=mask,
@@ -267,6 +345,12 @@ def _cross_entropy(
 
         kernels = _kernels(pair.KERNELS, "soft_ce", from_logits, target_from_logits)
         ops, params = [soft_rows, rows], [eps_value, cw, smoothing, ln_base]
+        if grouping is not None:
+            values = run_rows(
+                kernels, ops, params, weights, "none", _F64, explain_soft,
+                tempered=[target_from_logits, from_logits], temperature=t, where=mask,
+            )  # fmt: skip
+            return _by_group(values, grouping, checked_reduction, soft_dtype, mask, weights)
         return run_rows(
             kernels, ops, params, weights, checked_reduction, soft_dtype, explain_soft, out,
             tempered=[target_from_logits, from_logits], temperature=t, where=mask,
@@ -295,6 +379,8 @@ def cross_entropy(
     reduction: Reduction = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Cross-entropy of predicted distributions against class indices or soft targets.
@@ -350,6 +436,9 @@ def cross_entropy(
     where : array_like of bool, optional
         The samples to score, as in :func:`entropy`; it combines with ``ignore_index``,
         ``class_weight`` and ``sample_weight``. A masked-out sample's label is not checked.
+    groups, n_groups : optional
+        One result per group, as in :func:`entropy`; ignored and masked samples leave their
+        group, and the weights apply within it.
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -406,6 +495,8 @@ def cross_entropy(
         and ignore_index is None
         and sample_weight is None
         and where is None
+        and groups is None
+        and n_groups is None
         and out is None
         and type(label_smoothing) is float
         and label_smoothing == 0.0
@@ -431,6 +522,8 @@ def cross_entropy(
         reduction,
         sample_weight,
         where,
+        groups,
+        n_groups,
         out=out,
     )
 
@@ -511,6 +604,8 @@ def perplexity(
     ignore_index: int | None = None,
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> Any:
     r"""Perplexity: the exponential of the (weighted) mean cross-entropy in nats.
 
@@ -522,11 +617,16 @@ def perplexity(
         As in :func:`cross_entropy`; padding positions are left out with ``ignore_index``.
     where : array_like of bool, optional
         The samples to score, as in :func:`cross_entropy` (another way to leave padding out).
+    groups, n_groups : optional
+        One perplexity per group, as in :func:`entropy`: each the perplexity of that group's
+        samples alone. ``groups=np.arange(B)[:, None]`` on a (B, S, V) input gives one per
+        sequence.
 
     Returns
     -------
-    scalar
-        Of ``pred``'s float dtype (float32 for float16 and bfloat16). The exponential is taken
+    scalar or ndarray
+        Of ``pred``'s float dtype (float32 for float16 and bfloat16); with ``groups``, one
+        per group. The exponential is taken
         of the float64 mean, before the result is rounded to float32 for float32 input.
 
     Raises
@@ -551,6 +651,15 @@ def perplexity(
     >>> import fastce
     >>> round(float(fastce.perplexity([0, 3], [[0.25] * 4, [0.25] * 4])), 12)
     4.0
+
+    One per sequence of a (batch, sequence, vocabulary) input, padding left out:
+
+    >>> import numpy as np
+    >>> logits = np.zeros((2, 3, 5))  # every token's 5 choices equally likely
+    >>> labels = np.array([[1, 2, -100], [0, -100, -100]])
+    >>> fastce.perplexity(labels, logits, from_logits=True, ignore_index=-100,
+    ...                   groups=np.arange(2)[:, None])
+    array([5., 5.])
     """
     pred_arr = v.as_float_array(pred, "pred", half=True)
     mean = _cross_entropy(
@@ -568,10 +677,15 @@ def perplexity(
         "mean",
         sample_weight,
         where,
+        groups,
+        n_groups,
         result_dtype=np.dtype(np.float64),
     )
-    with np.errstate(over="ignore"):
-        return v.result_dtype(pred_arr.dtype).type(np.exp(mean))
+    dtype = v.result_dtype(pred_arr.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if groups is not None:  # the exp of each group's float64 mean, one at a time
+            return np.array([np.exp(m) for m in mean.tolist()], dtype=np.float64).astype(dtype)
+        return dtype.type(np.exp(mean))
 
 
 def kl_divergence(
@@ -587,6 +701,8 @@ def kl_divergence(
     reduction: Reduction | Literal["batchmean"] = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Kullback-Leibler divergence of ``q`` from ``p``, per distribution along ``axis``.
@@ -601,8 +717,8 @@ def kl_divergence(
     q : array_like
         Predicted probabilities of the same shape, clipped to ``[eps, 1 - eps]`` inside the
         log; or logits with ``from_logits=True``.
-    axis, base, sample_weight, where
-        As in :func:`entropy`.
+    axis, base, sample_weight, where, groups, n_groups
+        As in :func:`entropy` (``groups`` with ``"sum"`` or ``"mean"``).
     reduction : {"none", "sum", "mean", "batchmean"}, default "none"
         As in :func:`entropy`; ``"batchmean"`` is PyTorch's: the exact sum (weights applied)
         divided by the length of the first batch axis (``p.shape[0]`` when ``axis`` is not
@@ -687,7 +803,7 @@ def kl_divergence(
     """
     return _divergence(
         "kl", p, q, axis, from_logits, target_from_logits, temperature, base, eps, reduction,
-        sample_weight, where, out,
+        sample_weight, where, groups, n_groups, out,
     )  # fmt: skip
 
 
@@ -704,6 +820,8 @@ def _divergence(
     reduction: Any,
     sample_weight: Any,
     where: Any,
+    groups: Any,
+    n_groups: Any,
     out: np.ndarray | None,
 ) -> Any:
     """KL (``measure="kl"``) or JS (``"js"``, with no ``eps``: None) of the rows of p and q."""
@@ -733,6 +851,12 @@ def _divergence(
     kernels = _kernels(pair.KERNELS, measure, from_logits, target_from_logits)
     ops, params = [p_rows, q_rows], [eps_value, _NO_CLASS_WEIGHT, 0.0, ln_base]
     tempered = [target_from_logits, from_logits]
+    grouping = _groups(groups, batch_shape, n_groups, checked_reduction, mask)
+    if grouping is not None:
+        values = run_rows(
+            kernels, ops, params, weights, "none", _F64, explain, None, tempered, t, mask
+        )
+        return _by_group(values, grouping, checked_reduction, dtype, mask, weights)
     if checked_reduction == "batchmean":
         # fl(S / N): the exact sum rounded once to float64, over the first batch axis's length
         total = run_rows(
@@ -764,6 +888,8 @@ def js_divergence(
     reduction: Reduction = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Jensen-Shannon divergence between distributions along ``axis``.
@@ -780,7 +906,7 @@ def js_divergence(
         Probabilities of the same shape, classes along ``axis``; or logits, with
         ``target_from_logits=True`` (``p``) and ``from_logits=True`` (``q``): a row of logits
         enters as its softmax, formed from the row's own shifted log-sum-exp in the same pass.
-    axis, base, reduction, sample_weight, where
+    axis, base, reduction, sample_weight, where, groups, n_groups
         As in :func:`entropy`.
     from_logits, target_from_logits, temperature
         As in :func:`kl_divergence`.
@@ -809,7 +935,7 @@ def js_divergence(
     """
     return _divergence(
         "js", p, q, axis, from_logits, target_from_logits, temperature, base, None, reduction,
-        sample_weight, where, out,
+        sample_weight, where, groups, n_groups, out,
     )  # fmt: skip
 
 
@@ -825,6 +951,8 @@ def binary_cross_entropy(
     reduction: Reduction = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
     out: np.ndarray | None = None,
 ) -> Any:
     r"""Element-wise binary cross-entropy (log loss), for binary and multi-label problems.
@@ -860,6 +988,9 @@ def binary_cross_entropy(
         of length ``N`` masks whole rows): an element where it is False gives 0.0 in
         ``"none"`` and counts for nothing in ``"sum"``/``"mean"``; its values are not checked
         and propagate nothing.
+    groups, n_groups : optional
+        One result per group, as in :func:`entropy`, the ids broadcast as ``where`` is (a
+        1-D array of length ``N`` gives each row of an ``(N, L)`` input its group).
 
     out : ndarray, optional
         With ``reduction="none"``: a preallocated array of the result's shape and dtype to write
@@ -915,6 +1046,7 @@ def binary_cross_entropy(
             w = w.reshape(w.shape + (1,) * (len(shape) - 1))
         sw = v.broadcast_weight(w, shape, "sample_weight")
     mask = v.check_where(where, shape, per_row=True)
+    grouping = _groups(groups, shape, n_groups, checked_reduction, mask, per_row=True)
 
     dtype = np.result_type(target_dtype, pred_dtype)
     # The kernel reads float16 and bfloat16 as their float32 values, widened a tile at a time
@@ -937,14 +1069,14 @@ def binary_cross_entropy(
     # At a temperature, the kernel divides each segment of logits in float64 as it reads it
     # (its third argument, from_logits otherwise, is the temperature).
     kind = "probs" if not from_logits else "logits" if t == 1.0 else "tempered"
-    return run(
+    result = run(
         binary.KERNELS[kind],
         shape,
         [target_arr, pred_arr],
         [from_logits if t == 1.0 else t, eps_value, ln_base],
         [pw, sw],
-        checked_reduction,
-        dtype,
+        "none" if grouping is not None else checked_reduction,
+        _F64 if grouping is not None else dtype,
         explain,
         1,
         inner=2,
@@ -953,6 +1085,9 @@ def binary_cross_entropy(
         where=mask,
         reads=reads,
     )
+    if grouping is not None:
+        return _by_group(result, grouping, checked_reduction, dtype, mask, sw)
+    return result
 
 
 def _transform(

@@ -183,6 +183,31 @@ def _kept(where: Any, shape: tuple[int, ...], n: int) -> list[bool]:
     return [bool(k) for k in np.broadcast_to(np.asarray(where, bool), shape).reshape(-1)]
 
 
+def _each_group(
+    function: Any, arrays: tuple[Any, ...], options: dict[str, Any], shape: tuple[int, ...],
+    groups: Any, n_groups: int | None, per_row: bool = False,
+) -> np.ndarray:  # fmt: skip
+    """``function`` once per group, on that group's samples alone: the samples ``where`` keeps
+    whose id is the group's (ids and mask broadcast to the samples' ``shape``; ``per_row``: a
+    1-D array of length N gives each row of an (N, ...) input its entry)."""
+
+    def spread(a: Any) -> np.ndarray:
+        a = np.asarray(a)
+        if per_row and a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
+            a = a.reshape(a.shape + (1,) * (len(shape) - 1))
+        return np.broadcast_to(a, shape)
+
+    ids = spread(groups).astype(np.int64)
+    where = options.pop("where", None)
+    keep = np.ones(shape, bool) if where is None else spread(np.asarray(where, bool))
+    if n_groups is None:
+        n_groups = int(ids[keep].max()) + 1 if keep.any() else 0
+    return np.array(
+        [function(*arrays, where=keep & (ids == k), **options) for k in range(n_groups)],
+        dtype=np.float64,
+    )
+
+
 def _ln_base(base: float | None) -> float:
     """What a value in nats is divided by to be in units of ``base``."""
     return 1.0 if base is None else math.log(base)
@@ -224,7 +249,16 @@ def entropy(
     reduction: str = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> Any:
+    if groups is not None:
+        shape = np.moveaxis(np.asarray(p), axis, -1).shape[:-1]
+        opts = {"axis": axis, "base": base, "from_logits": from_logits,
+                "temperature": temperature, "reduction": reduction,
+                "sample_weight": sample_weight, "where": where}  # fmt: skip
+        return _each_group(entropy, (p,), opts, shape, groups, n_groups)
+
     def h(row: list[float]) -> float:
         if not from_logits:
             return -math.fsum(pc * _log(pc) for pc in row if pc != 0.0)
@@ -258,7 +292,18 @@ def cross_entropy(
     reduction: str = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> Any:
+    if groups is not None:
+        shape = np.moveaxis(np.asarray(pred), axis, -1).shape[:-1]
+        opts = {"axis": axis, "from_logits": from_logits,
+                "target_from_logits": target_from_logits, "temperature": temperature,
+                "base": base, "eps": eps, "label_smoothing": label_smoothing,
+                "class_weight": class_weight, "ignore_index": ignore_index,
+                "reduction": reduction, "sample_weight": sample_weight,
+                "where": where}  # fmt: skip
+        return _each_group(cross_entropy, (target, pred), opts, shape, groups, n_groups)
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
     pred_arr = _tempered(pred_arr, temperature, from_logits)
@@ -308,8 +353,14 @@ def cross_entropy(
     return _reduce(values, weights, reduction, shape)
 
 
-def perplexity(target: Any, pred: Any, **kwargs: Any) -> float:
+def perplexity(target: Any, pred: Any, **kwargs: Any) -> Any:
     mean = cross_entropy(target, pred, reduction="mean", **kwargs)
+    if np.ndim(mean):  # one per group
+        return np.array([_exp_of_mean(float(m)) for m in mean])
+    return _exp_of_mean(mean)
+
+
+def _exp_of_mean(mean: float) -> float:
     if math.isnan(mean):  # nothing counted, or a NaN: no perplexity
         return math.nan
     return math.exp(mean) if mean < 709 else math.inf
@@ -328,7 +379,16 @@ def kl_divergence(
     reduction: str = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> Any:
+    if groups is not None:
+        shape = np.moveaxis(np.asarray(q), axis, -1).shape[:-1]
+        opts = {"axis": axis, "from_logits": from_logits,
+                "target_from_logits": target_from_logits, "temperature": temperature,
+                "base": base, "eps": eps, "reduction": reduction,
+                "sample_weight": sample_weight, "where": where}  # fmt: skip
+        return _each_group(kl_divergence, (p, q), opts, shape, groups, n_groups)
     q_arr = _promoted(q)
     e = _eps(eps, q_arr.dtype)
     q_arr = _tempered(q_arr, temperature, from_logits)
@@ -362,7 +422,17 @@ def js_divergence(
     reduction: str = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> Any:
+    if groups is not None:
+        shape = np.moveaxis(np.asarray(q), axis, -1).shape[:-1]
+        opts = {"axis": axis, "from_logits": from_logits,
+                "target_from_logits": target_from_logits, "temperature": temperature,
+                "base": base, "reduction": reduction, "sample_weight": sample_weight,
+                "where": where}  # fmt: skip
+        return _each_group(js_divergence, (p, q), opts, shape, groups, n_groups)
+
     def js(pr: list[float], qr: list[float]) -> float:
         if (target_from_logits and _undefined_softmax(pr)) or (
             from_logits and _undefined_softmax(qr)
@@ -397,7 +467,17 @@ def binary_cross_entropy(
     reduction: str = "none",
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> Any:
+    if groups is not None:
+        opts = {"from_logits": from_logits, "temperature": temperature, "base": base,
+                "eps": eps, "pos_weight": pos_weight, "reduction": reduction,
+                "sample_weight": sample_weight, "where": where}  # fmt: skip
+        shape = np.shape(pred)
+        return _each_group(
+            binary_cross_entropy, (target, pred), opts, shape, groups, n_groups, per_row=True
+        )
     pred_arr = _promoted(pred)
     e = _eps(eps, pred_arr.dtype)
     pred_arr = _tempered(pred_arr, temperature, from_logits)

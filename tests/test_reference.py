@@ -26,10 +26,12 @@ def _magnitude(arrays):
     reduction=st.sampled_from(["none", "sum", "mean"]),
     weighted=st.booleans(),
     masked=st.booleans(),
+    grouped=st.booleans(),
 )
 def test_matches_reference(
-    key, variant_index, dtype, batch, n_classes, seed, axis_from_end, reduction, weighted, masked
-):
+    key, variant_index, dtype, batch, n_classes, seed, axis_from_end, reduction, weighted, masked,
+    grouped,
+):  # fmt: skip
     entry = REGISTRY[key]
     rng = np.random.default_rng(seed)
     variant = entry.variants[variant_index]
@@ -47,12 +49,16 @@ def test_matches_reference(
         if masked:
             shape = batch + (n_classes,) if entry.kind == "elementwise" else batch
             kwargs["where"] = rng.random(shape) < 0.6
+        if grouped and reduction != "none":
+            shape = batch + (n_classes,) if entry.kind == "elementwise" else batch
+            kwargs["groups"] = rng.integers(0, 3, shape)
+            kwargs["n_groups"] = 3
     elif reduction != "none" or weighted or masked:
         return
     got = entry.fast(*args, **kwargs)
     want = entry.ref(*args, **kwargs)
     out_dtype = np.result_type(*[a.dtype for a in args if a.dtype.kind == "f"])
-    if isinstance(got, np.ndarray):
+    if isinstance(got, np.ndarray) or "groups" in kwargs:
         assert got.dtype == out_dtype
     else:
         assert type(got) is out_dtype.type

@@ -464,3 +464,69 @@ def _sum_exact_serial(values):
     acc = np.zeros(ACC_LEN, np.int64)
     acc_add_array(acc, values)
     return acc_value(acc)
+
+
+# --- per group ----------------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _bin_of(x):
+    """The bin ``acc_add`` puts the float64 x in (bin 1 for subnormals and zeros)."""
+    return max(np.int64(1), (_f64_to_bits(np.float64(x)) >> 52) & _EXP_MASK)
+
+
+@njit(nogil=True, cache=True)
+def group_sums(groups, values, weights, sums, wsums, counts):
+    """For each group g < len(sums): the exact sum of ``values[k]`` over the k with
+    ``groups[k] == g`` (``sums[g]``), that of ``weights[k]`` (``wsums[g]``; their count where
+    ``weights`` is empty) and their count, each sum correctly rounded once, as ``acc_value``
+    gives it: the bits of the sums over that group's values alone, in any order. A negative
+    ``groups[k]`` leaves sample k out.
+
+    The samples are visited group by group (a counting sort of their positions), through one
+    accumulator pair cleared after each group over the bins it touched only, so the time is
+    linear in the samples and the groups and the memory a few arrays of the samples' length.
+    """
+    n = groups.shape[0]
+    n_groups = sums.shape[0]
+    start = np.zeros(n_groups + 1, np.int64)
+    for k in range(n):
+        g = groups[k]
+        if g >= 0:
+            start[g + 1] += 1
+    for g in range(n_groups):
+        start[g + 1] += start[g]
+    order = np.empty(start[n_groups], np.int64)
+    fill = start[:n_groups].copy()
+    for k in range(n):
+        g = groups[k]
+        if g >= 0:
+            order[fill[g]] = k
+            fill[g] += 1
+    acc = np.zeros((2, ACC_LEN), np.int64)
+    weighted = weights.shape[0] > 0
+    for g in range(n_groups):
+        lo = N_BINS
+        hi = 0
+        for j in range(start[g], start[g + 1]):
+            k = order[j]
+            acc_add(acc[0], values[k])
+            b = _bin_of(values[k])
+            if weighted:
+                acc_add(acc[1], weights[k])
+                b2 = _bin_of(weights[k])
+                lo = min(lo, b2)
+                hi = max(hi, b2)
+            lo = min(lo, b)
+            hi = max(hi, b)
+        count = start[g + 1] - start[g]
+        counts[g] = count
+        sums[g] = acc_value(acc[0])
+        wsums[g] = acc_value(acc[1]) if weighted else np.float64(count)
+        # a bin's carries climb 32 bins at a time (at most four levels: see the layout)
+        for e in range(lo, min(N_BINS, hi + 4 * 32 + 1)):
+            acc[0, e] = 0
+            acc[1, e] = 0
+        for f in range(N_BINS, ACC_LEN):
+            acc[0, f] = 0
+            acc[1, f] = 0
