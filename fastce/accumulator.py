@@ -251,9 +251,14 @@ class Accumulator:
             )
         spec = MEASURES[measure]
         allowed = _options_of(spec.function) - {
-            "reduction", "out", "sample_weight", "where", "normalize",
+            "reduction", "out", "sample_weight", "where", "normalize", "groups", "n_groups",
         }  # fmt: skip
         for name in options:
+            if name in ("groups", "n_groups"):
+                raise TypeError(
+                    f"an accumulator keeps one sum and one mean: it takes no {name}=; for one "
+                    f"result per group, call fastce.{measure}(..., groups=...) on data in memory"
+                )
             if name not in allowed:
                 raise TypeError(
                     f"{measure!r} has no option {name!r} in an accumulator; its options are "

@@ -134,6 +134,10 @@ def _first_axis(m: Measure, arrays: Sequence[Any], axis: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# In-memory parameters the Dask functions do not take: a per-sample output array, and
+# per-group results (not computed over Dask arrays yet).
+_IN_MEMORY_ONLY = ("out", "groups", "n_groups")
+
 # The public functions: generated from the table of measures and the in-memory signatures
 
 
@@ -303,7 +307,12 @@ def _doc(m: Measure, options: Sequence[str], per_sample: Sequence[str]) -> str:
     end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), None)
     formula = "\n    ".join(lines[start:end])
     kind, returns = _RETURNS[m.ending]
-    less_out = " (less ``out=``)" if "out" in m.options else ""
+    less = [f"``{p}=``" for p in _IN_MEMORY_ONLY if p in m.options]
+    less_out = (
+        f" (less {', '.join(less[:-1])} and {less[-1]})"
+        if len(less) > 1
+        else (f" (less {less[0]})" if less else "")
+    )
     arguments = (
         f"The arguments of :func:`fastce.{m.name}`{less_out}, as Dask arrays (NumPy arrays and "
         f"lists are converted). {_CHUNKS[m.layout]}"
@@ -349,7 +358,7 @@ def _generate(name: str) -> Callable[..., Any]:
     m = MEASURES[name]
     public = inspect.signature(m.function)
     signature = public.replace(
-        parameters=[p for p in public.parameters.values() if p.name != "out"]
+        parameters=[p for p in public.parameters.values() if p.name not in _IN_MEMORY_ONLY]
     )
 
     def function(*args: Any, **kwargs: Any) -> Any:
@@ -443,7 +452,7 @@ def accumulate(
     return delayed(result, pure=True)(_merged_state(plan, split_every))
 
 
-_NOT_OPTIONS = ("reduction", *_PER_SAMPLE, "normalize", "out")
+_NOT_OPTIONS = ("reduction", *_PER_SAMPLE, "normalize", "out", "groups", "n_groups")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ _NOT_OPTIONS = {
     "normalize": "score_file gives both the sum and the mean",
     "out": "score_file returns no per-sample array",
     "sample_weight": "name the weight column (or .npy file, or member) with weight=",
+    "groups": "score_file gives one result over every row (groups= is for data in memory)",
+    "n_groups": "score_file gives one result over every row (groups= is for data in memory)",
 }
 # Parameters of score_file itself, never measure options (where= names a column, member or file).
 _PARAMETERS = {"labels", "where"}

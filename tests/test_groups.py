@@ -144,3 +144,15 @@ def test_errors():
     empty = fastce.entropy(np.zeros((0, 3)), groups=np.zeros(0, np.int64), n_groups=2,
                            reduction="mean")  # fmt: skip
     assert empty.shape == (2,) and np.isnan(empty).all()
+
+
+def test_the_streaming_paths_say_they_take_no_groups():
+    with pytest.raises(TypeError, match="takes no groups="):
+        fastce.Accumulator("entropy", groups=np.array([0, 1]))
+    with pytest.raises(TypeError, match="score_file has no option 'groups'"):
+        fastce.score_file(None, "entropy", pred="p.npy", groups="g")
+    pytest.importorskip("dask")
+    import fastce.dask as fdask
+
+    with pytest.raises(TypeError, match="groups"):
+        fdask.entropy(np.full((4, 2), 0.5), groups=np.zeros(4, np.int64), reduction="sum")
