@@ -454,6 +454,27 @@ def check_sample_weight(sample_weight: Any, batch_shape: tuple[int, ...]) -> np.
     return w
 
 
+def spread_per_row(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A 1-D array of length N as one entry per row of an (N, ...) ``shape`` (binary
+    cross-entropy's rule for its sample weights, masks and groups): a view of shape
+    (N, 1, ...); any other array as it is."""
+    if a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
+        return a.reshape(a.shape + (1,) * (len(shape) - 1))
+    return a
+
+
+def _to_samples(a: np.ndarray, shape: tuple[int, ...], name: str, per_row: bool) -> np.ndarray:
+    """``a`` broadcast to the samples' ``shape`` (a read-only view; ``per_row``: with
+    ``spread_per_row`` first), or a ValueError naming ``name``."""
+    try:
+        return np.broadcast_to(spread_per_row(a, shape) if per_row else a, shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} has shape {a.shape}, which does not broadcast to the shape of the "
+            f"samples {shape}" + ("" if per_row else " (the input without its class axis)")
+        ) from None
+
+
 def check_where(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np.ndarray | None:
     """The mask ``where`` as a boolean array of ``shape`` (the batch shape; the element shape
     for binary cross-entropy, where ``per_row`` reads a 1-D mask of length N as one entry per
@@ -468,17 +489,8 @@ def check_where(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np
             f"where must be a boolean array (True for the samples to score); got dtype "
             f"{a.dtype}: for weights use sample_weight, for a 0/1 array use where=(m != 0)"
         )
-    if per_row and a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
-        a = a.reshape(a.shape + (1,) * (len(shape) - 1))
     if a.shape != shape:
-        try:
-            a = np.broadcast_to(a, shape)
-        except ValueError:
-            raise ValueError(
-                f"where has shape {a.shape}, which does not broadcast to the shape of the "
-                f"samples {shape}" + ("" if per_row else " (the input without its class axis)")
-            ) from None
-        a = np.ascontiguousarray(a)
+        a = np.ascontiguousarray(_to_samples(a, shape, "where", per_row))
     if a.all():
         return None
     return a
@@ -507,15 +519,7 @@ def check_groups(
             f"groups must hold integer group ids (0, 1, ...); got dtype {a.dtype}: map other "
             "keys to integers first (np.unique(keys, return_inverse=True)[1])"
         )
-    if per_row and a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
-        a = a.reshape(a.shape + (1,) * (len(shape) - 1))
-    try:
-        b = np.broadcast_to(a, shape)
-    except ValueError:
-        raise ValueError(
-            f"groups has shape {a.shape}, which does not broadcast to the shape of the "
-            f"samples {shape}" + ("" if per_row else " (the input without its class axis)")
-        ) from None
+    b = _to_samples(a, shape, "groups", per_row)
     if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
         raise ValueError("groups holds an id beyond int64")
     ids = np.ascontiguousarray(b, dtype=np.int64)

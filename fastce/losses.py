@@ -1041,9 +1041,7 @@ def binary_cross_entropy(
         pw = v.broadcast_weight(v.as_weight_array(pos_weight, "pos_weight"), shape, "pos_weight")
     sw = None
     if sample_weight is not None:
-        w = v.as_weight_array(sample_weight, "sample_weight")
-        if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
-            w = w.reshape(w.shape + (1,) * (len(shape) - 1))
+        w = v.spread_per_row(v.as_weight_array(sample_weight, "sample_weight"), shape)
         sw = v.broadcast_weight(w, shape, "sample_weight")
     mask = v.check_where(where, shape, per_row=True)
     grouping = _groups(groups, shape, n_groups, checked_reduction, mask, per_row=True)

@@ -295,6 +295,16 @@ def _contiguous(array_type, dtype):
     return array_type.dtype == dtype and array_type.layout == "C"
 
 
+@njit(inline="always", cache=True)
+def pad_block(buf, n16):
+    """buf[n16 - 16:n16] = -inf: the padding of a block copied into ``buf`` (written before
+    the block, as two fixed-size vector stores; a loop over n..n16 became a scatter)."""
+    if n16 > 0:
+        tail = buf[n16 - 16 : n16]
+        for k in range(16):
+            tail[k] = -np.inf
+
+
 def copy_max(seg, buf):
     """Copy ``seg`` into ``buf`` padded with -inf to a multiple of 16 entries; return
     ``block_max`` of the padded copy (float64)."""
@@ -308,12 +318,7 @@ def _copy_max(seg, buf):
     def impl(seg, buf):
         n = seg.shape[0]
         n16 = (n + 15) & ~15
-        if n16 > 0:
-            # The last 16 entries first (two fixed-size vector stores; a loop over n..n16
-            # became a scatter), then the row over them.
-            tail = buf[n16 - 16 : n16]
-            for k in range(16):
-                tail[k] = -np.inf
+        pad_block(buf, n16)
         for k in range(n):
             buf[k] = seg[k]
         return np.float64(block_max(buf, n16))

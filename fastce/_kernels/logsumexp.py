@@ -53,6 +53,7 @@ from ._math import (
     lanes_max16,
     lanes_sum16,
     log1p,
+    pad_block,
     two_sum,
     unowned,
 )
@@ -155,10 +156,7 @@ def lse_block_half(seg, buf, bfloat16):
     float32 copy of the row."""
     n = seg.shape[0]
     n16 = (n + 15) & ~15
-    if n16 > 0:
-        tail = buf[n16 - 16 : n16]
-        for k in range(16):
-            tail[k] = -np.inf
+    pad_block(buf, n16)
     for k in range(n):
         buf[k] = np.float64(half_value(seg[k], bfloat16))
     m = np.float64(block_max(buf, n16))
