@@ -176,9 +176,9 @@ def _mask(where: Any, shape: tuple[int, ...], per_row: bool = False) -> da.Array
     function's checks and messages. The rule is applied to the whole array, not per block,
     where a block that happens to be square would read a mask row as one entry per row."""
     w = as_dask(where, "where")
-    if per_row and w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
-        w = w.reshape(w.shape + (1,) * (len(shape) - 1))
-    v.check_where(np.broadcast_to(np.zeros((), w.dtype), w.shape), shape, per_row)
+    if per_row:
+        w = v.spread_per_row(w, shape)
+    v.mask_view(np.broadcast_to(np.zeros((), w.dtype), w.shape), shape, per_row)
     return w if w.shape == shape else da.broadcast_to(w, shape)
 
 
@@ -267,9 +267,7 @@ def _plan_elements(
         # The in-memory rule (a 1-D weight of length N is one weight per row of an (N, ...)
         # input), applied to the whole array: per block the rule could read a weight row that
         # broadcasts along the last axis as one per row when a block happens to be square.
-        w = as_dask(weight, "sample_weight")
-        if w.ndim == 1 and len(shape) >= 2 and w.shape[0] == shape[0]:
-            w = w.reshape(w.shape + (1,) * (len(shape) - 1))
+        w = v.spread_per_row(as_dask(weight, "sample_weight"), shape)
         v.broadcast_weight(np.broadcast_to(np.zeros(()), w.shape), shape, "sample_weight")
         items.append(Item("sample_weight", da.broadcast_to(w, shape), "sample_weight"))
     if where is not None:

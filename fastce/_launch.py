@@ -50,7 +50,7 @@ from ._kernels._common import COL_BLOCK, temper_rows, transpose_rows, widen_rows
 from ._kernels._driver import RowKernels, Transform
 from ._kernels.exactsum import ACC_LEN
 from ._kernels.logsumexp import COLUMN_TILE, ROWS_PER_BATCH, lse_fold, lse_tiles
-from ._validate import MAX_PIECES, BatchPlan, is_half
+from ._validate import MAX_PIECES, BatchPlan, is_bfloat16, is_half
 
 # Rows x columns of work below which one chunk is used: handing chunks to threads and merging
 # accumulators would cost more than the work. The result does not depend on it.
@@ -303,6 +303,34 @@ def half(a: np.ndarray) -> bool:
     return is_half(a.dtype)
 
 
+def convert(src: np.ndarray, dst: np.ndarray, temperature: float = 1.0) -> None:
+    """dst[:] = the tile ``src`` as a kernel reads it from a per-thread scratch: half
+    precision widened to its float32 values (``widen_rows``), logits divided by
+    ``temperature`` in float64, or float32 read as float64 (``temper_rows``), or rows
+    stored transposed made contiguous (``transpose_rows``); each exact."""
+    if half(src):
+        widen_rows(src.view(np.uint16), dst, is_bfloat16(src.dtype), temperature)
+    elif temperature != 1.0 or dst.dtype != src.dtype:
+        temper_rows(src, dst, temperature)
+    else:
+        transpose_rows(src, dst)
+
+
+def _slot_buffers(
+    scratch: dict[int, list[np.ndarray | None]], slot: int, shapes: Sequence[Any]
+) -> list[np.ndarray | None]:
+    """The running thread's scratch buffers, one per (shape, dtype) of ``shapes`` (None: no
+    buffer), kept in ``scratch`` (one per call, shared by its pieces) and made again only when
+    a piece needs larger ones."""
+    bufs = scratch.get(slot)
+    if bufs is None or any(
+        b is None or b.shape[0] < s[0][0] for b, s in zip(bufs, shapes, strict=True) if s
+    ):
+        bufs = [np.empty(*s) if s else None for s in shapes]
+        scratch[slot] = bufs
+    return bufs
+
+
 def _transposed(a: np.ndarray) -> bool:
     """A (rows, classes) view whose rows are closer in memory than its classes (a class axis
     that is not the last one, a Fortran-ordered array): read row by row, every class would be
@@ -319,6 +347,7 @@ def _row_tasks(
     columns: Callable[..., None] | None = None,
     tempered: Sequence[bool] = (),
     temperature: float = 1.0,
+    scratch: dict[int, list[np.ndarray | None]] | None = None,
 ) -> list[Callable[[int], None]]:
     """The tasks of one piece of rows: ``per_row`` are the operands (the first ``n_ops``), then
     the weights and the output (empty when absent), cut into ``nchunks`` chunks of rows;
@@ -336,7 +365,8 @@ def _row_tasks(
     into a float64 scratch holding ``x / temperature`` (``temper_rows``): the kernel sees the
     tempered logits, divided in float64, and no array of the input's size is made. So are
     half-precision operands, widened to float32 (``widen_rows``; float64 if tempered): the
-    kernel sees the same values as a float32 input, and computes the same bits.
+    kernel sees the same values as a float32 input, and computes the same bits. ``scratch``
+    holds the threads' tiles (one per call; ``_slot_buffers``).
     """
     n_rows = per_row[0].shape[0]
     temper = [bool(t) for t in tempered] + [False] * (n_ops - len(tempered))
@@ -371,30 +401,21 @@ def _row_tasks(
         # ``_LONG_ROW_TILE`` rows per tile (8 x 512 rows of 32,000 bfloat16 logits: 256 KiB
         # tiles 44-49 ms, 2 MiB 32-34).
         tile_bytes = max(tile_bytes, min(_LONG_ROW_TILE, _MIN_TILE_ROWS * width))
-    n_tiles = max(1, -(-n_rows * width // tile_bytes))
+    # at least a tile per chunk, so that every thread gets some
+    n_tiles = max(1, -(-n_rows * width // tile_bytes), min(n_rows, nchunks))
     step = -(-n_rows // n_tiles)
-    scratch: dict[int, list[np.ndarray | None]] = {}  # per slot, made on its first tile
+    shapes = [((step, a.shape[1]), d) if f else None for a, d, f in
+              zip(per_row, dtypes, flip, strict=False)]  # fmt: skip
+    tiles_of = scratch if scratch is not None else {}
 
     def tiled(lo: int, hi: int, slot: int) -> None:
-        tiles = scratch.get(slot)
-        if tiles is None:
-            tiles = [np.empty((step, a.shape[1]), d) if f else None for a, d, f in
-                     zip(per_row, dtypes, flip, strict=False)]  # fmt: skip
-            scratch[slot] = tiles
+        tiles = _slot_buffers(tiles_of, slot, shapes)
         ops = []
-        for a, tile, t, h in zip(per_row[:n_ops], tiles, temper, halves, strict=True):
+        for a, tile, t in zip(per_row[:n_ops], tiles, temper, strict=False):
             if tile is None:
                 ops.append(a[lo:hi])
-            elif h:  # (divided by the temperature only if it holds logits)
-                bf16 = a.dtype.kind != "f"
-                t_row = temperature if t else 1.0
-                widen_rows(a[lo:hi].view(np.uint16), tile[: hi - lo], bf16, t_row)
-                ops.append(tile[: hi - lo])
-            elif t:
-                temper_rows(a[lo:hi], tile[: hi - lo], temperature)
-                ops.append(tile[: hi - lo])
-            else:
-                transpose_rows(a[lo:hi], tile[: hi - lo])
+            else:  # (only logits are divided by the temperature)
+                convert(a[lo:hi], tile[: hi - lo], temperature if t else 1.0)
                 ops.append(tile[: hi - lo])
         kernel(*ops, *args(slice(lo, hi), slot)[n_ops:])
 
@@ -411,6 +432,7 @@ def _element_tiles(
     ops: Sequence[np.ndarray],
     reads: Sequence[np.dtype | None],
     cut: Sequence[tuple[slice, slice]],
+    scratch: dict[int, list[np.ndarray | None]],
 ) -> list[Callable[[int], None]]:
     """The element-wise kernel's tasks over the boxes ``cut`` of (rows, L) operands of which
     some are read in another dtype (``reads``): each box cut into tiles of at most
@@ -418,26 +440,20 @@ def _element_tiles(
     converted operands written into the running thread's scratch (``widen_rows`` from half
     precision, exact; ``temper_rows`` at a temperature of 1, exact, from float32 to float64)
     and the kernel run on them: the same numbers as a converted copy of the whole input,
-    hence the same bits, in a few hundred KiB."""
+    hence the same bits, in a few hundred KiB per thread (``scratch``: one per call)."""
     n_rows, n_cols = ops[0].shape
-    scratch: dict[int, list[np.ndarray | None]] = {}  # per slot, made on its first tile
+    shapes = [None if d is None else ((_TILE_ELEMENTS,), d) for d in reads]
 
     def tile(sel: tuple[slice, slice], slot: int) -> None:
-        bufs = scratch.get(slot)
-        if bufs is None:
-            bufs = [None if d is None else np.empty(_TILE_ELEMENTS, d) for d in reads]
-            scratch[slot] = bufs
+        bufs = _slot_buffers(scratch, slot, shapes)
         converted = []
-        for a, d, buf in zip(ops, reads, bufs, strict=True):
+        for a, buf in zip(ops, bufs, strict=True):
             src = a[sel]
-            if d is None or buf is None:
+            if buf is None:
                 converted.append(src)
                 continue
             dst = buf[: src.size].reshape(src.shape)
-            if half(a):
-                widen_rows(src.view(np.uint16), dst, a.dtype.kind != "f", 1.0)
-            else:
-                temper_rows(src, dst, 1.0)
+            convert(src, dst)
             converted.append(dst)
         kernel(*converted, *args(sel, slot)[len(ops) :])
 
@@ -584,6 +600,7 @@ def run(
     no_where.flags.writeable = False
     no_out = np.empty((0,) * inner, out_dtype)
     tasks: list[Callable[[int], None]] = []
+    scratch: dict[int, list[np.ndarray | None]] = {}  # the threads' tiles, shared by the pieces
     for piece in pieces:
         given = iter(piece[n_ops:])
         piece_weights = [next(given) if w is not None else no_weight for w in weights]
@@ -597,13 +614,14 @@ def run(
             tail = (piece_out, *buffers.slot(0))
             _split_rows(kernel, piece[0].shape[0], row_len, nchunks, head, tail)
         elif cut is not None and any(d is not None for d in reads):
-            tasks += _element_tiles(row_kernel, args, piece[:n_ops], reads, cut)
+            tasks += _element_tiles(row_kernel, args, piece[:n_ops], reads, cut, scratch)
         elif cut is not None:
             tasks += [partial(_call, row_kernel, args, box) for box in cut]
         else:
             tasks += _row_tasks(
-                row_kernel, args, per_elem, n_ops, nchunks, columns, tempered, temperature
-            )
+                row_kernel, args, per_elem, n_ops, nchunks, columns, tempered, temperature,
+                scratch,
+            )  # fmt: skip
     run_tasks(tasks, n_slots)
     if buffers.bad.any():
         explain()
@@ -661,11 +679,7 @@ def transform(kernel: Transform, x: np.ndarray, out: np.ndarray, temperature: fl
             buf = scratch.get(slot)
             if buf is None:
                 buf = scratch[slot] = np.empty((min(step, n), c), wide)
-            if half(x):
-                bf16 = x.dtype.kind != "f"
-                widen_rows(x[lo:hi].view(np.uint16), buf[: hi - lo], bf16, temperature)
-            else:
-                temper_rows(x[lo:hi], buf[: hi - lo], temperature)
+            convert(x[lo:hi], buf[: hi - lo], temperature)
             kernel.rows(buf[: hi - lo], out[lo:hi])
 
         n_tiles = -(-n // step)

@@ -186,6 +186,11 @@ def is_half(dtype: np.dtype) -> bool:
     return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
 
 
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """bfloat16 (``ml_dtypes``): of the two half-precision dtypes, the one NumPy sees as void."""
+    return is_half(dtype) and dtype.kind != "f"
+
+
 def as_float_array(x: Any, name: str, half: bool = False) -> np.ndarray:
     """A float32 or float64 array, native byte order, promoted per the dtype rules. ``half``:
     float16 and bfloat16 arrays are kept as they are (the launcher widens them tile by tile;
@@ -454,9 +459,9 @@ def check_sample_weight(sample_weight: Any, batch_shape: tuple[int, ...]) -> np.
     return w
 
 
-def spread_per_row(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A 1-D array of length N as one entry per row of an (N, ...) ``shape`` (binary
-    cross-entropy's rule for its sample weights, masks and groups): a view of shape
+def spread_per_row(a: Any, shape: tuple[int, ...]) -> Any:
+    """A 1-D array (NumPy or Dask) of length N as one entry per row of an (N, ...) ``shape``
+    (binary cross-entropy's rule for its sample weights, masks and groups): a view of shape
     (N, 1, ...); any other array as it is."""
     if a.ndim == 1 and len(shape) >= 2 and a.shape[0] == shape[0]:
         return a.reshape(a.shape + (1,) * (len(shape) - 1))
@@ -475,25 +480,36 @@ def _to_samples(a: np.ndarray, shape: tuple[int, ...], name: str, per_row: bool)
         ) from None
 
 
-def check_where(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np.ndarray | None:
-    """The mask ``where`` as a boolean array of ``shape`` (the batch shape; the element shape
-    for binary cross-entropy, where ``per_row`` reads a 1-D mask of length N as one entry per
-    row of an (N, ...) input, as its sample weights), or None where it keeps every sample (no
-    mask at all: the same bits, and the unmasked kernels). A mask that broadcasts is expanded
-    to a C-ordered array of ``shape``: a byte per sample, never one per class."""
-    if where is None:
-        return None
+def mask_view(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np.ndarray:
+    """The mask ``where``, checked, as a read-only view broadcast to ``shape`` (the batch
+    shape; the element shape for binary cross-entropy, where ``per_row`` reads a 1-D mask of
+    length N as one entry per row of an (N, ...) input, as its sample weights)."""
     a = _asarray(where, "where")
     if a.dtype.kind != "b":
         raise TypeError(
             f"where must be a boolean array (True for the samples to score); got dtype "
             f"{a.dtype}: for weights use sample_weight, for a 0/1 array use where=(m != 0)"
         )
-    if a.shape != shape:
-        a = np.ascontiguousarray(_to_samples(a, shape, "where", per_row))
-    if a.all():
+    return _to_samples(a, shape, "where", per_row)
+
+
+def check_where(
+    where: Any, shape: tuple[int, ...], per_row: bool = False, like: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The mask ``where`` as a boolean array of ``shape`` (``mask_view``), or None where it
+    keeps every sample (no mask at all: the same bits, and the unmasked kernels). A mask that
+    broadcasts is expanded, a byte per sample (never one per class), laid out as ``like`` (an
+    operand's view of ``shape``) where given, so that it merges with the operands' axes."""
+    if where is None:
         return None
-    return a
+    view = mask_view(where, shape, per_row)
+    if view.all():
+        return None
+    if view.strides and 0 not in view.strides:
+        return view  # the mask as given (a view of it)
+    expanded = np.empty_like(like, dtype=np.bool_) if like is not None else np.empty(shape, bool)
+    expanded[...] = view
+    return expanded
 
 
 def check_groups(

@@ -109,6 +109,11 @@ def _by_group(
         return result.astype(dtype)
 
 
+def _samples(rows: np.ndarray) -> np.ndarray | None:
+    """A view of the samples of (..., C) ``rows`` (a mask laid out like it merges with them)."""
+    return rows[..., 0] if rows.shape[-1] else None
+
+
 def _of_rows(mask: np.ndarray | None, arr: np.ndarray, axis: Any) -> np.ndarray | None:
     """A mask of the samples (``arr``'s shape without ``axis``) as one that broadcasts to
     ``arr`` (an error message names the position in ``arr``)."""
@@ -216,7 +221,7 @@ def entropy(
     ln_base = v.ln_base(base)
     batch_shape = rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
-    mask = v.check_where(where, batch_shape)
+    mask = v.check_where(where, batch_shape, like=_samples(rows))
     dtype = v.result_dtype(rows.dtype)
     out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
@@ -272,7 +277,7 @@ def _cross_entropy(
     batch_shape, n_classes = rows.shape[:-1], rows.shape[-1]
     cw = v.check_class_weight(class_weight, n_classes)
     weights = v.check_sample_weight(sample_weight, batch_shape)
-    mask = v.check_where(where, batch_shape)
+    mask = v.check_where(where, batch_shape, like=_samples(rows))
     pred_mask = _of_rows(mask, pred_arr, axis)
     grouping = _groups(groups, batch_shape, n_groups, checked_reduction, mask)
     target_arr = v.as_array(target, "target")
@@ -302,7 +307,7 @@ def _cross_entropy(
             )
         elif from_logits and smoothing == 0.0 and t == 1.0 and _launch.half(rows):
             # long rows of half-precision logits: each block widened as the kernel reads it
-            kind = "bf16" if rows.dtype.kind != "f" else "f16"
+            kind = "bf16" if v.is_bfloat16(rows.dtype) else "f16"
             kernels = nll.KERNELS[f"nll_{kind}_logits"]
             rows = rows.view(np.uint16)
         params = [eps_value, cw, smoothing, has_ignore, ignore_value, ln_base]
@@ -837,7 +842,7 @@ def _divergence(
     eps_value = 0.0 if eps is None else v.check_eps(eps, v.result_dtype(q_arr.dtype))
     batch_shape = p_rows.shape[:-1]
     weights = v.check_sample_weight(sample_weight, batch_shape)
-    mask = v.check_where(where, batch_shape)
+    mask = v.check_where(where, batch_shape, like=_samples(p_rows))
     dtype = v.result_dtype(p_arr.dtype, q_arr.dtype)
     out = v.check_out(out, batch_shape, dtype, checked_reduction)
 
@@ -1043,7 +1048,7 @@ def binary_cross_entropy(
     if sample_weight is not None:
         w = v.spread_per_row(v.as_weight_array(sample_weight, "sample_weight"), shape)
         sw = v.broadcast_weight(w, shape, "sample_weight")
-    mask = v.check_where(where, shape, per_row=True)
+    mask = v.check_where(where, shape, per_row=True, like=pred_arr)
     grouping = _groups(groups, shape, n_groups, checked_reduction, mask, per_row=True)
 
     dtype = np.result_type(target_dtype, pred_dtype)

@@ -217,8 +217,11 @@ def bce_elements(
         # one big function, their loops spilled registers and re-tested loop-invariant
         # conditions every iteration (1.5x slower, measured).
         seg_flags = segment(ys, xs, tail, pos_weight, i, j0, eps, buf)
+        if scale:  # (x / 1) * 1 is x: nats without weights skip the pass
+            for t in range(n):
+                buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
         kept_n = n
-        if masked:
+        if masked:  # (after the scaling: a masked entry is +0.0 in every base)
             keep_seg = where[i, j0:j1]
             if seg_flags:
                 seg_flags = masked_flags(ys, xs, keep_seg, probs)
@@ -227,9 +230,6 @@ def bce_elements(
                 kept_n += keep_seg[t]
                 buf[t] = buf[t] if keep_seg[t] else 0.0
         flags |= seg_flags
-        if scale:  # (x / 1) * 1 is x: nats without weights skip the pass
-            for t in range(n):
-                buf[t] = buf[t] / ln_base * weight2(sample_weight, i, j0 + t)
         if store:
             os = out[i, j0:j1]
             for t in range(n):
