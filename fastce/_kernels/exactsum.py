@@ -92,9 +92,9 @@ _NAN_BITS = np.int64(0x7FF8000000000000)
 
 # 32-bit limbs of the exact integer (in units of 2**-1074) while folding: bit offsets go up to
 # 2174 + 63 (a full int64 bin), plus headroom for the carries and the sign.
-_N_LIMBS = 72
+N_LIMBS = 72
 # Highest limb that canonical form can store back (bin 32 * 67 + 1 = 2145 < N_BINS).
-_MAX_CANONICAL_LIMB = (N_BINS - 2) // 32
+MAX_CANONICAL_LIMB = (N_BINS - 2) // 32
 
 # --- adding -------------------------------------------------------------------------------------
 
@@ -305,15 +305,22 @@ def acc_clear(acc):
 
 @njit(cache=True)
 def _to_limbs(acc, limbs):
-    """Write |exact sum| (in units of 2**-1074) into 32-bit limbs; return -1, 0 or +1 (its sign).
+    """Write |exact sum| (in units of 2**-1074) into 32-bit limbs; return its sign (-1, 0, 1)."""
+    return to_limbs_range(acc, 1, N_BINS, limbs)
+
+
+@njit(cache=True)
+def to_limbs_range(acc, lo, hi, limbs):
+    """``_to_limbs`` of an accumulator whose bins outside ``lo <= e < hi`` are all 0 (only those
+    are read: a per-group state touches a few bins of the 2175).
 
     Each bin b at bit offset p = e - 1 is split into 32-bit pieces added to the limbs it overlaps.
     Every piece is below 2**32 in magnitude and at most 96 pieces reach one limb, so no limb can
     overflow before one carry-normalising sweep makes every limb a digit in [0, 2**32).
     """
-    for i in range(_N_LIMBS):
+    for i in range(N_LIMBS):
         limbs[i] = 0
-    for e in range(1, N_BINS):
+    for e in range(lo, hi):
         b = acc[e]
         if b != 0:
             p = e - 1
@@ -326,7 +333,7 @@ def _to_limbs(acc, limbs):
             limbs[k + 2] += high >> 32
     carry = np.int64(0)
     nonzero = False
-    for i in range(_N_LIMBS):
+    for i in range(N_LIMBS):
         v = limbs[i] + carry
         carry = v >> 32
         v &= _MASK32
@@ -337,7 +344,7 @@ def _to_limbs(acc, limbs):
     # the limbs); the magnitude of a negative sum is then the limb-wise complement plus one.
     if carry < 0:
         c = np.int64(1)
-        for i in range(_N_LIMBS):
+        for i in range(N_LIMBS):
             v = (limbs[i] ^ _MASK32) + c
             c = v >> 32
             limbs[i] = v & _MASK32
@@ -373,6 +380,13 @@ def acc_value(acc):
     exact integer is folded into limbs and its top 53 bits are rounded using the next bit and a
     sticky bit for everything below. ``acc`` is not modified.
     """
+    return acc_value_range(acc, 1, N_BINS, np.empty(N_LIMBS, np.int64))
+
+
+@njit(cache=True)
+def acc_value_range(acc, lo, hi, limbs):
+    """``acc_value`` of an accumulator whose bins outside ``lo <= e < hi`` are all 0, with
+    ``limbs`` (``N_LIMBS`` int64) as scratch: the same code, reading only those bins."""
     if acc[FLAG_NAN] != 0 or (acc[FLAG_POS_INF] != 0 and acc[FLAG_NEG_INF] != 0):
         return _bits_to_f64(_NAN_BITS)
     if acc[FLAG_POS_INF] != 0:
@@ -380,14 +394,13 @@ def acc_value(acc):
     if acc[FLAG_NEG_INF] != 0:
         return _bits_to_f64(_INF_BITS | _SIGN_BIT)
 
-    limbs = np.empty(_N_LIMBS, np.int64)
-    sign = _to_limbs(acc, limbs)
+    sign = to_limbs_range(acc, lo, hi, limbs)
     if sign == 0:
         if acc[FLAG_NEG_ZERO] != 0 and acc[FLAG_OTHER] == 0:
             return _bits_to_f64(_SIGN_BIT)
         return 0.0
 
-    top = _N_LIMBS - 1
+    top = N_LIMBS - 1
     while limbs[top] == 0:
         top -= 1
     nbits = 32 * top + _bit_length(limbs[top])
@@ -434,15 +447,15 @@ def acc_normalize(acc):
     and the same flags are then equal element by element, whatever the order and chunking that
     built them, so serialised states can be compared or hashed.
     """
-    limbs = np.empty(_N_LIMBS, np.int64)
+    limbs = np.empty(N_LIMBS, np.int64)
     sign = _to_limbs(acc, limbs)
-    for i in range(_MAX_CANONICAL_LIMB + 1, _N_LIMBS):
+    for i in range(MAX_CANONICAL_LIMB + 1, N_LIMBS):
         if limbs[i] != 0:
             # Needs more than 2**78 values near DBL_MAX; leave the (still exact) state as it is.
             return
     for e in range(N_BINS):
         acc[e] = 0
-    for i in range(_MAX_CANONICAL_LIMB + 1):
+    for i in range(MAX_CANONICAL_LIMB + 1):
         acc[32 * i + 1] = sign * limbs[i]
     for f in range(N_BINS, N_BINS + N_FLAGS):
         acc[f] = 1 if acc[f] != 0 else 0
