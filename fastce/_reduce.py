@@ -26,6 +26,7 @@ import numpy as np
 
 from ._kernels._common import fold_chunks
 from ._kernels.exactsum import acc_add_array
+from ._kernels.groupsum import MAX_GROUPS, group_state, state_sums
 
 if TYPE_CHECKING:
     from ._launch import Buffers
@@ -45,17 +46,30 @@ class State:
     dtype: np.dtype
 
 
-_CAPTURE: ContextVar[list[State] | None] = ContextVar("fastce_capture", default=None)
+@dataclass
+class GroupState:
+    """The exact partial sums of a reducing call with ``groups=`` (what a grouped
+    ``Accumulator`` keeps): the compact group state of ``_kernels.groupsum`` (``keys`` and
+    ``vals``: each group's nonzero accumulator entries), ``counts`` the samples not ignored in
+    each group ``0 .. len(counts) - 1``, and ``dtype`` as in ``State``."""
+
+    keys: np.ndarray
+    vals: np.ndarray
+    counts: np.ndarray
+    dtype: np.dtype
+
+
+_CAPTURE: ContextVar[list[State | GroupState] | None] = ContextVar("fastce_capture", default=None)
 
 
 @contextmanager
-def capture() -> Iterator[list[State]]:
+def capture() -> Iterator[list[State | GroupState]]:
     """Within the block, every ``"sum"``/``"mean"`` computed records its exact ``State``.
 
     Per context (so per thread), which is what lets ``Accumulator.update`` reuse the public
     functions, with all their checks, and keep the exact sums instead of the rounded scalar.
     """
-    states: list[State] = []
+    states: list[State | GroupState] = []
     token = _CAPTURE.set(states)
     try:
         yield states
@@ -104,3 +118,35 @@ def finish(
             return dtype.type(total)
         mean = np.float64(total) / np.float64(weight)
         return dtype.type(mean)
+
+
+def group_sums(keys: np.ndarray, vals: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's (sum of values, sum of weights) from a group state, each rounded once."""
+    sums, wsums = np.empty(n_groups), np.empty(n_groups)
+    state_sums(keys, vals, sums, wsums)
+    return sums, wsums
+
+
+def capture_groups(
+    ids: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    n_groups: int,
+    reduction: str,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Under ``capture()``: record the ``GroupState`` of the samples (group ``ids``, -1 for a
+    sample left out; float64 ``values``; ``weights``, empty for all 1) and return the per-group
+    ``"sum"``/``"mean"`` read from it (the bits ``exactsum.group_sums`` gives)."""
+    if n_groups >= MAX_GROUPS:
+        raise ValueError(
+            f"groups holds ids up to {n_groups - 1}; an accumulator takes ids below {MAX_GROUPS}"
+        )
+    keys, vals, counts = group_state(ids, values, weights, n_groups)
+    states = _CAPTURE.get()
+    assert states is not None
+    states.append(GroupState(keys, vals, counts, np.dtype(dtype)))
+    sums, wsums = group_sums(keys, vals, n_groups)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        result = sums if reduction == "sum" else sums / wsums
+        return result.astype(dtype)

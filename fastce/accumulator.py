@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _reduce
 from ._kernels.exactsum import ACC_LEN, acc_merge, acc_normalize, acc_value
+from ._kernels.groupsum import check_state, merge_states
 from ._measures import KERNELS_GENERATION, Measure, accumulated
 from ._measures import MEASURES as ALL_MEASURES
 from ._version import __version__
@@ -34,6 +35,13 @@ __all__ = ["MEASURES", "Accumulator", "Result"]
 @dataclass(frozen=True)
 class Result:
     """What an :class:`Accumulator` has seen: the exact sum and mean, the count and the weight.
+
+    For an accumulator fed with ``groups=``, ``mean``, ``sum``, ``count``, ``weight``,
+    ``sum64`` and ``perplexity`` are 1-D NumPy arrays indexed by group id ``0 .. G - 1`` (G the
+    largest id seen plus one), each entry what the attribute says for that group's samples
+    alone (the in-memory function's ``groups=`` result, bit for bit): ``mean`` and ``sum`` of
+    the data's dtype, ``count`` int64, ``weight`` and ``sum64`` float64; an empty group's mean
+    is NaN, its sum 0.0 and its count 0. ``batchmean`` is then None.
 
     Attributes
     ----------
@@ -74,23 +82,29 @@ class Result:
         measures.
     """
 
-    mean: float
-    sum: float
-    count: int
-    weight: float
+    mean: Any  # float, or an array per group
+    sum: Any
+    count: Any
+    weight: Any
     dtype: str = "float64"
-    sum64: float = math.nan
-    perplexity: float | None = None
+    sum64: Any = math.nan
+    perplexity: Any = None
     positions: int | None = None
     batchmean: float | None = None
 
     @property
-    def mean64(self) -> float:
+    def grouped(self) -> bool:
+        """Whether this is one result per group (arrays) rather than one (scalars)."""
+        return isinstance(self.count, np.ndarray)
+
+    @property
+    def mean64(self) -> Any:
         """``fl(sum64 / weight)``: the mean before any rounding to float32 (NaN if empty)."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return float(np.float64(self.sum64) / np.float64(self.weight))
+            mean = np.float64(self.sum64) / np.float64(self.weight)
+            return mean if self.grouped else float(mean)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         """``{"mean": ..., "sum": ..., "count": ..., "weight": ...}``, and ``"perplexity"``
         and ``"batchmean"`` where there is one."""
         d = {"mean": self.mean, "sum": self.sum, "count": self.count, "weight": self.weight}
@@ -100,13 +114,39 @@ class Result:
             d["batchmean"] = self.batchmean
         return d
 
+    def to_dict(self) -> dict[str, Any]:
+        """``as_dict()`` with plain Python values, ready for JSON: lists for a result per
+        group, a float or an int otherwise."""
+        items = self.as_dict().items()
+        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in items}
+
+    def __eq__(self, other: object) -> bool:
+        # Field by field as the generated method does, with arrays compared whole (same dtype
+        # and values, NaN equal to NaN: a per-group mean of an empty group is NaN).
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        for name in self.__dataclass_fields__:
+            a, b = getattr(self, name), getattr(other, name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if not (
+                    isinstance(a, np.ndarray)
+                    and isinstance(b, np.ndarray)
+                    and a.dtype == b.dtype
+                    and np.array_equal(a, b, equal_nan=True)
+                ):
+                    return False
+            elif not (a is b or a == b):
+                return False
+        return True
+
 
 MEASURES: dict[str, Measure] = accumulated()
 """The measures an accumulator can follow, by the name of their public function (the rows of
 the table of measures that have an exact sum)."""
 
 _MAGIC = b"FCEACC"
-_FORMAT = 1
+_FORMAT = 1  # a state without groups (read by every fastce since the format existed)
+_FORMAT_GROUPS = 2  # format 1, then each group's count and the compact group state
 _HEADER = struct.Struct("<6sHI")  # magic, format version, length of the JSON part
 _ENTRY = struct.Struct("<Hq")  # index into the state row, its int64 value
 _BIN_LIMIT = (1 << 62) - 1
@@ -202,6 +242,12 @@ class Accumulator:
     equals the in-memory ``reduction="mean"`` (and ``"sum"``) of the concatenated data, bit for
     bit, however the data was split, ordered or distributed.
 
+    Batches given with ``update(..., groups=ids)`` make a grouped accumulator: it keeps both
+    exact sums and a count for every group id seen, and ``result()`` gives arrays indexed by
+    group id ``0 .. G - 1`` (G the largest id seen plus one), each entry the bits of the
+    in-memory ``groups=`` result of all the data (and so of the function on that group's
+    samples alone).
+
     Parameters
     ----------
     measure : str
@@ -221,9 +267,12 @@ class Accumulator:
     Notes
     -----
     The state is small (two exact accumulators of about 17 KiB each and a count, whatever the
-    amount of data), picklable, and serialisable with :meth:`to_bytes`. ``update`` and ``merge``
-    may be called from several threads; one accumulator holds one measure with one set of
-    options, and every batch must give the same result dtype (float32 or float64).
+    amount of data), picklable, and serialisable with :meth:`to_bytes`. A grouped state keeps
+    only the nonzero entries of each group's two accumulators, in canonical form: about 100
+    bytes per group for losses within a few binades, at most about 2.3 KB for any data.
+    ``update`` and ``merge`` may be called from several threads; one accumulator holds one
+    measure with one set of options, and every batch must give the same result dtype (float32
+    or float64).
 
     A state records the generation of the kernels that computed its values (it changes only
     when a new fastce changes any per-sample value in any bit). States of different
@@ -242,6 +291,20 @@ class Accumulator:
     >>> in_memory = fastce.cross_entropy(labels, logits, from_logits=True, reduction="mean")
     >>> res.count, bool(res.mean == in_memory)
     (3, True)
+
+    One result per group (here per sequence), from batches that split the groups:
+
+    >>> groups = np.array([0, 1, 0])
+    >>> by_group = fastce.Accumulator("cross_entropy", from_logits=True)
+    >>> _ = by_group.update(labels[:2], logits[:2], groups=groups[:2])
+    >>> _ = by_group.update(labels[2:], logits[2:], groups=groups[2:])
+    >>> res = by_group.result()
+    >>> res.count
+    array([2, 1])
+    >>> in_memory = fastce.cross_entropy(labels, logits, from_logits=True, groups=groups,
+    ...                                  reduction="mean")
+    >>> bool((res.mean == in_memory).all())
+    True
     """
 
     def __init__(self, measure: str, **options: Any) -> None:
@@ -254,10 +317,15 @@ class Accumulator:
             "reduction", "out", "sample_weight", "where", "normalize", "groups", "n_groups",
         }  # fmt: skip
         for name in options:
-            if name in ("groups", "n_groups"):
+            if name == "groups":
                 raise TypeError(
-                    f"an accumulator keeps one sum and one mean: it takes no {name}=; for one "
-                    f"result per group, call fastce.{measure}(..., groups=...) on data in memory"
+                    "groups= comes with each batch, as sample_weight= and where= do: "
+                    "acc.update(..., groups=ids), not an option of the accumulator"
+                )
+            if name == "n_groups":
+                raise TypeError(
+                    "an accumulator takes no n_groups=: its groups are the ids its batches "
+                    "hold (a result per group id 0 .. the largest seen)"
                 )
             if name not in allowed:
                 raise TypeError(
@@ -278,6 +346,14 @@ class Accumulator:
         self._options = {name: _decode(value) for name, value in encoded.items()}
         self._acc = np.zeros((2, ACC_LEN), np.int64)
         self._count = 0
+        # None until the first batch with samples (or a merged state) decides whether this
+        # accumulator keeps one result (False) or one per group (True).
+        self._grouped: bool | None = None
+        # A grouped state: partial group states (keys, vals), each at most half the size of
+        # the one before, so an update merges about as much as it adds (see _add_groups); and
+        # the count of each group id seen.
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._group_counts = np.zeros(0, np.int64)
         self._positions: int | None = 0
         self._dtype: np.dtype | None = None
         self._lock = threading.Lock()
@@ -310,16 +386,21 @@ class Accumulator:
             return False  # let the function report the bad axis
         return math.prod(rest) == 0 if rest else False
 
-    def update(self, *arrays: Any, sample_weight: Any = None, where: Any = None) -> Accumulator:
+    def update(
+        self, *arrays: Any, sample_weight: Any = None, where: Any = None, groups: Any = None
+    ) -> Accumulator:
         """Add a batch: the same positional arrays as the in-memory function.
 
         ``acc.update(p)`` for ``"entropy"``; ``acc.update(target, pred)`` for the others
         (``log_loss``: ``y_true, y_proba``). ``sample_weight`` weighs the batch's samples and
         ``where`` masks them as the in-memory function's ``sample_weight`` and ``where`` do: a
         masked-out sample leaves the count, the weight and the sums (its positions along the
-        first batch axis still count for ``batchmean``). Every check of the in-memory function
-        applies, with its messages. A batch with no samples is a no-op. Returns the
-        accumulator.
+        first batch axis still count for ``batchmean``). ``groups`` gives each sample's group
+        id as the in-memory function's ``groups=`` does (every measure but ``"log_loss"``);
+        an accumulator is then grouped: the first batch with samples decides, and a batch
+        with groups into an accumulator without, or the reverse, is a ``ValueError``. Every
+        check of the in-memory function applies, with its messages. A batch with no samples
+        is a no-op. Returns the accumulator.
         """
         spec = self._spec
         if self._generation != KERNELS_GENERATION:
@@ -334,6 +415,9 @@ class Accumulator:
             raise TypeError(
                 f"Accumulator({self._measure!r}).update takes {want}; got {len(arrays)}"
             )
+        if groups is not None and "groups" not in spec.options:
+            raise TypeError(f"{self._measure!r} takes no groups=")
+        self._check_grouping(groups is not None)
         if self._empty_batch(arrays[-1]):
             return self
         positions = self._first_axis(arrays[-1])
@@ -345,6 +429,8 @@ class Accumulator:
         mask = {} if where is None else {"where": where}
         if mask and "where" not in spec.options:
             raise TypeError(f"{self._measure!r} takes no where= mask")
+        if groups is not None:
+            mask["groups"] = groups
         with _reduce.capture() as states:
             function(
                 *arrays,
@@ -356,12 +442,29 @@ class Accumulator:
         if len(states) != 1:
             raise RuntimeError(f"fastce internal error: {len(states)} states from one batch")
         state = states[0]
+        if isinstance(state, _reduce.GroupState):
+            self._add_groups(state.keys, state.vals, state.counts, state.dtype, positions)
+            return self
         if zero_weights:
             # The batch's values and weights are all multiplied by 0: its samples count, its
             # sums are 0 (log_loss has already refused NaN and inf in y_proba).
             state.acc[:, :] = 0
-        self._add(state.acc, state.count, state.dtype, positions)
+        self._add(state.acc, state.count, state.dtype, positions, decided=True)
         return self
+
+    def _check_grouping(self, grouped: bool) -> None:
+        """A batch (or merged state) with groups into an accumulator without, or the reverse."""
+        if self._grouped is None or self._grouped == grouped:
+            return
+        if grouped:
+            raise ValueError(
+                "this accumulator keeps one result for all its data (its earlier batches came "
+                "without groups=): a batch with groups= needs an accumulator of its own"
+            )
+        raise ValueError(
+            "this accumulator keeps one result per group (its earlier batches came with "
+            "groups=): every batch needs groups="
+        )
 
     def _first_axis(self, pred: Any) -> int:
         """The batch's positions along its first batch axis (as ``reduction="batchmean"``
@@ -382,15 +485,27 @@ class Accumulator:
             return False
         return w.ndim == 1 and w.shape[0] == np.shape(pred)[0] and w.size > 0 and not w.any()
 
+    def _check_dtype(self, dtype: np.dtype | None) -> None:
+        if dtype is not None and self._dtype is not None and dtype != self._dtype:
+            raise ValueError(
+                f"this accumulator holds {self._dtype} results and the batch gives {dtype}: "
+                "cast the batches to one dtype (the in-memory function would return one)"
+            )
+
     def _add(
-        self, acc: np.ndarray, count: int, dtype: np.dtype | None, positions: int | None
+        self,
+        acc: np.ndarray,
+        count: int,
+        dtype: np.dtype | None,
+        positions: int | None,
+        decided: bool,
     ) -> None:
         with self._lock:
-            if dtype is not None and self._dtype is not None and dtype != self._dtype:
-                raise ValueError(
-                    f"this accumulator holds {self._dtype} results and the batch gives {dtype}: "
-                    "cast the batches to one dtype (the in-memory function would return one)"
-                )
+            if decided:
+                self._check_grouping(False)
+            self._check_dtype(dtype)
+            if decided:
+                self._grouped = False
             if dtype is not None and count:
                 self._dtype = dtype
             if count or acc.any():
@@ -399,6 +514,48 @@ class Accumulator:
             self._count += count
             if self._positions is not None:
                 self._positions = None if positions is None else self._positions + positions
+
+    def _add_groups(
+        self,
+        keys: np.ndarray,
+        vals: np.ndarray,
+        counts: np.ndarray,
+        dtype: np.dtype | None,
+        positions: int | None,
+    ) -> None:
+        count = int(counts.sum())
+        with self._lock:
+            self._check_grouping(True)
+            self._check_dtype(dtype)
+            self._grouped = True
+            if dtype is not None and count:
+                self._dtype = dtype
+            # Merging every batch into the whole state would cost the state's size per update;
+            # merging equal-sized parts (as a binary counter carries) costs each entry a merge
+            # per doubling. Merges are exact and canonical: the bits do not depend on the tree.
+            parts = self._parts
+            parts.append((keys, vals))
+            while len(parts) > 1 and 2 * parts[-1][0].size >= parts[-2][0].size:
+                (k2, v2), (k1, v1) = parts.pop(), parts.pop()
+                parts.append(merge_states(k1, v1, k2, v2))
+            if counts.size > self._group_counts.size:
+                grown = np.zeros(counts.size, np.int64)
+                grown[: self._group_counts.size] = self._group_counts
+                self._group_counts = grown
+            self._group_counts[: counts.size] += counts
+            self._count += count
+            if self._positions is not None:
+                self._positions = None if positions is None else self._positions + positions
+
+    def _group_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole group state in one piece (with the lock held)."""
+        parts = self._parts
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        while len(parts) > 1:
+            (k2, v2), (k1, v1) = parts.pop(), parts.pop()
+            parts.append(merge_states(k1, v1, k2, v2))
+        return parts[0]
 
     def merge(self, other: Accumulator) -> Accumulator:
         """Add another accumulator's state to this one, exactly; returns this accumulator.
@@ -425,14 +582,22 @@ class Accumulator:
             other = Accumulator.from_bytes(other.to_bytes())
         with other._lock:
             acc, count, dtype = other._acc.copy(), other._count, other._dtype
-            positions = other._positions
-        self._add(acc, count, dtype, positions)
+            positions, grouped = other._positions, other._grouped
+            keys, vals = other._group_state()
+            counts = other._group_counts.copy()
+        if grouped:
+            self._add_groups(keys, vals, counts, dtype, positions)
+        else:
+            self._add(acc, count, dtype, positions, decided=grouped is False)
         return self
 
     # -- reading -------------------------------------------------------------------------------
 
     def result(self) -> Result:
-        """The exact sum and mean so far (see :class:`Result`)."""
+        """The exact sum and mean so far (see :class:`Result`): one per group id for an
+        accumulator fed with ``groups=``."""
+        if self._grouped:
+            return self._group_result()
         with self._lock:
             total = acc_value(self._acc[0])
             weight = acc_value(self._acc[1])
@@ -461,12 +626,37 @@ class Accumulator:
             batchmean=batchmean,
         )
 
+    def _group_result(self) -> Result:
+        with self._lock:
+            keys, vals = self._group_state()
+            counts = self._group_counts.copy()
+            positions = self._positions
+            dtype = self._dtype or np.dtype(np.float64)
+        total, weight = _reduce.group_sums(keys, vals, counts.size)
+        # as the in-memory groups= result: each group's fl(S / W), then the data's dtype
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            mean = total / weight
+            ppl = None
+            if self._measure == "perplexity":  # as fastce.perplexity: one exp at a time
+                ppl = np.array([np.exp(m) for m in mean.tolist()], np.float64).astype(dtype)
+            return Result(
+                mean=mean.astype(dtype),
+                sum=total.astype(dtype),
+                count=counts,
+                weight=weight,
+                dtype=dtype.name,
+                sum64=total,
+                perplexity=ppl,
+                positions=positions,
+            )
+
     def _describe(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self._options.items()) or "no options"
 
     def __repr__(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self._options.items())
-        return f"Accumulator({self._measure!r}{options}) with {self._count} values"
+        groups = f" in {self._group_counts.size} groups" if self._grouped else ""
+        return f"Accumulator({self._measure!r}{options}) with {self._count} values{groups}"
 
     # -- serialisation -------------------------------------------------------------------------
 
@@ -474,13 +664,18 @@ class Accumulator:
         """The state as bytes (a few KiB), for another process or machine; see ``from_bytes``.
 
         Equal states give equal bytes: the exact sums are written in a canonical form, so two
-        accumulators that saw the same data in different batches serialise identically.
+        accumulators that saw the same data in different batches serialise identically. A
+        state with groups is written in format 2 (which a fastce from before groups does not
+        read), one without in format 1.
         """
         with self._lock:
             acc = self._acc.copy()
             count = self._count
             positions = self._positions
             dtype = self._dtype
+            grouped = self._grouped
+            keys, vals = self._group_state()
+            counts = self._group_counts.copy()
         header = {
             "measure": self._measure,
             "options": json.loads(self._key),
@@ -490,13 +685,19 @@ class Accumulator:
             "fastce": self._made_by,
             "kernels": self._generation,
         }
+        if grouped:
+            header["groups"] = counts.size
+            header["entries"] = keys.size
         text = json.dumps(header, sort_keys=True).encode()
-        parts = [_HEADER.pack(_MAGIC, _FORMAT, len(text)), text]
+        version = _FORMAT_GROUPS if grouped else _FORMAT
+        parts = [_HEADER.pack(_MAGIC, version, len(text)), text]
         for row in acc:
             acc_normalize(row)
             nonzero = np.flatnonzero(row)
             parts.append(struct.pack("<I", nonzero.size))
             parts.extend(_ENTRY.pack(int(i), int(row[i])) for i in nonzero)
+        if grouped:
+            parts.extend(a.astype("<i8").tobytes() for a in (counts, keys, vals))
         body = b"".join(parts)
         return body + struct.pack("<I", zlib.crc32(body))
 
@@ -516,10 +717,10 @@ class Accumulator:
         if len(blob) < _HEADER.size + 4 or blob[: len(_MAGIC)] != _MAGIC:
             raise ValueError("not a fastce accumulator state (bad magic or too short)")
         _, version, text_len = _HEADER.unpack_from(blob)
-        if version != _FORMAT:
+        if version not in (_FORMAT, _FORMAT_GROUPS):
             raise ValueError(
                 f"accumulator state in format {version}; this fastce ({__version__}) reads "
-                f"format {_FORMAT}"
+                f"formats {_FORMAT} and {_FORMAT_GROUPS}"
             )
         body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
         if zlib.crc32(body) != crc:
@@ -538,10 +739,15 @@ class Accumulator:
                     if i >= ACC_LEN or abs(value) > _BIN_LIMIT:
                         raise ValueError(f"state entry {i} = {value} out of range")
                     row[i] = value
-            if pos != len(body):
-                raise ValueError(f"{len(body) - pos} bytes after the state")
             if not isinstance(header, dict) or not isinstance(header.get("options"), dict):
                 raise ValueError("the header is not a JSON object with an options object")
+            grouped = version == _FORMAT_GROUPS
+            if grouped:
+                counts, keys, vals, pos = _read_groups(header, body, pos)
+                if acc.any():
+                    raise ValueError("a state with groups holds a sum without groups")
+            if pos != len(body):
+                raise ValueError(f"{len(body) - pos} bytes after the state")
             options = {k: _decode(v) for k, v in header["options"].items()}
             new = cls(header["measure"], **options)
             count = header["count"]
@@ -556,6 +762,8 @@ class Accumulator:
                 raise ValueError(f"bad positions {positions!r}")
             if dtype not in (None, "float32", "float64"):
                 raise ValueError(f"bad dtype {dtype!r}")
+            if grouped and int(counts.sum()) != count:
+                raise ValueError(f"the groups' counts add up to {counts.sum()}, not {count}")
             # States written before generations were recorded hold generation 1's values.
             generation = header.get("kernels", 1)
             made_by = header.get("fastce", "before 0.5")
@@ -576,6 +784,12 @@ class Accumulator:
         new._acc = acc
         new._count = count
         new._positions = positions
+        if grouped:
+            new._grouped = True
+            new._parts = [(keys, vals)]
+            new._group_counts = counts
+        elif count or positions or acc.any():
+            new._grouped = False  # (a state with no batch with samples has not decided)
         new._dtype = None if dtype is None else np.dtype(dtype)
         new._generation = generation
         new._made_by = made_by
@@ -583,3 +797,29 @@ class Accumulator:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Accumulator.from_bytes, (self.to_bytes(),))
+
+
+def _read_groups(
+    header: dict[str, Any], body: bytes, pos: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The group counts, keys and values of a format-2 state from ``pos``, checked (sizes
+    before anything is allocated, then every entry); and the position after them."""
+    n_groups, n_entries = header.get("groups"), header.get("entries")
+    for name, n in (("groups", n_groups), ("entries", n_entries)):
+        if type(n) is not int or n < 0:
+            raise ValueError(f"bad number of {name} {n!r}")
+    assert isinstance(n_groups, int) and isinstance(n_entries, int)
+    end = pos + 8 * (n_groups + 2 * n_entries)
+    if end > len(body):
+        raise ValueError(f"{n_groups} groups and {n_entries} entries do not fit the state")
+    arrays = []
+    for n in (n_groups, n_entries, n_entries):
+        arrays.append(np.frombuffer(body, "<i8", n, pos).astype(np.int64))
+        pos += 8 * n
+    counts, keys, vals = arrays
+    if (counts < 0).any():
+        raise ValueError("a negative group count")
+    bad = check_state(keys, vals, n_groups)
+    if bad >= 0:
+        raise ValueError(f"group state entry {bad} (key {keys[bad]}, value {vals[bad]}) invalid")
+    return counts, keys, vals, pos

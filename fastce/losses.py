@@ -94,16 +94,16 @@ def _by_group(
     ids, n_groups = grouping
     flat = np.where(kept, ids, -1) if kept is not None else ids
     w = np.empty(0) if weights is None else np.broadcast_to(weights, ids.shape)
+    flat_ids = np.ascontiguousarray(flat, dtype=np.int64).reshape(-1)
+    flat_values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    flat_weights = np.ascontiguousarray(w, dtype=np.float64).reshape(-1)
+    if _reduce.capturing():  # an Accumulator keeps each group's exact sums
+        return _reduce.capture_groups(
+            flat_ids, flat_values, flat_weights, n_groups, reduction, dtype
+        )
     sums, wsums = np.empty(n_groups), np.empty(n_groups)
     counts = np.empty(n_groups, np.int64)
-    group_sums(
-        np.ascontiguousarray(flat).reshape(-1),
-        np.ascontiguousarray(values, dtype=np.float64).reshape(-1),
-        np.ascontiguousarray(w, dtype=np.float64).reshape(-1),
-        sums,
-        wsums,
-        counts,
-    )
+    group_sums(flat_ids, flat_values, flat_weights, sums, wsums, counts)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         result = sums if reduction == "sum" else sums / wsums
         return result.astype(dtype)
