@@ -494,7 +494,8 @@ def group_sums(groups, values, weights, sums, wsums, counts):
     ``groups[k] == g`` (``sums[g]``), that of ``weights[k]`` (``wsums[g]``; their count where
     ``weights`` is empty) and their count, each sum correctly rounded once, as ``acc_value``
     gives it: the bits of the sums over that group's values alone, in any order. A negative
-    ``groups[k]`` leaves sample k out.
+    ``groups[k]`` leaves sample k out; every id must be below ``len(sums)`` (the callers
+    check them: an id beyond would be written outside the arrays).
 
     The samples are visited group by group (a counting sort of their positions), through one
     accumulator pair cleared after each group over the bins it touched only, so the time is
@@ -517,6 +518,7 @@ def group_sums(groups, values, weights, sums, wsums, counts):
             order[fill[g]] = k
             fill[g] += 1
     acc = np.zeros((2, ACC_LEN), np.int64)
+    limbs = np.empty(N_LIMBS, np.int64)
     weighted = weights.shape[0] > 0
     for g in range(n_groups):
         lo = N_BINS
@@ -534,10 +536,12 @@ def group_sums(groups, values, weights, sums, wsums, counts):
             hi = max(hi, b)
         count = start[g + 1] - start[g]
         counts[g] = count
-        sums[g] = acc_value(acc[0])
-        wsums[g] = acc_value(acc[1]) if weighted else np.float64(count)
-        # a bin's carries climb 32 bins at a time (at most four levels: see the layout)
-        for e in range(lo, min(N_BINS, hi + 4 * 32 + 1)):
+        # a bin's carries climb 32 bins at a time (at most four levels: see the layout), so
+        # every nonzero bin is in [lo, top): read and cleared there only
+        top = min(N_BINS, hi + 4 * 32 + 1)
+        sums[g] = acc_value_range(acc[0], lo, top, limbs)
+        wsums[g] = acc_value_range(acc[1], lo, top, limbs) if weighted else np.float64(count)
+        for e in range(lo, top):
             acc[0, e] = 0
             acc[1, e] = 0
         for f in range(N_BINS, ACC_LEN):
