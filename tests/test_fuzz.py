@@ -202,7 +202,10 @@ def _compare(case: fs.Case, got: Any) -> None:
         n_terms *= max(1, int(np.prod(fs.batch_shape(case))))
     # BCE from float32 logits: exp and log1p in float32 (found by the campaign: 2 ulps with
     # base=10, within the documented 8)
-    rtol = rtol_for(case.function, want_dtype, ref_kwargs.get("from_logits"))
+    rtol = rtol_for(
+        case.function, want_dtype, ref_kwargs.get("from_logits"),
+        ref_kwargs.get("target_from_logits"),
+    )  # fmt: skip
     try:
         assert_matches(
             got, want, want_dtype, n_terms, _magnitude(case, ref_args, ref_kwargs), rtol=rtol

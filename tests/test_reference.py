@@ -65,7 +65,9 @@ def test_matches_reference(
     n_terms = n_classes * max(int(np.prod(batch)), 1) if reduction != "none" else n_classes
     # (BCE from float32 logits: exp and log1p in float32, held to the documented 8 ulps; this
     # test found 1.03 ulp at seed 4294967294, the same before and after the 2026-11-23 kernels)
-    rtol = rtol_for(key, out_dtype, kwargs.get("from_logits"))
+    rtol = rtol_for(
+        entry.name, out_dtype, kwargs.get("from_logits"), kwargs.get("target_from_logits")
+    )
     assert_matches(got, want, out_dtype, n_terms, _magnitude(args), rtol=rtol)
 
 
