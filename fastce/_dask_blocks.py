@@ -76,6 +76,7 @@ class BlockCall:
     class_axis: int | None
     kwargs: dict[str, Any]
     out_ndim: int
+    n_groups: int | None = None  # with groups=: each id kept must be below it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,8 +160,14 @@ def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = Non
             return np.asarray(MEASURES[call.function].function(*args, **kwargs))
         sample_weight = kwargs.pop("sample_weight", None)
         where = kwargs.pop("where", None)
+        groups = kwargs.pop("groups", None)
+        if groups is not None and call.n_groups is not None:
+            # the in-memory check of the ids kept against n_groups (an accumulator takes no
+            # n_groups; its own update checks ids >= 0)
+            kept = None if where is None else np.asarray(where, bool)
+            v.check_groups(groups, groups.shape, call.n_groups, "sum", kept)
         acc = Accumulator(call.measure, **kwargs)
-        acc.update(*args, sample_weight=sample_weight, where=where)
+        acc.update(*args, sample_weight=sample_weight, where=where, groups=groups)
     except Exception as exc:
         restated = _in_block(exc, call, block_info)
         if restated is exc:
@@ -185,5 +192,8 @@ def merge_states(*parts: Any) -> bytes:
     return acc.to_bytes()
 
 
-def result(blob: bytes) -> Result:
-    return Accumulator.from_bytes(blob).result()
+def result(blob: bytes, grouped: bool = False, n_groups: int | None = None) -> Result:
+    """The merged state's result; ``grouped``: one per group id, ``n_groups`` of them where
+    given (else the largest id seen plus one), also when no block held a sample."""
+    acc = Accumulator.from_bytes(blob)
+    return acc._group_result(n_groups) if grouped else acc.result()

@@ -105,6 +105,7 @@ class Plan:
     dtype: np.dtype  # the in-memory function's result dtype
     drop_class_axis: bool = True
     arrays: list[da.Array] = field(default_factory=list)
+    n_groups: int | None = None  # groups=: checked against it per block; the result's length
 
     def align(self) -> None:
         """Unify the chunks of the batch axes, then give batch-shaped inputs a class axis of
@@ -130,6 +131,7 @@ class Plan:
             class_axis=self.class_axis,
             kwargs=self.kwargs,
             out_ndim=self.out_ndim,
+            n_groups=self.n_groups,
         )
 
     @property
@@ -188,6 +190,35 @@ def _where_item(where: Any, batch_shape: tuple[int, ...]) -> list[Item]:
     return [Item("where", _mask(where, batch_shape), "where", batch_only=True)]
 
 
+def _group_ids(
+    groups: Any, shape: tuple[int, ...], reduction: Any, n_groups: Any, per_row: bool = False
+) -> da.Array:
+    """``groups`` as a Dask array of ``shape``, planned as ``where`` is (``_mask``), with the
+    in-memory checks of the reduction, the dtype, ``n_groups`` and the shape now (on a
+    zero-size stand-in: no ids are read); the ids themselves are checked per block."""
+    g = as_dask(groups, "groups")
+    # perplexity has no reduction=: its groups are of the mean
+    v.check_groups(np.zeros(0, g.dtype), (0,), n_groups, reduction or "mean")
+    if per_row:
+        g = v.spread_per_row(g, shape)
+    v.to_samples(np.broadcast_to(np.zeros((), g.dtype), g.shape), shape, "groups", per_row)
+    return g if g.shape == shape else da.broadcast_to(g, shape)
+
+
+def _groups_item(
+    groups: Any, batch_shape: tuple[int, ...], reduction: Any, n_groups: Any
+) -> list[Item]:
+    if groups is None:
+        return []
+    ids = _group_ids(groups, batch_shape, reduction, n_groups)
+    return [Item("groups", ids, "groups", batch_only=True)]
+
+
+def _n_groups(groups: Any, n_groups: Any) -> dict[str, Any]:
+    """``n_groups`` for the stand-in call (which checks it), where there is one to check."""
+    return {} if groups is None and n_groups is None else {"n_groups": n_groups}
+
+
 def _small_array(x: Any) -> Any:
     """An option array (class_weight, pos_weight, labels) as NumPy, computed if it is Dask."""
     if x is None or np.isscalar(x):
@@ -202,6 +233,8 @@ def _plan_rows(
     reduction: Any,
     weight: Any,
     where: Any,
+    groups: Any = None,
+    n_groups: Any = None,
 ) -> Plan:
     """One value per sample, classes along ``axis`` in the last array (the predictions)."""
     names = m.arrays
@@ -232,11 +265,15 @@ def _plan_rows(
             _one_chunk(item.array, item.name, cls)
     items += _weight_item(weight, batch_shape)
     items += _where_item(where, batch_shape)
+    items += _groups_item(groups, batch_shape, reduction, n_groups)
     kwargs = {k: _small_array(val) if k == "class_weight" else val for k, val in options.items()}
     zero_axis = next((ax for ax in range(main.ndim) if ax != cls), None)
     checked = {} if reduction is None else {"reduction": reduction}
+    checked.update(_n_groups(groups, n_groups))
     dtype = _stand_in(m, items, zero_axis, {**kwargs, **checked}).dtype
-    return Plan(m.name, m.name, items, cls, main.ndim, kwargs, dtype)
+    plan = Plan(m.name, m.name, items, cls, main.ndim, kwargs, dtype)
+    plan.n_groups = None if n_groups is None else int(n_groups)
+    return plan
 
 
 def _varying_axes(weight_shape: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:
@@ -252,6 +289,8 @@ def _plan_elements(
     reduction: Any,
     weight: Any,
     where: Any,
+    groups: Any = None,
+    n_groups: Any = None,
 ) -> Plan:
     """One value per element: every axis may be chunked."""
     target_arr, pred_arr = (as_dask(a, name) for a, name in zip(arrays, m.arrays, strict=True))
@@ -272,6 +311,10 @@ def _plan_elements(
         items.append(Item("sample_weight", da.broadcast_to(w, shape), "sample_weight"))
     if where is not None:
         items.append(Item("where", _mask(where, shape, per_row=True), "where"))
+    if groups is not None:
+        items.append(
+            Item("groups", _group_ids(groups, shape, reduction, n_groups, per_row=True), "groups")
+        )
     pos_weight = options.get("pos_weight")
     if pos_weight is not None:
         if isinstance(pos_weight, da.Array) and reduction == "none":
@@ -294,12 +337,15 @@ def _plan_elements(
                     )
     # Stand-ins with no rows check the options and give the dtype; pos_weight (checked above)
     # is left out, since it need not broadcast to an empty first axis.
-    checks = [item for item in items if item.keyword in ("", "sample_weight", "where")]
+    checks = [item for item in items if item.keyword in ("", "sample_weight", "where", "groups")]
     zero_axis = 0 if shape else None
-    dtype = _stand_in(m, checks, zero_axis, {**kwargs, "reduction": reduction}).dtype
+    checked = {"reduction": reduction, **_n_groups(groups, n_groups)}
+    dtype = _stand_in(m, checks, zero_axis, {**kwargs, **checked}).dtype
     if pos_weight is not None and reduction != "none":
         kwargs["pos_weight"] = pw
-    return Plan(m.name, m.name, items, None, len(shape), kwargs, dtype)
+    plan = Plan(m.name, m.name, items, None, len(shape), kwargs, dtype)
+    plan.n_groups = None if n_groups is None else int(n_groups)
+    return plan
 
 
 def _plan_labels(
@@ -309,6 +355,8 @@ def _plan_labels(
     reduction: Any,
     weight: Any,
     where: Any,
+    groups: Any = None,
+    n_groups: Any = None,
 ) -> Plan:
     """scikit-learn's layout: one label per sample, ``y_proba`` of (n,) or (n, classes)."""
     if where is not None:
@@ -358,6 +406,8 @@ def _plan_transform(
     reduction: Any,
     weight: Any,
     where: Any,
+    groups: Any = None,
+    n_groups: Any = None,
 ) -> Plan:
     """A row of output (or one value) per row; no reduction."""
     arr = as_dask(arrays[0], "x")
@@ -384,7 +434,12 @@ def plan(
     reduction: Any,
     weight: Any,
     where: Any = None,
+    groups: Any = None,
+    n_groups: Any = None,
 ) -> Plan:
-    """The plan of ``m`` on ``arrays``; ``weight`` and ``where`` are the per-sample
-    ``sample_weight`` and ``where`` (None: none), Dask or NumPy arrays."""
-    return _PLANS[m.layout](m, arrays, options, reduction, weight, where)
+    """The plan of ``m`` on ``arrays``; ``weight``, ``where`` and ``groups`` are the
+    per-sample ``sample_weight``, ``where`` and ``groups`` (None: none), Dask or NumPy
+    arrays; ``n_groups`` the in-memory option."""
+    if (groups is not None or n_groups is not None) and m.layout in ("labels", "transform"):
+        raise TypeError(f"{m.name!r} takes no groups=")
+    return _PLANS[m.layout](m, arrays, options, reduction, weight, where, groups, n_groups)

@@ -468,7 +468,7 @@ def spread_per_row(a: Any, shape: tuple[int, ...]) -> Any:
     return a
 
 
-def _to_samples(a: np.ndarray, shape: tuple[int, ...], name: str, per_row: bool) -> np.ndarray:
+def to_samples(a: np.ndarray, shape: tuple[int, ...], name: str, per_row: bool) -> np.ndarray:
     """``a`` broadcast to the samples' ``shape`` (a read-only view; ``per_row``: with
     ``spread_per_row`` first), or a ValueError naming ``name``."""
     try:
@@ -490,7 +490,7 @@ def mask_view(where: Any, shape: tuple[int, ...], per_row: bool = False) -> np.n
             f"where must be a boolean array (True for the samples to score); got dtype "
             f"{a.dtype}: for weights use sample_weight, for a 0/1 array use where=(m != 0)"
         )
-    return _to_samples(a, shape, "where", per_row)
+    return to_samples(a, shape, "where", per_row)
 
 
 def check_where(
@@ -535,7 +535,7 @@ def check_groups(
             f"groups must hold integer group ids (0, 1, ...); got dtype {a.dtype}: map other "
             "keys to integers first (np.unique(keys, return_inverse=True)[1])"
         )
-    b = _to_samples(a, shape, "groups", per_row)
+    b = to_samples(a, shape, "groups", per_row)
     if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
         raise ValueError("groups holds an id beyond int64")
     ids = np.ascontiguousarray(b, dtype=np.int64)

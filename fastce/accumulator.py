@@ -626,10 +626,14 @@ class Accumulator:
             batchmean=batchmean,
         )
 
-    def _group_result(self) -> Result:
+    def _group_result(self, n_groups: int | None = None) -> Result:
+        """The per-group result; ``n_groups`` (at least the ids seen) pads it with empty
+        groups, as the in-memory ``n_groups=`` does (fastce.dask; also with no samples)."""
         with self._lock:
             keys, vals = self._group_state()
             counts = self._group_counts.copy()
+            if n_groups is not None and n_groups > counts.size:
+                counts = np.concatenate([counts, np.zeros(n_groups - counts.size, np.int64)])
             positions = self._positions
             dtype = self._dtype or np.dtype(np.float64)
         total, weight = _reduce.group_sums(keys, vals, counts.size)

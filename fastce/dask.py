@@ -63,7 +63,7 @@ SPLIT_EVERY = 8
 """How many accumulator states one merge task combines (the fan-in of the tree)."""
 
 # Arguments that are arrays of one entry per sample, chunked with the batch: not options.
-_PER_SAMPLE = ("sample_weight", "where")
+_PER_SAMPLE = ("sample_weight", "where", "groups")
 
 # ---------------------------------------------------------------------------------------------
 # Graphs
@@ -112,6 +112,15 @@ def _merged_state(plan: Plan, split_every: int | None) -> Delayed:
     return delayed(merge_states, pure=True)(*parts)
 
 
+def _grouped(plan: Plan, reduction: str | None) -> np.ndarray:
+    """With ``groups=``: the ``"sum"``, ``"mean"`` or (``None``) perplexity of each group, a
+    1-D array of the in-memory function's dtype, computed now."""
+    (blob,) = dask.compute(_merged_state(plan, None))
+    res = result(blob, grouped=True, n_groups=plan.n_groups)
+    values = res.perplexity if reduction is None else res.sum if reduction == "sum" else res.mean
+    return np.asarray(values).astype(plan.dtype, copy=False)
+
+
 def _scalar(plan: Plan, reduction: str, positions: int) -> Any:
     """``"sum"``/``"mean"`` (``"batchmean"``, over ``positions``) computed now, as the in-memory
     function's scalar type."""
@@ -134,9 +143,8 @@ def _first_axis(m: Measure, arrays: Sequence[Any], axis: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# In-memory parameters the Dask functions do not take: a per-sample output array, and
-# per-group results (not computed over Dask arrays yet).
-_IN_MEMORY_ONLY = ("out", "groups", "n_groups")
+# In-memory parameters the Dask functions do not take: a per-sample output array.
+_IN_MEMORY_ONLY = ("out",)
 
 # The public functions: generated from the table of measures and the in-memory signatures
 
@@ -146,11 +154,15 @@ def _call(m: Measure, bound: dict[str, Any]) -> Any:
     arrays = [bound.pop(name) for name in m.arrays]
     weight = bound.pop("sample_weight", None)
     mask = bound.pop("where", None)
+    groups = bound.pop("groups", None)
+    n_groups = bound.pop("n_groups", None)
     if m.ending == "array":
         return _map(plans.plan(m, arrays, bound, None, None))
     if m.ending == "reduction":
         reduction = v.check_reduction(bound.pop("reduction"), batchmean=m.name == "kl_divergence")
-        plan = plans.plan(m, arrays, bound, reduction, weight, mask)
+        plan = plans.plan(m, arrays, bound, reduction, weight, mask, groups, n_groups)
+        if groups is not None:
+            return _grouped(plan, reduction)
         if reduction == "none":
             return _map(plan)
         batchmean = reduction == "batchmean"
@@ -160,7 +172,9 @@ def _call(m: Measure, bound: dict[str, Any]) -> Any:
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")
     total = None if m.ending == "perplexity" else "sum"  # perplexity has no reduction=
-    plan = plans.plan(m, arrays, bound, total, weight, mask)
+    plan = plans.plan(m, arrays, bound, total, weight, mask, groups, n_groups)
+    if groups is not None:
+        return _grouped(plan, None)
     (blob,) = dask.compute(_merged_state(plan, None))
     res = Accumulator.from_bytes(blob).result()
     # perplexity and log_loss work from the float64 sums, also for float32 data, as their
@@ -199,12 +213,14 @@ _RETURNS = {
         'With ``reduction="none"``, a lazy Dask array: each block is scored by the in-memory '
         'function, so every value is its value, bit for bit. With ``"sum"`` or ``"mean"``, a '
         "NumPy scalar computed now from exact states merged in a tree: the same bits as "
-        ":func:`fastce.{name}` on the whole arrays, whatever the chunking.",
+        ":func:`fastce.{name}` on the whole arrays, whatever the chunking. With ``groups=``, "
+        "a 1-D NumPy array, one entry per group, computed now.",
     ),
     "perplexity": (
         "NumPy scalar",
         "Computed now; the same bits as :func:`fastce.{name}` on the whole arrays (the "
-        "exponential of the float64 mean, rounded to float32 for float32 input).",
+        "exponential of the float64 mean, rounded to float32 for float32 input). With "
+        "``groups=``, a 1-D NumPy array, one perplexity per group.",
     ),
     "log_loss": (
         "float",
@@ -292,6 +308,12 @@ def _per_sample_doc(m: Measure, per_sample: Sequence[str]) -> str:
         text += (
             ' A masked-out sample gives 0.0 with ``reduction="none"`` and counts for nothing in'
             ' ``"sum"`` and ``"mean"``; its values are never read.'
+        )
+    if "groups" in per_sample:
+        text += (
+            " ``groups`` (integer ids) gives one result per group: a 1-D NumPy array of length"
+            " ``n_groups`` (default: the largest id kept plus one), each entry the bits of the"
+            " in-memory ``groups=`` result; the ids are checked per block, at compute time."
         )
     return f"""    {", ".join(per_sample)} : dask.array.Array or array_like, optional
         {_fill(text, 8)}
@@ -392,6 +414,8 @@ def accumulate(
     *arrays: Any,
     sample_weight: Any = None,
     where: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
     split_every: int | None = None,
     **options: Any,
 ) -> Delayed:
@@ -413,6 +437,13 @@ def accumulate(
     where : dask.array.Array or array_like of bool, optional
         As the function's ``where`` (not for ``"log_loss"``): the samples to score, a Dask
         boolean array of the batch's shape (or one that broadcasts to it), chunked freely.
+    groups : dask.array.Array or array_like of int, optional
+        As the function's ``groups`` (not for ``"log_loss"``): each sample's group id, a Dask
+        integer array that broadcasts to the batch's shape, chunked freely. The result then
+        holds one entry per group id (arrays), as the in-memory ``groups=`` result.
+    n_groups : int, optional
+        As the function's ``n_groups``: the number of groups (the length of the result's
+        arrays; ids kept must be below it). Default: the largest id kept plus one.
     split_every : int, optional
         How many states one merge task combines (default :data:`SPLIT_EVERY`). The result
         does not depend on it.
@@ -436,6 +467,11 @@ def accumulate(
     >>> (res,) = dask.compute(fastce.dask.accumulate("entropy", p, base=2, where=keep))
     >>> res.count, round(res.mean, 6)
     (2, 0.905639)
+    >>> ids = da.from_array([1, 1, 0], chunks=1)
+    >>> (res,) = dask.compute(fastce.dask.accumulate("entropy", p, base=2, groups=ids,
+    ...                                              n_groups=3))
+    >>> res.count, res.sum.round(6)
+    (array([1, 2, 0]), array([0.811278, 1.      , 0.      ]))
     """
     if not isinstance(measure, str) or measure not in ACCUMULATED:
         Accumulator(measure)  # raises the accumulator's error
@@ -446,10 +482,15 @@ def accumulate(
     Accumulator(measure, **options)  # option names and values, checked now
     if where is not None and "where" not in m.options:
         raise TypeError(f"{measure!r} takes no where= mask")
+    if (groups is not None or n_groups is not None) and "groups" not in m.options:
+        raise TypeError(f"{measure!r} takes no groups=")
     defaults = {k: d for k, d in m.options.items() if k not in _NOT_OPTIONS}
     reduction = None if m.ending == "perplexity" else "sum"  # perplexity has no reduction=
-    plan = plans.plan(m, arrays, {**defaults, **options}, reduction, sample_weight, where)
-    return delayed(result, pure=True)(_merged_state(plan, split_every))
+    plan = plans.plan(
+        m, arrays, {**defaults, **options}, reduction, sample_weight, where, groups, n_groups
+    )
+    grouped = groups is not None
+    return delayed(result, pure=True)(_merged_state(plan, split_every), grouped, plan.n_groups)
 
 
 _NOT_OPTIONS = ("reduction", *_PER_SAMPLE, "normalize", "out", "groups", "n_groups")

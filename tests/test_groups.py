@@ -146,12 +146,14 @@ def test_errors():
     assert empty.shape == (2,) and np.isnan(empty).all()
 
 
-def test_the_streaming_paths_say_they_take_no_groups():
-    # (the Accumulator takes groups= with each batch: tests/test_group_accumulator.py)
+def test_score_file_says_it_takes_no_groups():
+    # (the Accumulator takes groups= with each batch: tests/test_group_accumulator.py;
+    # fastce.dask takes a Dask array of ids: tests/test_dask_groups.py)
     with pytest.raises(TypeError, match="score_file has no option 'groups'"):
         fastce.score_file(None, "entropy", pred="p.npy", groups="g")
     pytest.importorskip("dask")
     import fastce.dask as fdask
 
-    with pytest.raises(TypeError, match="groups"):
-        fdask.entropy(np.full((4, 2), 0.5), groups=np.zeros(4, np.int64), reduction="sum")
+    got = fdask.entropy(np.full((4, 2), 0.5), groups=np.zeros(4, np.int64), reduction="sum")
+    want = fastce.entropy(np.full((4, 2), 0.5), groups=np.zeros(4, np.int64), reduction="sum")
+    assert bits(got) == bits(want)

@@ -78,7 +78,7 @@ def test_dask_functions_are_generated_from_the_table():
     for name, m in MEASURES.items():
         function = getattr(fd, name)
         public = inspect.signature(m.function).parameters
-        in_memory_only = ("out", "groups", "n_groups")
+        in_memory_only = ("out",)
         assert list(inspect.signature(function).parameters) == [
             p for p in public if p not in in_memory_only
         ]
