@@ -274,8 +274,10 @@ def test_signatures_and_docs_name_where():
         params = list(inspect.signature(getattr(fdask, name)).parameters)
         assert params[params.index("sample_weight") + 1] == "where", name
         doc = getattr(fdask, name).__doc__
-        assert "sample_weight, where : dask.array.Array" in doc, name
-        options = doc.split("sample_weight, where : ")[1].split("\n    ", 2)[-1].splitlines()[0]
+        assert "sample_weight, where, groups : dask.array.Array" in doc, name
+        per_sample = doc.split("sample_weight, where, groups : ")[1]
+        lines = per_sample.splitlines()
+        options = next(ln for ln in lines if ln.startswith("    ") and ln[4] != " ")
         assert "where" not in options and "sample_weight" not in options, (name, options)
     assert "where" not in inspect.signature(fdask.log_loss).parameters
     assert "where" in inspect.signature(fdask.accumulate).parameters
