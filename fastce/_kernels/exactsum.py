@@ -488,21 +488,12 @@ def _bin_of(x):
     return max(np.int64(1), (_f64_to_bits(np.float64(x)) >> 52) & _EXP_MASK)
 
 
-@njit(nogil=True, cache=True)
-def group_sums(groups, values, weights, sums, wsums, counts):
-    """For each group g < len(sums): the exact sum of ``values[k]`` over the k with
-    ``groups[k] == g`` (``sums[g]``), that of ``weights[k]`` (``wsums[g]``; their count where
-    ``weights`` is empty) and their count, each sum correctly rounded once, as ``acc_value``
-    gives it: the bits of the sums over that group's values alone, in any order. A negative
-    ``groups[k]`` leaves sample k out; every id must be below ``len(sums)`` (the callers
-    check them: an id beyond would be written outside the arrays).
-
-    The samples are visited group by group (a counting sort of their positions), through one
-    accumulator pair cleared after each group over the bins it touched only, so the time is
-    linear in the samples and the groups and the memory a few arrays of the samples' length.
-    """
+@njit(cache=True)
+def group_order(groups, n_groups):
+    """(start, order): the positions k of the samples with ``groups[k] == g`` are
+    ``order[start[g]:start[g + 1]]``, in increasing k (a counting sort; negative groups are
+    left out; every id must be below ``n_groups``)."""
     n = groups.shape[0]
-    n_groups = sums.shape[0]
     start = np.zeros(n_groups + 1, np.int64)
     for k in range(n):
         g = groups[k]
@@ -517,6 +508,24 @@ def group_sums(groups, values, weights, sums, wsums, counts):
         if g >= 0:
             order[fill[g]] = k
             fill[g] += 1
+    return start, order
+
+
+@njit(nogil=True, cache=True)
+def group_sums(groups, values, weights, sums, wsums, counts):
+    """For each group g < len(sums): the exact sum of ``values[k]`` over the k with
+    ``groups[k] == g`` (``sums[g]``), that of ``weights[k]`` (``wsums[g]``; their count where
+    ``weights`` is empty) and their count, each sum correctly rounded once, as ``acc_value``
+    gives it: the bits of the sums over that group's values alone, in any order. A negative
+    ``groups[k]`` leaves sample k out; every id must be below ``len(sums)`` (the callers
+    check them: an id beyond would be written outside the arrays).
+
+    The samples are visited group by group (a counting sort of their positions), through one
+    accumulator pair cleared after each group over the bins it touched only, so the time is
+    linear in the samples and the groups and the memory a few arrays of the samples' length.
+    """
+    n_groups = sums.shape[0]
+    start, order = group_order(groups, n_groups)
     acc = np.zeros((2, ACC_LEN), np.int64)
     limbs = np.empty(N_LIMBS, np.int64)
     weighted = weights.shape[0] > 0

@@ -34,6 +34,7 @@ from .exactsum import (
     _carry,
     acc_add,
     acc_value_range,
+    group_order,
     to_limbs_range,
 )
 
@@ -105,21 +106,7 @@ def group_state(groups, values, weights, n_groups):
     cleared after each group over the bins it touched; each group's rows are emitted instead of
     rounded.
     """
-    n = groups.shape[0]
-    start = np.zeros(n_groups + 1, np.int64)
-    for k in range(n):
-        g = groups[k]
-        if g >= 0:
-            start[g + 1] += 1
-    for g in range(n_groups):
-        start[g + 1] += start[g]
-    order = np.empty(start[n_groups], np.int64)
-    fill = start[:n_groups].copy()
-    for k in range(n):
-        g = groups[k]
-        if g >= 0:
-            order[fill[g]] = k
-            fill[g] += 1
+    start, order = group_order(groups, n_groups)
     counts = np.empty(n_groups, np.int64)
     acc = np.zeros((2, ACC_LEN), np.int64)
     limbs = np.empty(N_LIMBS, np.int64)
