@@ -6,6 +6,7 @@ nothing; each kernel is compiled on first use and cached on disk.
 
 from ._version import __version__
 from .accumulator import Accumulator, Result
+from .comparison import Comparison, ComparisonResult, Distribution, compare
 from .losses import (
     binary_cross_entropy,
     cross_entropy,
@@ -22,9 +23,13 @@ from .sklearn import log_loss
 
 __all__ = [
     "Accumulator",
+    "Comparison",
+    "ComparisonResult",
+    "Distribution",
     "Result",
     "__version__",
     "binary_cross_entropy",
+    "compare",
     "cross_entropy",
     "entropy",
     "js_divergence",

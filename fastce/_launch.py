@@ -537,6 +537,7 @@ def run(
     temperature: float = 1.0,
     where: np.ndarray | None = None,
     reads: Sequence[np.dtype | None] = (),
+    writes: int = 0,
 ) -> Any:
     """Run ``kernel`` and return the per-sample array, or the reduced scalar.
 
@@ -555,7 +556,8 @@ def run(
     logits in a float64 call), or None; such operands are converted a tile at a time
     (``_element_tiles``), never copied whole. ``tempered``: which operands hold logits read at
     ``temperature`` (row kernels; see ``_row_tasks``): those run in tiles of rows, never
-    split.
+    split. ``writes``: how many of the last operands the kernel writes (a row of values per
+    sample; C-ordered arrays the caller made), passed as writable views.
     """
     tempered = tempered if temperature != 1.0 else ()
     present = [w for w in [*weights, where] if w is not None]
@@ -568,13 +570,15 @@ def run(
     if plan.n_pieces > MAX_PIECES:
         # Batch axes that no view can merge (say, a sliced middle axis of a 4-D array):
         # looping over many pieces would cost more than one contiguous copy.
+        # (a written operand is already C-ordered: the same array, not a copy)
         arrays = [np.ascontiguousarray(a) for a in arrays]
         plan = BatchPlan(batch_shape, arrays, inner)
         direct = False
     result = None
     if not reduce:
         result = out if direct else plan.empty_out(out_dtype)
-    views = [plan.view(a) for a in arrays]
+    written = range(len(operands) - writes, len(operands))
+    views = [plan.view(a, writeable=k in written) for k, a in enumerate(arrays)]
     if result is not None:
         views.append(plan.view(result, writeable=True))
     rows_per_piece = math.prod(plan.merged[-inner:])
@@ -650,6 +654,7 @@ def run_rows(
     tempered: Sequence[bool] = (),
     temperature: float = 1.0,
     where: np.ndarray | None = None,
+    writes: int = 0,
 ) -> Any:
     """``run`` for a row measure: ``operands`` are (..., C) arrays whose leading axes are the
     samples (the first one's), ``weights`` the sample weights or None, ``where`` the mask of
@@ -659,7 +664,7 @@ def run_rows(
     batch_shape, row_len = rows.shape[:-1], rows.shape[-1]
     return run(
         kernel, batch_shape, operands, params, [weights], reduction, out_dtype, explain, row_len,
-        out=out, tempered=tempered, temperature=temperature, where=where,
+        out=out, tempered=tempered, temperature=temperature, where=where, writes=writes,
     )  # fmt: skip
 
 
