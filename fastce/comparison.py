@@ -520,9 +520,9 @@ def _exact_quantiles(
     out: dict[float, np.ndarray] = {}
     with np.errstate(invalid="ignore"):
         for q in QUANTILES:
-            # numpy.lib._function_base_impl._quantile: virtual index n q + (1 - q) - 1 (alpha =
-            # beta = 1), then _lerp of its neighbours with gamma the fractional part.
-            virtual = counts * q + (1 + q * (1 - 1 - 1)) - 1
+            # numpy.lib._function_base_impl._quantile, method "linear": virtual index (n - 1) q,
+            # then _lerp of its neighbours with gamma its fractional part.
+            virtual = (counts - 1) * q
             lo = np.floor(virtual).astype(np.int64)
             lo_c = np.clip(lo, 0, np.maximum(counts - 1, 0))
             hi_c = np.clip(lo + 1, 0, np.maximum(counts - 1, 0))
