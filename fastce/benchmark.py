@@ -8,7 +8,7 @@ Run it as ``python -m fastce.benchmark``, ``fastce bench`` or, from a checkout,
     python -m bench.compare --memory-only          # peak extra memory of fastce, per workload
     python -m bench.compare --scale 0.01           # every workload 100x smaller: a smoke test
 
-For each workload (``W1a`` ... ``W1f``, ``W2`` ... ``W8``; ``--help`` lists them) the inputs are
+For each workload (``W1a`` ... ``W1f``, ``W2`` ... ``W9``; ``--help`` lists them) the inputs are
 generated once with a fixed seed; fastce and each installed peer (eager PyTorch, torch.compile
 and jax.jit, all at Numba's thread count and with the same reduction; SciPy, scikit-learn,
 idiomatic NumPy) are called on them: a compiled peer's first call (its compile time, reported
@@ -148,7 +148,7 @@ def _jax_jit(fn: Callable[..., Any], *arrays: np.ndarray) -> Call | None:
         return None
     f = jax.jit(fn)
     args = [jax.device_put(a) for a in arrays]
-    return lambda: f(*args).block_until_ready()
+    return lambda: jax.block_until_ready(f(*args))
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,6 +496,77 @@ def _entropy_impls() -> list[Impl]:
 # --- KL divergence (W4)
 
 
+COMPARE_CLASSES = 100
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+
+
+def _make_model_pair(rng: np.random.Generator, n: int) -> Inputs:
+    """W9: a reference model's float32 logits, a candidate's (the reference plus noise of a
+    tenth of their spread, as a quantised copy's), and labels."""
+    ref = _logits(rng, (n, COMPARE_CLASSES), np.float32)
+    cand = rng.standard_normal((n, COMPARE_CLASSES), dtype=np.float32)
+    cand *= 0.2
+    cand += ref
+    return {"r": ref, "c": cand, "y": _labels(rng, n, COMPARE_CLASSES)}
+
+
+def _torch_compare(t: Any, r: Any, c: Any, y: Any) -> Any:
+    """The figures of ``fastce.compare`` in PyTorch: KL per row and its mean, standard error,
+    quantiles, minimum and maximum; top-class agreement; each model's cross-entropy and
+    perplexity; Δp's mean, RMS and quantiles; the top-class-is-target rates."""
+    lp, lq = t.log_softmax(r, -1), t.log_softmax(c, -1)
+    kl = (lp.exp() * (lp - lq)).sum(-1).clamp_min(0)
+    rows = t.arange(y.shape[0])
+    lp_y, lq_y = lp[rows, y], lq[rows, y]
+    dp = lq_y.exp() - lp_y.exp()
+    top_r, top_c = r.argmax(-1), c.argmax(-1)
+    qs = t.tensor(QUANTILES, dtype=kl.dtype)
+    ce_r, ce_c = -lp_y.mean(), -lq_y.mean()
+    figures = (
+        kl.mean(), kl.std() / kl.shape[0] ** 0.5, t.quantile(kl, qs), kl.min(), kl.max(),
+        (top_r == top_c).float().mean(), ce_r, ce_c, ce_r.exp(), ce_c.exp(), dp.mean(),
+        dp.square().mean().sqrt(), t.quantile(dp, qs), (top_r == y).float().mean(),
+        (top_c == y).float().mean(),
+    )  # fmt: skip
+    return figures
+
+
+def _jax_compare(j: Any, r: Any, c: Any, y: Any) -> Any:
+    """``_torch_compare`` in JAX."""
+    jnp = j.numpy
+    lp, lq = j.nn.log_softmax(r, -1), j.nn.log_softmax(c, -1)
+    kl = jnp.maximum((jnp.exp(lp) * (lp - lq)).sum(-1), 0.0)
+    lp_y = jnp.take_along_axis(lp, y[:, None], 1)[:, 0]
+    lq_y = jnp.take_along_axis(lq, y[:, None], 1)[:, 0]
+    dp = jnp.exp(lq_y) - jnp.exp(lp_y)
+    top_r, top_c = r.argmax(-1), c.argmax(-1)
+    qs = jnp.array(QUANTILES)
+    figures = (
+        kl.mean(), kl.std() / kl.shape[0] ** 0.5, jnp.quantile(kl, qs), kl.min(), kl.max(),
+        (top_r == top_c).mean(), -lp_y.mean(), -lq_y.mean(), dp.mean(),
+        jnp.sqrt(jnp.mean(dp * dp)), jnp.quantile(dp, qs), (top_r == y).mean(),
+        (top_c == y).mean(),
+    )  # fmt: skip
+    return figures
+
+
+def _compare_impls() -> list[Impl]:
+    def fast(d: Inputs) -> Call:
+        from .comparison import compare
+
+        def call() -> Any:
+            return compare(d["r"], d["c"], d["y"], from_logits=True).kl.mean
+
+        return call
+
+    return [
+        Impl("fastce.compare", "fastce", fast),
+        _torch_eager("torch log_softmax, argmax, quantile", _torch_compare),
+        _torch_compiled("torch.compile log_softmax, argmax, quantile", _torch_compare),
+        _jax_jitted("jax.jit log_softmax, argmax, quantile", _jax_compare),
+    ]
+
+
 def _kl_impls() -> list[Impl]:
     return [
         _fastce("kl_divergence", "pq", reduction="mean"),
@@ -715,6 +786,16 @@ WORKLOADS: dict[str, Workload] = {
             _make_lm_logits,
             _lm_impls(),
         ),
+        Workload(
+            "W9",
+            "model comparison (KL per row with its quantiles, top-class agreement, Δp, "
+            "cross-entropies), reference and candidate logits 1,000,000 x 100 float32, labels",
+            1_000_000,
+            COMPARE_CLASSES,
+            "float32",
+            _make_model_pair,
+            _compare_impls(),
+        ),
     ]
 }
 
@@ -722,6 +803,7 @@ WORKLOADS: dict[str, Workload] = {
 # Each workload's random stream: its inputs do not change when a workload is added before it.
 _STREAMS = [
     "W1a", "W1b", "W1c", "W1d", "W2", "W3", "W4", "W5a", "W5b", "W6", "W7", "W1e", "W1f", "W8",
+    "W9",
 ]  # fmt: skip
 assert sorted(_STREAMS) == sorted(WORKLOADS)
 
@@ -793,7 +875,10 @@ def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, runs: int = 9) -> dict[str,
 
 
 def _value(result: Any) -> float:
-    """A Python float from a NumPy scalar, a 0-d array or a 0-d torch tensor."""
+    """A Python float from a NumPy scalar, a 0-d array or a 0-d torch tensor; of a tuple of
+    figures (every one computed, none left for a compiler to drop), the first."""
+    if isinstance(result, tuple):
+        result = result[0]
     if hasattr(result, "item"):
         result = result.item()
     return float(result)

@@ -396,32 +396,30 @@ def _scan(
     return samples
 
 
-def _channels(s: _Samples, ln_base: float) -> np.ndarray:
-    """The (channels, samples) float64 values whose exact sums a comparison keeps."""
-    n = s.kl.shape[0]
+def _channel(s: _Samples, name: str, ln_base: float) -> np.ndarray | None:
+    """One channel's float64 values (weighted) whose exact sums a comparison keeps; None for a
+    figure of the target when there is none (its sums stay 0)."""
     w = s.weights
-    out = np.zeros((len(_CHANNELS), n))
-    out[_C["weight"]] = 1.0 if w is None else w
-
-    def put(name: str, values: np.ndarray) -> None:
-        out[_C[name]] = values if w is None else values * w
-
+    if name == "weight":
+        return np.ones(s.kl.shape[0]) if w is None else np.asarray(w, np.float64)
+    figures: dict[str, Callable[[], Any]] = {
+        "kl": lambda: s.kl,
+        "kl_squared": lambda: s.kl * s.kl,
+        "agree": lambda: s.agree,
+        "ce_reference_nats": lambda: s.ce_reference,
+        "ce_candidate_nats": lambda: s.ce_candidate,
+        "ce_reference": lambda: np.divide(s.ce_reference, ln_base),  # type: ignore[arg-type]
+        "ce_candidate": lambda: np.divide(s.ce_candidate, ln_base),  # type: ignore[arg-type]
+        "delta_p": lambda: s.delta_p,
+        "delta_p_squared": lambda: s.delta_p * s.delta_p,  # type: ignore[operator]
+        "reference_correct": lambda: s.reference_correct,
+        "candidate_correct": lambda: s.candidate_correct,
+    }
+    if _C[name] >= _C["ce_reference"] and not s.has_target:
+        return None
     with np.errstate(invalid="ignore", over="ignore"):
-        put("kl", s.kl)
-        put("kl_squared", s.kl * s.kl)
-        put("agree", s.agree)
-        if s.has_target:
-            assert s.ce_reference is not None and s.ce_candidate is not None
-            assert s.delta_p is not None
-            put("ce_reference_nats", s.ce_reference)
-            put("ce_candidate_nats", s.ce_candidate)
-            put("ce_reference", s.ce_reference / ln_base if ln_base != 1.0 else s.ce_reference)
-            put("ce_candidate", s.ce_candidate / ln_base if ln_base != 1.0 else s.ce_candidate)
-            put("delta_p", s.delta_p)
-            put("delta_p_squared", s.delta_p * s.delta_p)
-            put("reference_correct", s.reference_correct)  # type: ignore[arg-type]
-            put("candidate_correct", s.candidate_correct)  # type: ignore[arg-type]
-    return out
+        values = np.asarray(figures[name](), np.float64)
+        return values if w is None else values * w
 
 
 # --- exact, mergeable sums -----------------------------------------------------------------------
@@ -451,23 +449,28 @@ class _Sums:
             self.counts = grown
 
     def add(self, s: _Samples, ln_base: float) -> None:
-        values = _channels(s, ln_base)
         if not self.grouped:
-            for k in range(len(_CHANNELS)):
-                acc_add_array(self.accs[k], values[k])
-            self.counts[0, 0] += values.shape[1]
+            for k, name in enumerate(_CHANNELS):
+                values = _channel(s, name, ln_base)
+                if values is not None:
+                    acc_add_array(self.accs[k], values)
+            self.counts[0, 0] += s.kl.shape[0]
             self.counts[1, 0] += int(s.n_masked.sum())
             self.counts[2, 0] += int(s.n_ignored.sum())
             return
         assert s.ids is not None
         n = s.n_groups
         self._grow(n)
-        for k, (keys, vals) in enumerate(self.states):
-            new_keys, new_vals, counts = group_state(s.ids, values[2 * k], values[2 * k + 1], n)
-            self.states[k] = merge_states(keys, vals, new_keys, new_vals)
-        self.counts[0, :n] += counts
+        self.counts[0, :n] += np.bincount(s.ids, minlength=n)[:n]
         self.counts[1, :n] += s.n_masked[:n]
         self.counts[2, :n] += s.n_ignored[:n]
+        for k, (keys, vals) in enumerate(self.states):
+            first = _channel(s, _CHANNELS[2 * k], ln_base)
+            second = _channel(s, _CHANNELS[2 * k + 1], ln_base)
+            if first is None or second is None:
+                continue
+            new_keys, new_vals, _ = group_state(s.ids, first, second, n)
+            self.states[k] = merge_states(keys, vals, new_keys, new_vals)
 
     def merge(self, other: _Sums) -> None:
         if not self.grouped:
