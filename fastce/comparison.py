@@ -688,11 +688,14 @@ def _result(
     values = sums.values()
     counts = sums.counts
 
-    def scalar(a: Any) -> Any:
+    def scalar(a: Any, of: np.dtype = dtype) -> Any:
         arr = np.asarray(a, np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            cast = arr.astype(dtype)
-        return cast if grouped else dtype.type(cast.reshape(-1)[0])
+            cast = arr.astype(of)
+        return cast if grouped else of.type(cast.reshape(-1)[0])
+
+    def rate(a: Any) -> Any:  # a fraction of the samples: float64 whatever the input
+        return scalar(a, _F64)
 
     def count(a: np.ndarray) -> Any:
         return a.copy() if grouped else int(a[0])
@@ -721,12 +724,12 @@ def _result(
                 "candidate_perplexity": scalar(ppl_cand),
                 "perplexity_ratio": scalar(ppl_cand / ppl_ref),
                 "delta_p": distribution("delta_p"),
-                "reference_top1_correct": scalar(mean("reference_correct")),
-                "candidate_top1_correct": scalar(mean("candidate_correct")),
+                "reference_top1_correct": rate(mean("reference_correct")),
+                "candidate_top1_correct": rate(mean("candidate_correct")),
             }
     return ComparisonResult(
         kl=distribution("kl"),
-        top1_agreement=scalar(mean("agree")),
+        top1_agreement=rate(mean("agree")),
         n_samples=count(counts[0]),
         n_masked=count(counts[1]),
         n_ignored=count(counts[2]),
@@ -812,8 +815,9 @@ def compare(
     Means, rates and counts are exact sums rounded once (so ``kl.mean`` has the bits of
     ``kl_divergence(reference, candidate, from_logits=..., target_from_logits=...,
     reduction="mean")`` over the same samples), in the result dtype (float32 for float32 or
-    half-precision input). The standard error of a mean is ``sqrt(var / (n - 1))`` with ``var``
-    the weighted variance of the samples and ``n`` their number. Quantiles are NumPy's
+    half-precision input; the rates in float64). The standard error of a mean is
+    ``sqrt(var / (n - 1))`` with ``var`` the weighted variance of the samples and ``n`` their
+    number. Quantiles are NumPy's
     ``quantile(method="linear")`` of the float64 per-sample values, rounded once; a KL rounded
     below zero counts as 0.0 there and in the minimum and maximum. A NaN in a sample's input
     makes the figures that include it NaN.

@@ -407,3 +407,42 @@ def test_exact_quantiles_are_numpys_per_group() -> None:
             np.testing.assert_equal(qs[q][g], expect)
         np.testing.assert_equal(mins[g], part.min() if n else np.nan)
         np.testing.assert_equal(maxs[g], part.max() if n else np.nan)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [7, 2500])  # one column block, and two
+def test_top_class_is_numpys_argmax(dtype: type, n_classes: int) -> None:
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(40, n_classes)).astype(dtype)
+    x[0] = 1.0  # all tied
+    x[1, [3, 5]] = 50.0  # a tie for the top
+    x[2] = -np.inf
+    x[3, 4] = np.inf
+    x[4, [2, 6]] = np.inf
+    x[5, 3] = np.nan
+    x[6, 1] = -np.nan  # the sign bit set
+    x[6, 5] = 99.0
+    x[7] = 0.0
+    x[7, 2] = -0.0
+    x[8, -1] = 1e30  # the top in the last block
+    x[9, [1, -1]] = np.nan
+    x[10] = -np.inf
+    x[10, -2] = -1e300 if dtype == np.float64 else -3e38
+    for logits in (True, False):
+        if not logits:
+            with np.errstate(invalid="ignore", over="ignore"):
+                x = np.where(np.isfinite(x), np.abs(x) / np.abs(x).max(), x).astype(dtype)
+            x[:, :] = np.where(np.isinf(x), 0.5, x)  # probabilities: no infinities
+            x[11:, :] = fastce.softmax(rng.normal(size=(29, n_classes))).astype(dtype)
+        top = np.argmax(x, axis=-1)
+        other = np.roll(x, 1, axis=0)
+        r = fastce.compare(x, other, top, from_logits=logits) if logits else None
+        if not logits:
+            keep = ~np.isnan(x).any(-1) & (x >= 0).all(-1) & (x <= 1).all(-1)
+            r = fastce.compare(x, other, top, from_logits=False, where=keep & np.roll(keep, 1))
+            kept = keep & np.roll(keep, 1)
+            assert r.reference_top1_correct == 1.0
+            assert r.top1_agreement == np.mean((top == np.argmax(other, -1))[kept])
+            continue
+        assert r.reference_top1_correct == 1.0, np.argmax(x, -1)
+        assert r.top1_agreement == np.mean(top == np.argmax(other, -1))

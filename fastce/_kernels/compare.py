@@ -39,23 +39,29 @@ def top_class(row):
 
 
 @njit(inline="always", cache=True)
-def write_tops(ops, i):
-    ops[2][i, 0] = top_class(ops[0][i])
-    ops[2][i, 1] = top_class(ops[1][i])
+def top_of_logits(row, lse):
+    """``top_class`` of a row of logits whose (M, S, log S) is ``lse``: the first position of
+    M, the row's maximum, where the row holds no NaN (S is then not NaN); else ``top_class``."""
+    if lse[0] == lse[0] and lse[1] == lse[1] and row.shape[0] > 0:
+        return first_index(row, lse[0])
+    return top_class(row)
 
 
 @njit(inline="always", cache=True)
 def tops_probs(ops, i, params, buf):
     """Prologue of two rows of probabilities: their top classes."""
-    write_tops(ops, i)
+    ops[2][i, 0] = top_class(ops[0][i])
+    ops[2][i, 1] = top_class(ops[1][i])
     return same_params(ops, i, params, buf)
 
 
 @njit(inline="always", cache=True)
 def tops_logits(ops, i, params, buf):
-    """Prologue of two rows of logits: their top classes, then their log-sum-exps."""
-    write_tops(ops, i)
-    return both_lse(ops, i, params, buf)
+    """Prologue of two rows of logits: their log-sum-exps, then their top classes."""
+    row_params = both_lse(ops, i, params, buf)
+    ops[2][i, 0] = top_of_logits(ops[0][i], row_params[3])
+    ops[2][i, 1] = top_of_logits(ops[1][i], row_params[4])
+    return row_params
 
 
 @njit(inline="always", cache=True)
@@ -80,9 +86,9 @@ def target_probs(ops, i, params, buf):
 def target_logits(ops, i, params, buf):
     """Prologue of two rows of logits with a class index: tops, the log-sum-exps, and
     log P_y, log Q_y."""
-    ops[3][i, 0] = top_class(ops[0][i])
-    ops[3][i, 1] = top_class(ops[1][i])
     row_params = both_lse(ops, i, params, buf)
+    ops[3][i, 0] = top_of_logits(ops[0][i], row_params[3])
+    ops[3][i, 1] = top_of_logits(ops[1][i], row_params[4])
     y = label_of(ops, i)
     if y >= 0:
         ops[4][i, 0] = log_softmax_at(np.float64(ops[0][i, y]), row_params[3])
