@@ -334,8 +334,10 @@ def _slot_buffers(
 def _transposed(a: np.ndarray) -> bool:
     """A (rows, classes) view whose rows are closer in memory than its classes (a class axis
     that is not the last one, a Fortran-ordered array): read row by row, every class would be
-    a cache line of its own."""
-    return a.ndim == 2 and a.shape[1] > 1 and abs(a.strides[0]) < abs(a.strides[1])
+    a cache line of its own. (A single row, whose batch stride is 0, is not.)"""
+    return (
+        a.ndim == 2 and a.shape[0] > 1 and a.shape[1] > 1 and abs(a.strides[0]) < abs(a.strides[1])
+    )
 
 
 def _row_tasks(

@@ -301,6 +301,11 @@ def _scan(
     ref_rows = v.class_axis_last(ref_arr, opts.axis, "reference")
     cand_rows = v.class_axis_last(cand_arr, opts.axis, "candidate")
     batch_shape, n_classes = ref_rows.shape[:-1], ref_rows.shape[-1]
+    if n_classes == 0:
+        raise ValueError(
+            f"reference and candidate have no classes along axis {opts.axis} (shape "
+            f"{ref_arr.shape}): there is nothing to compare"
+        )
     has_ignore, ignore_value = v.check_ignore_index(opts.ignore_index)
     weights = v.check_sample_weight(sample_weight, batch_shape)
     like = ref_rows[..., 0] if n_classes else None

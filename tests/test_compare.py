@@ -446,3 +446,13 @@ def test_top_class_is_numpys_argmax(dtype: type, n_classes: int) -> None:
             continue
         assert r.reference_top1_correct == 1.0, np.argmax(x, -1)
         assert r.top1_agreement == np.mean(top == np.argmax(other, -1))
+
+
+def test_one_distribution_and_no_classes() -> None:
+    ref, cand = [1.0, 2.0, 3.0], [1.0, 2.5, 3.0]
+    one = fastce.compare(ref, cand, 2, from_logits=True)
+    batch = fastce.compare([ref], [cand], [2], from_logits=True)
+    np.testing.assert_equal(one.to_dict(), batch.to_dict())
+    assert one.n_samples == 1 and one.top1_agreement == 1.0
+    with pytest.raises(ValueError, match="no classes"):
+        fastce.compare(np.zeros((3, 0)), np.zeros((3, 0)), from_logits=True)
