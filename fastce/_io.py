@@ -1,7 +1,7 @@
 """Chunked readers for :func:`fastce.score_file`: ``.npy`` pairs, ``.npz``, Parquet and CSV.
 
-Every reader yields :class:`Chunk` objects, ``(offset, target, pred, weight, where)``, the
-arrays of a run of whole rows (a row of ``pred`` is never split) starting at row ``offset``
+Every reader yields :class:`Chunk` objects, ``(offset, target, pred, weight, where, groups)``,
+the arrays of a run of whole rows (a row of ``pred`` is never split) starting at row ``offset``
 (0-based, over the whole input). A chunk's arrays are valid until the next chunk is read:
 readers reuse their buffers. How many rows a chunk holds follows a byte budget
 (``chunk_bytes``), so memory is bounded by the budget, not by the size of the file:
@@ -53,6 +53,10 @@ DEFAULT_CHUNK_BYTES = 64 << 20
 # inputs (label positions, masks): counted in the budget so that a chunk stays within it.
 _SCRATCH_PER_ROW = 32
 
+# And with group keys: their factorisation (a sorted copy, the codes, the dense ids) and the
+# grouped reduction's per-sample float64 values, int64 ids and counting-sort order.
+_GROUP_SCRATCH_PER_ROW = 64
+
 # Largest piece handed to a decompressor at once: bounds the transient copies of a read.
 _READ_PIECE = 1 << 20
 
@@ -70,15 +74,25 @@ class UnknownName(ValueError):
         self.role = role
 
 
+class GroupKeys(NamedTuple):
+    """The group keys of a chunk's rows, factorised: row ``i``'s key is ``values[codes[i]]``.
+    ``values`` holds the chunk's distinct keys, int64 or (string keys) an object array of
+    ``str``; a chunk of many rows and few groups is then a small table and one index per row."""
+
+    codes: np.ndarray
+    values: np.ndarray
+
+
 class Chunk(NamedTuple):
-    """A run of whole rows: ``target``/``weight``/``where`` are None when not asked for;
-    ``where`` is boolean (see :func:`as_mask`)."""
+    """A run of whole rows: ``target``/``weight``/``where``/``groups`` are None when not asked
+    for; ``where`` is boolean (see :func:`as_mask`), ``groups`` factorised (:class:`GroupKeys`)."""
 
     offset: int
     target: np.ndarray | None
     pred: np.ndarray
     weight: np.ndarray | None
     where: np.ndarray | None = None
+    groups: GroupKeys | None = None
 
 
 ColumnSpec = str | Sequence[str] | None
@@ -250,6 +264,57 @@ def as_mask(values: np.ndarray, source: Source, offset: int) -> np.ndarray:
     return mask
 
 
+# ---------------------------------------------------------------------------------------------
+# Group keys
+
+_KEYS_EXPECTED = "expected integer or string group keys (one per row)"
+
+
+def _key_kind_detail(kind: str, dtype: Any) -> str:
+    if kind == "f":
+        return (
+            f"holds floats of type {dtype} (groups); {_KEYS_EXPECTED}: cast whole-number keys "
+            "first"
+        )
+    if kind == "b":
+        return f"holds booleans (groups); {_KEYS_EXPECTED}"
+    return f"holds data of dtype {dtype} (groups); {_KEYS_EXPECTED}"
+
+
+def factorize_keys(values: np.ndarray, source: Source, offset: int) -> GroupKeys:
+    """The group keys of the rows from ``offset`` (a NumPy array, one key per row): integers
+    (as int64) or strings (``str``; ASCII bytes are decoded), factorised; anything else is an
+    error naming the file, the column (or member, or array) and the row."""
+    if values.ndim != 1:
+        raise source.error(
+            "groups",
+            None,
+            f"has shape {values.shape[1:]} per row (groups); {_KEYS_EXPECTED}",
+        )
+    kind = values.dtype.kind
+    if kind == "S":
+        try:
+            values = values.astype(str)
+        except UnicodeDecodeError:
+            raise source.error(
+                "groups",
+                None,
+                "holds bytes that are not ASCII text (groups): save string keys as str",
+            ) from None
+        kind = "U"
+    if kind not in "iuU":
+        row = offset if values.size else None
+        raise source.error("groups", row, _key_kind_detail(kind, values.dtype))
+    if kind == "u" and values.size and int(values.max()) > np.iinfo(np.int64).max:
+        row = int(np.argmax(values > np.iinfo(np.int64).max))
+        raise source.error(
+            "groups", offset + row, f"holds the key {values[row]}, beyond int64 (groups)"
+        )
+    distinct, codes = np.unique(values, return_inverse=True)
+    distinct = distinct.astype(object if kind == "U" else np.int64)
+    return GroupKeys(codes.reshape(-1), distinct)
+
+
 def _needs_labels(path: Any, what: str, row: int | None) -> ValueError:
     return _at(
         path,
@@ -338,8 +403,12 @@ def _read_header(fp: Any, path: Any, what: str) -> _Header:
 def _check_kind(header: _Header, path: Any, what: str, role: str) -> None:
     """Numbers, or (targets only) fixed-width strings for class labels: anything else in a
     file (complex, datetime, timedelta, void) is a bad file, said before any row is read."""
-    allowed = {"target": "fiubUS", "where": "biu"}.get(role, "fiub")
+    allowed = {"target": "fiubUS", "where": "biu", "groups": "iuUS"}.get(role, "fiub")
     if header.dtype.kind not in allowed:
+        if role == "groups":
+            # the first row that holds such a key, as the Arrow readers say
+            row = 0 if header.shape[0] else None
+            raise _at(path, what, row, _key_kind_detail(header.dtype.kind, header.dtype))
         expected = {"target": "numbers or string labels", "where": _MASK_EXPECTED}
         detail = f"holds data of dtype {header.dtype}"
         if header.dtype == np.dtype("V2"):
@@ -431,6 +500,8 @@ class _NumpySource(Source):
         per_row = _SCRATCH_PER_ROW + sum(
             _working_bytes(h.dtype, _row_elements(h.shape)) for h in headers.values()
         )
+        if "groups" in headers:  # (string keys: a sorted copy, and one str per distinct key)
+            per_row += _GROUP_SCRATCH_PER_ROW + headers["groups"].dtype.itemsize
         self.rows = rows_per_chunk(chunk_bytes, per_row)
 
     def _spans(self) -> Iterator[tuple[int, int]]:
@@ -446,12 +517,14 @@ class _NumpySource(Source):
         where = arrays.get("where")
         if where is not None:
             where = as_mask(where, self, lo)
-        return Chunk(lo, target, arrays["pred"], arrays.get("weight"), where)
+        groups = arrays.get("groups")
+        keys = None if groups is None else factorize_keys(groups, self, lo)
+        return Chunk(lo, target, arrays["pred"], arrays.get("weight"), where, keys)
 
 
 class NpyPair(_NumpySource):
-    """The ``.npy`` files of pred and, as given, target, weight and where, memory-mapped, rows
-    sliced as views.
+    """The ``.npy`` files of pred and, as given, target, weight, where and groups,
+    memory-mapped, rows sliced as views.
 
     Consumed pages of C-ordered files are released with ``madvise(MADV_DONTNEED)``: the data
     stays in the page cache, but the process's resident memory does not grow with the file.
@@ -768,7 +841,7 @@ def _describe(columns: list[str]) -> str:
 
 
 def _expected(role: str) -> str:
-    return _MASK_EXPECTED if role == "where" else "expected numbers"
+    return {"where": _MASK_EXPECTED, "groups": _KEYS_EXPECTED}.get(role, "expected numbers")
 
 
 class _ArrowColumns:
@@ -784,11 +857,53 @@ class _ArrowColumns:
         self.classes = classes
         self.widths: dict[str, int] = {}
 
-    def to_numpy(self, batch: Any, offset: int) -> dict[str, np.ndarray]:
-        arrays = {role: self._role(batch, role, cols, offset) for role, cols in self.roles.items()}
+    def to_numpy(self, batch: Any, offset: int) -> dict[str, Any]:
+        arrays: dict[str, Any] = {
+            role: self._role(batch, role, cols, offset)
+            for role, cols in self.roles.items()
+            if role != "groups"
+        }
         if "where" in arrays:
             arrays["where"] = as_mask(arrays["where"], self.source, offset)
+        if "groups" in self.roles:
+            arrays["groups"] = self._groups(batch, self.roles["groups"], offset)
         return arrays
+
+    def _groups(self, batch: Any, cols: list[str], offset: int) -> GroupKeys:
+        """One column of integer or string keys, factorised (strings by Arrow, whose
+        dictionary encoding makes no Python string per row)."""
+        pa = self.pa
+        if len(cols) != 1:
+            path, _, _ = self.source.where("groups", None)
+            raise _at(
+                path,
+                _describe(cols),
+                None,
+                f"groups names one column of keys; got {len(cols)} columns ({', '.join(cols)})",
+            )
+        column = cols[0]
+        array = batch.column(column)
+        if array.null_count:
+            raise self._null_error(
+                "groups", column, offset + self._first_null(array), "a null key"
+            )
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        typ = array.type
+        if getattr(pa.types, "is_string_view", lambda _: False)(typ):
+            array = array.cast(pa.large_string())
+            typ = array.type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            encoded = self.pc.dictionary_encode(array)
+            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            return GroupKeys(codes, np.array(encoded.dictionary.to_pylist(), dtype=object))
+        if pa.types.is_integer(typ):
+            return factorize_keys(array.to_numpy(zero_copy_only=False), self.source, offset)
+        if pa.types.is_floating(typ) or pa.types.is_boolean(typ):
+            detail = _key_kind_detail("f" if pa.types.is_floating(typ) else "b", typ)
+        else:
+            detail = f"has type {typ} (groups); {_KEYS_EXPECTED}"
+        raise self._error("groups", column, offset, detail)
 
     def _role(self, batch: Any, role: str, cols: list[str], offset: int) -> np.ndarray:
         pa = self.pa
@@ -913,6 +1028,8 @@ def _arrow_row_bytes(schema: Any, roles: dict[str, list[str]], metadata: Any = N
             except ValueError:
                 item = 16  # strings: a guess; only the chunk size depends on it
             total += 2 * width * max(item, 8 if pa.types.is_integer(typ) else item)
+    if "groups" in roles:
+        total += _GROUP_SCRATCH_PER_ROW
     return total
 
 
@@ -982,6 +1099,7 @@ class _ArrowSource(_PathSource):
                 arrays["pred"],
                 arrays.get("weight"),
                 arrays.get("where"),
+                arrays.get("groups"),
             )
             offset += batch.num_rows
         return offset
@@ -1139,11 +1257,12 @@ class CsvSource(_ArrowSource):
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
             # Every column as float64 but a target's one column (class labels, perhaps
-            # strings) and a where column (true/false read as booleans, 0/1 as integers).
+            # strings), a where column (true/false read as booleans, 0/1 as integers) and a
+            # groups column (integer or string keys, as the reader infers them).
             column_types={
                 c: pa.float64()
                 for role, cols in getattr(self, "roles", {}).items()
-                if (role != "target" or len(cols) > 1) and role != "where"
+                if (role != "target" or len(cols) > 1) and role not in ("where", "groups")
                 for c in cols
             },
         )
@@ -1235,11 +1354,12 @@ def open_source(
     pred: ColumnSpec,
     weight: ColumnSpec = None,
     where: ColumnSpec = None,
+    groups: ColumnSpec = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     classes: np.ndarray | None = None,
 ) -> Source:
     """The reader for ``path`` (or for ``.npy`` files named by ``target``/``pred``/``weight``/
-    ``where`` when ``path`` is None)."""
+    ``where``/``groups`` when ``path`` is None)."""
     if pred is None:
         raise ValueError("pred is required: the .npy file (or column, or member) of predictions")
     if path is None:
@@ -1250,6 +1370,8 @@ def open_source(
             files["weight"] = weight
         if where is not None:
             files["where"] = where
+        if groups is not None:
+            files["groups"] = groups
         for role, file in files.items():
             if not isinstance(file, (str, os.PathLike)):
                 raise TypeError(f"{role} must be the path of a .npy file; got {file!r}")
@@ -1263,7 +1385,7 @@ def open_source(
         raise TypeError(f"path must be a file or directory path; got {path!r}")
     name = os.fspath(path).lower()
     specs: dict[str, ColumnSpec] = {
-        "target": target, "pred": pred, "weight": weight, "where": where,
+        "target": target, "pred": pred, "weight": weight, "where": where, "groups": groups,
     }  # fmt: skip
     if name.endswith(".npy"):
         raise ValueError(
@@ -1308,11 +1430,13 @@ def iter_chunks(source: Source) -> Generator[Chunk, None, None]:
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "Chunk",
+    "GroupKeys",
     "Source",
     "UnknownName",
     "as_mask",
     "check_classes",
     "encode_labels",
+    "factorize_keys",
     "iter_chunks",
     "open_source",
     "resolve_columns",
