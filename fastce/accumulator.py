@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _reduce
 from ._kernels.exactsum import ACC_LEN, acc_merge, acc_normalize, acc_value
-from ._kernels.groupsum import check_state, merge_states
+from ._kernels.groupsum import KEY_GROUP, check_state, merge_states
 from ._measures import KERNELS_GENERATION, Measure, accumulated
 from ._measures import MEASURES as ALL_MEASURES
 from ._version import __version__
@@ -589,6 +589,27 @@ class Accumulator:
             self._add_groups(keys, vals, counts, dtype, positions)
         else:
             self._add(acc, count, dtype, positions, decided=grouped is False)
+        return self
+
+    def _merge_renamed(self, part: Accumulator, ids: np.ndarray) -> Accumulator:
+        """Add a grouped accumulator's state exactly, its group ``g`` renamed ``ids[g]`` (ids
+        distinct, below ``MAX_GROUPS``): how ``score_file`` adds each chunk, grouped by the
+        ids ``0 .. k - 1`` of the keys it holds, into the ids of the whole file; an update
+        costs the groups of its batch, not the largest id. ``part`` must follow the same
+        measure with the same options."""
+        with part._lock:
+            if not part._grouped:
+                return self  # (no batch with samples: nothing to add)
+            keys, vals = part._group_state()
+            counts = part._group_counts.copy()
+            dtype, positions = part._dtype, part._positions
+        ids = np.asarray(ids, np.int64)[: counts.size]
+        group = keys // KEY_GROUP
+        renamed = ids[group] * KEY_GROUP + (keys - group * KEY_GROUP)
+        order = np.argsort(renamed, kind="stable")  # the canonical order: by key
+        by_id = np.zeros(int(ids.max()) + 1 if ids.size else 0, np.int64)
+        by_id[ids] = counts
+        self._add_groups(renamed[order], vals[order], by_id, dtype, positions)
         return self
 
     # -- reading -------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 One pass over the file, in chunks of whole rows read with bounded memory (``fastce._io``),
 feeding one :class:`~fastce.Accumulator` per measure. The sums are exact, so the result is the
 in-memory ``reduction="mean"``/``"sum"`` of the whole file bit for bit, however it was chunked.
+With ``groups=``, each chunk's keys are mapped to dense ids (``_group_table.KeyTable``) that
+feed grouped accumulators, and the result is a :class:`GroupTable`, one row per key.
 """
 
 from __future__ import annotations
@@ -13,27 +15,28 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from . import _io
+from ._group_table import GroupTable, KeyTable
 from ._validate import did_you_mean, show
 from .accumulator import MEASURES, Accumulator, Result, _options_of
 
-__all__ = ["parse_size", "score_file"]
+__all__ = ["GroupTable", "parse_size", "score_file"]
 
 _NOT_OPTIONS = {
     "reduction": "score_file gives both the sum and the mean",
     "normalize": "score_file gives both the sum and the mean",
     "out": "score_file returns no per-sample array",
     "sample_weight": "name the weight column (or .npy file, or member) with weight=",
-    "groups": "score_file gives one result over every row (groups= is for data in memory)",
-    "n_groups": "score_file gives one result over every row (groups= is for data in memory)",
+    "n_groups": "score_file gives one row per group key that groups= names, however many",
 }
-# Parameters of score_file itself, never measure options (where= names a column, member or file).
-_PARAMETERS = {"labels", "where"}
+# Parameters of score_file itself, never measure options (where= and groups= name a column,
+# member or file).
+_PARAMETERS = {"labels", "where", "groups"}
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -124,15 +127,15 @@ def _accumulators(
 # -- Errors ------------------------------------------------------------------------------------
 
 # The argument names the in-memory functions use in their messages, and the role they play here.
-_ARGUMENT = re.compile(r"^(target|pred|p|q|y_true|y_proba|y_prob|sample_weight|where)\b")
+_ARGUMENT = re.compile(r"^(target|pred|p|q|y_true|y_proba|y_prob|sample_weight|where|groups)\b")
 _POSITION = re.compile(r" at position (\d+|\((\d+), ([\d, ]+)\))")
 
 
 def _role_of(argument: str, measure: str) -> str:
     if argument == "sample_weight":
         return "weight"
-    if argument == "where":
-        return "where"
+    if argument in ("where", "groups"):
+        return argument
     if argument in ("target", "y_true") or (argument == "p" and measure != "entropy"):
         return "target"
     return "pred"
@@ -244,12 +247,57 @@ def _progress_bar(enabled: bool, total: int | None, description: str) -> Any:
 
 @dataclass
 class Scored:
-    """What one pass over a file gave: the results and how long it took (for the CLI)."""
+    """What one pass over a file gave: the results (with ``groups=``, also as ``table``, the
+    results' arrays aligned with its keys) and how long it took (for the CLI)."""
 
     results: dict[str, Result]
     rows: int
     seconds: float
     source: str
+    table: GroupTable | None = None
+
+
+def _kept_rows(where: np.ndarray | None, n_rows: int) -> np.ndarray | None:
+    """The rows a mask keeps any sample of (an element-wise mask keeps a row if it keeps one
+    of its elements), or None for every row."""
+    if where is None:
+        return None
+    return np.asarray(where.reshape(n_rows, -1).any(axis=1))
+
+
+def _group_ids(
+    table: KeyTable, chunk: _io.Chunk, source: _io.Source
+) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's group id within the chunk, 0 .. k - 1; the file's id of each of them): a
+    key enters the table with the first row the mask keeps (where= filters the rows, then
+    they are grouped); a masked-out row gets id 0, which nothing reads."""
+    keys = chunk.groups
+    assert keys is not None
+    kind = "string" if keys.values.dtype == object else "integer"
+    if table.kind is None:
+        table.kind = kind
+    elif table.kind != kind:
+        raise source.error(
+            "groups",
+            chunk.offset,
+            f"holds {kind} keys (groups), and the rows before {table.kind} keys: the keys of "
+            "a file must be all integers or all strings",
+        )
+    kept = _kept_rows(chunk.where, len(keys.codes))
+    if kept is None:  # (every distinct key of the chunk is some row's)
+        return keys.codes, table.ids(keys.values)
+    used = np.zeros(keys.values.size, bool)
+    used[keys.codes[kept]] = True
+    within = np.where(used, np.cumsum(used) - 1, 0)
+    return within[keys.codes], table.ids(keys.values[used])
+
+
+def _by_key(result: Result, order: np.ndarray) -> Result:
+    """A grouped result with its arrays taken in ``order`` (dense ids in the order of the
+    sorted keys)."""
+    fields = ("mean", "sum", "count", "weight", "sum64", "perplexity")
+    taken = {f: getattr(result, f)[order] for f in fields if getattr(result, f) is not None}
+    return replace(result, **taken)
 
 
 def _score(
@@ -260,6 +308,7 @@ def _score(
     pred: Any = None,
     weight: Any = None,
     where: Any = None,
+    groups: Any = None,
     labels: Any = None,
     chunk_bytes: Any = None,
     progress: bool = False,
@@ -281,6 +330,13 @@ def _score(
                 f"where= does not apply to {', '.join(repr(n) for n in unmasked)} (it takes no "
                 "mask); score it in a separate call"
             )
+    if groups is not None:
+        ungrouped = [name for name in names if "groups" not in MEASURES[name].options]
+        if ungrouped:
+            raise ValueError(
+                f"groups= does not apply to {', '.join(repr(n) for n in ungrouped)} (it gives "
+                "no result per group); score it in a separate call"
+            )
     needs_target = any(MEASURES[name].arity == 2 for name in names)
     if needs_target and target is None:
         which = [name for name in names if MEASURES[name].arity == 2]
@@ -294,9 +350,11 @@ def _score(
         pred=pred,
         weight=weight,
         where=where,
+        groups=groups,
         chunk_bytes=budget,
         classes=classes,
     )
+    table = None if groups is None else KeyTable()
     bar = _progress_bar(bool(progress), source.n_rows, os.path.basename(str(source.path)))
     rows = 0
     chunks = _io.iter_chunks(source)
@@ -304,10 +362,21 @@ def _score(
         for chunk in chunks:
             if classes is not None and chunk.pred.ndim == 2 and "log_loss" not in names:
                 _check_width(chunk, classes, source, names)
+            if table is not None:
+                within, ids = _group_ids(table, chunk, source)
             for name, accumulator in accumulators.items():
                 arrays = (chunk.pred,) if MEASURES[name].arity == 1 else (chunk.target, chunk.pred)
                 try:
-                    accumulator.update(*arrays, sample_weight=chunk.weight, where=chunk.where)
+                    if table is None:
+                        accumulator.update(*arrays, sample_weight=chunk.weight, where=chunk.where)
+                        continue
+                    # The chunk's groups numbered 0 .. k - 1, then renamed into the file's ids:
+                    # an update whose ids ran up to the file's groups would cost them all.
+                    part = Accumulator(name, **accumulator.options)
+                    part.update(
+                        *arrays, sample_weight=chunk.weight, where=chunk.where, groups=within
+                    )
+                    accumulator._merge_renamed(part, ids)
                 except (ValueError, TypeError) as exc:
                     raise _relocate(exc, name, chunk, source) from None
             rows += len(chunk.pred)
@@ -317,8 +386,17 @@ def _score(
         chunks.close()  # closes the files now, also when a chunk was refused
         if bar is not None:
             bar.close()
-    results = {name: accumulator.result() for name, accumulator in accumulators.items()}
-    return Scored(results, rows, time.perf_counter() - start, str(source.path))
+    if table is None:
+        results = {name: accumulator.result() for name, accumulator in accumulators.items()}
+        return Scored(results, rows, time.perf_counter() - start, str(source.path))
+    keys, order = table.sorted()
+    results = {
+        # every key's group, also one whose every sample was ignored (count 0, mean NaN)
+        name: _by_key(accumulator._group_result(table.size), order)
+        for name, accumulator in accumulators.items()
+    }
+    seconds = time.perf_counter() - start
+    return Scored(results, rows, seconds, str(source.path), GroupTable(keys, results))
 
 
 def _warn_unsorted(labels: Any, classes: np.ndarray) -> None:
@@ -366,11 +444,12 @@ def score_file(
     pred: Any = None,
     weight: Any = None,
     where: Any = None,
+    groups: Any = None,
     labels: Any = None,
     chunk_bytes: int | str | None = None,
     progress: bool = False,
     **options: Any,
-) -> Result | dict[str, Result]:
+) -> Result | dict[str, Result] | GroupTable:
     r"""Score predictions stored in files, in one pass with bounded memory.
 
     .. math:: \mathrm{mean} = \mathrm{fl}\Big(\frac{\mathrm{fl}(\sum_i w_i \ell_i)}
@@ -378,7 +457,9 @@ def score_file(
 
     over every row of the file: the same bits as the in-memory
     ``fastce.<measure>(target, pred, reduction="mean", **options)`` (and ``"sum"``) of the
-    whole arrays, whatever ``chunk_bytes`` is (the sums are exact).
+    whole arrays, whatever ``chunk_bytes`` is (the sums are exact). With ``groups``, the same
+    for each group: one result per group key, the bits of the in-memory call on that group's
+    rows alone.
 
     Parameters
     ----------
@@ -406,6 +487,16 @@ def score_file(
         array) or integers that are all 0 or 1 (a CSV column of 0/1), read as ``!= 0``;
         anything else is a ``ValueError`` naming the column. A masked-out row counts for
         nothing, and its target and prediction are never checked.
+    groups : str, optional
+        Each row's group key, named like ``weight`` (one column, a member, or with
+        ``path=None`` a ``.npy`` file): integers (any, not only 0, 1, ...; up to int64) or
+        strings (a Parquet ``string``/``large_string`` or dictionary column, a CSV column
+        that does not read as numbers, a ``.npy`` of ``str``), which keep their names. The
+        result is then a :class:`GroupTable`, one row per key (not for ``"log_loss"``).
+        Floats, booleans and nulls are a ``ValueError`` naming the file, the column and the
+        row. With ``where``, the mask filters the rows first: a key whose every row is
+        masked out has no row in the table. Memory grows with the number of distinct keys
+        (about 100 bytes per group and measure for typical losses), never with the rows.
     labels : sequence, optional
         Every class label, for string-label targets and for ``log_loss`` (required there):
         each target becomes its position in the *sorted* labels, the column of ``pred`` that
@@ -421,9 +512,15 @@ def score_file(
 
     Returns
     -------
-    Result or dict of str to Result
+    Result or dict of str to Result or GroupTable
         ``mean``, ``sum``, ``count`` and ``weight`` (see :class:`fastce.Result`); a dict keyed by
-        measure name when ``measure`` is a list.
+        measure name when ``measure`` is a list. With ``groups``, a :class:`GroupTable` (for
+        one measure or several): ``table.keys``, the keys in sorted order (int64, or an
+        object array of ``str``), and ``table[measure]``, a ``Result`` whose ``count``,
+        ``weight``, ``sum``, ``mean`` (and ``perplexity``) are arrays aligned with the keys;
+        ``table.write(path)`` writes it as Parquet, CSV or JSON, one row per group with the
+        columns ``group`` and, for each measure, ``<measure>_count``, ``<measure>_weight``,
+        ``<measure>_sum``, ``<measure>_mean`` (and ``perplexity_perplexity``).
 
     Raises
     ------
@@ -432,10 +529,13 @@ def score_file(
         a pickled (object) array; a null, ragged or non-numeric column; a label out of range; a
         probability outside [0, 1]; ... The message names the file, the column and the row
         (0-based over the whole file), e.g. ``scores.parquet: column 'label', row 1234567:
-        cross_entropy: target holds label 12; expected an integer class index 0 <= label < 10``.
-        No partial result is ever returned.
+        cross_entropy: target holds label 12; expected an integer class index 0 <= label < 10``;
+        group keys that are floats, booleans or null, or integers in one file of a Parquet
+        dataset and strings in another; ``groups=`` with ``"log_loss"``. No partial result is
+        ever returned.
     TypeError
-        An option of the wrong kind, or ``sample_weight=``/``reduction=`` (not options here).
+        An option of the wrong kind, or ``sample_weight=``/``reduction=``/``n_groups=`` (not
+        options here).
     ImportError
         A Parquet or CSV file without pyarrow (``pip install pyarrow``, or
         ``pip install '.[parquet]'`` from a checkout).
@@ -447,7 +547,9 @@ def score_file(
     labels -> int64). ``.npy`` files are memory-mapped and chunks are views (no copy; consumed
     pages are released with ``madvise``), ``.npz`` members are streamed into one reusable
     buffer, Parquet is read one row group at a time (so the bound is the budget plus one row
-    group of the columns read), CSV in blocks of a fraction of the budget.
+    group of the columns read), CSV in blocks of a fraction of the budget. Group keys are
+    factorised chunk by chunk (string columns by Arrow's dictionary encoding, no Python string
+    per row); the table of distinct keys and the grouped sums are what grows, with the groups.
 
     See Also
     --------
@@ -473,6 +575,21 @@ def score_file(
     >>> res = fastce.score_file(None, "cross_entropy", target=y, pred=p, where=keep, base=2)
     >>> res.count, round(res.mean, 6)
     (2, 0.418251)
+
+    One result per group key (here strings) from a fourth file, and the table written as CSV:
+
+    >>> users = os.path.join(folder, "users.npy")
+    >>> np.save(users, np.array(["bob", "ann", "bob"]))
+    >>> table = fastce.score_file(None, "cross_entropy", target=y, pred=p, groups=users, base=2)
+    >>> table.keys, table["cross_entropy"].count
+    (array(['ann', 'bob'], dtype=object), array([1, 2]))
+    >>> rows = [0, 2]  # bob's
+    >>> bob = fastce.cross_entropy(np.load(y)[rows], np.load(p)[rows], base=2, reduction="mean")
+    >>> bool(table["cross_entropy"].mean[1] == bob)
+    True
+    >>> table.write(os.path.join(folder, "by_user.csv"))
+    >>> print(open(os.path.join(folder, "by_user.csv")).read().splitlines()[0])
+    group,cross_entropy_count,cross_entropy_weight,cross_entropy_sum,cross_entropy_mean
     """
     scored = _score(
         path,
@@ -481,11 +598,14 @@ def score_file(
         pred=pred,
         weight=weight,
         where=where,
+        groups=groups,
         labels=labels,
         chunk_bytes=chunk_bytes,
         progress=progress,
         **options,
     )
+    if scored.table is not None:
+        return scored.table
     if isinstance(measure, str):
         return scored.results[measure]
     return scored.results

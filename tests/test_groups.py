@@ -146,11 +146,12 @@ def test_errors():
     assert empty.shape == (2,) and np.isnan(empty).all()
 
 
-def test_score_file_says_it_takes_no_groups():
+def test_the_streaming_paths_take_groups():
     # (the Accumulator takes groups= with each batch: tests/test_group_accumulator.py;
-    # fastce.dask takes a Dask array of ids: tests/test_dask_groups.py)
-    with pytest.raises(TypeError, match="score_file has no option 'groups'"):
-        fastce.score_file(None, "entropy", pred="p.npy", groups="g")
+    # score_file a column or file of keys: tests/test_score_groups.py; fastce.dask a Dask
+    # array of ids: tests/test_dask_groups.py)
+    with pytest.raises(TypeError, match="score_file has no option 'n_groups'"):
+        fastce.score_file(None, "entropy", pred="p.npy", groups="g.npy", n_groups=2)
     pytest.importorskip("dask")
     import fastce.dask as fdask
 
