@@ -264,6 +264,18 @@ def _add_score_command(sub: Any) -> None:
         "where it is false count for nothing",
     )
     score.add_argument(
+        "--groups",
+        metavar="COLUMN_OR_FILE",
+        help="score each group apart: .npy file, or column / member of integer or string keys; "
+        "one row per key (sorted) with each measure's count, weight, sum and mean",
+    )
+    score.add_argument(
+        "--out",
+        metavar="FILE",
+        help="with --groups: write the table to FILE, as Parquet (.parquet), CSV (.csv) or "
+        "JSON (.json, a list of row objects), instead of printing it",
+    )
+    score.add_argument(
         "--measure",
         action="append",
         required=True,
@@ -287,7 +299,11 @@ def _add_score_command(sub: Any) -> None:
         help="every class label, comma-separated (string targets; required for log_loss): "
         "a target's column in pred is its position among the sorted labels",
     )
-    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (with --groups: a list of row objects, one per group)",
+    )
     score.add_argument(
         "--memory",
         default="64M",
@@ -381,6 +397,7 @@ _CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
     ),
     (re.compile(r"\blabels=(?!\w)"), "--labels"),
     (re.compile(r"^where= does not apply"), "--where does not apply"),
+    (re.compile(r"^groups= does not apply"), "--groups does not apply"),
     (re.compile(r"\(its options: ([^)]*)\)"), _flag_names),
     (re.compile(r"\bbase must be None or a positive number"), "--base must be a positive number"),
 ]
@@ -389,7 +406,7 @@ _CLI_TERMS: list[tuple[re.Pattern[str], Any]] = [
 # Errors of the Python API that, on the command line, are about the command, not the data.
 _USAGE = re.compile(
     r"^(target is required for|log_loss needs --labels|option --[a-z-]+( \S+)? does not apply|"
-    r"--where does not apply|"
+    r"--where does not apply|--groups does not apply|"
     r"[^:]*: a \.npy file holds one array)"
 )
 
@@ -432,6 +449,7 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
     2 on a usage error (a measure, column or member that does not exist)."""
     import json
 
+    from ._group_table import check_output
     from ._io import UnknownName
     from .scoring import _score
 
@@ -440,6 +458,28 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
     measures, wrong = _measure_names(args)
     if wrong is not None:
         return _usage_error(args, err, wrong)
+    groups, table_file = args.groups, args.out
+    if table_file is not None:
+        if args.json:
+            return _usage_error(
+                args,
+                err,
+                "argument --json: not allowed with argument --out (name the file .json for JSON)",
+            )
+        if groups is None:
+            return _usage_error(
+                args, err, "argument --out: writes the table of --groups; give --groups"
+            )
+        try:
+            check_output(table_file)  # before the pass over the file, not after it
+        except ValueError as exc:
+            if "unknown output format" in str(exc):
+                return _usage_error(args, err, f"argument --out: {exc}")
+            print(f"fastce score: error: {exc}", file=err)
+            return 1
+        except ImportError as exc:
+            print(f"fastce score: error: {exc}", file=err)
+            return 1
     options: dict[str, Any] = {}
     if args.from_logits:
         options["from_logits"] = True
@@ -462,6 +502,7 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
                 pred=args.pred,
                 weight=args.weight,
                 where=args.where,
+                groups=groups,
                 labels=None if args.labels is None else _parse_labels(args.labels),
                 chunk_bytes=args.memory,
                 progress=progress,
@@ -484,6 +525,8 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
     for warning in caught:
         message = _in_cli_terms(" ".join(str(warning.message).split()))
         print(f"fastce score: warning: {message}", file=err)
+    if scored.table is not None:
+        return _print_groups(args, scored, out, err)
     if args.json:
         # json writes floats with repr (shortest round-trip); NaN and inf as NaN/Infinity.
         print(json.dumps({m: r.as_dict() for m, r in scored.results.items()}), file=out)
@@ -521,6 +564,52 @@ def run_score(args: argparse.Namespace, out: Any = None, err: Any = None) -> int
         print("  ".join([*cells, row[-1]]), file=out)
         if k == 0:
             print("-" * (sum(widths) + 2 * (len(widths) - 1)), file=out)
+    return 0
+
+
+def _print_groups(args: argparse.Namespace, scored: Any, out: Any, err: Any) -> int:
+    """``fastce score --groups``: the table written to --out, printed as JSON, or printed."""
+    import json
+
+    table = scored.table
+    if args.json:
+        print(json.dumps(table.rows()), file=out)
+        return 0
+    rate = scored.rows / scored.seconds if scored.seconds > 0 else math.inf
+    print(
+        f"fastce score: {scored.rows:,} rows of {scored.source} in {scored.seconds:.2f} s "
+        f"({rate:,.0f} rows/s), {table.n_groups:,} groups",
+        file=out,
+    )
+    if args.out is not None:
+        try:
+            table.write(args.out)
+        except (ValueError, ImportError, OSError) as exc:
+            print(f"fastce score: error: {args.out}: cannot write the table: {exc}", file=err)
+            return 1
+        print(f"wrote {table.n_groups:,} rows to {args.out}", file=out)
+        return 0
+    # Every figure at full precision, as the table without groups: repr of each float.
+    cells = {
+        name: [repr(v) if isinstance(v, float) else str(v) for v in values.tolist()]
+        for name, values in table.columns().items()
+    }
+    widths = {name: max([len(name), *map(len, column)]) for name, column in cells.items()}
+
+    def line(row: dict[str, str]) -> str:
+        # the keys flush left, the numbers flush right
+        return "  ".join(
+            text.ljust(widths[name]) if name == "group" else text.rjust(widths[name])
+            for name, text in row.items()
+        ).rstrip()
+
+    print(file=out)
+    print(line({name: name for name in cells}), file=out)
+    print("-" * (sum(widths.values()) + 2 * (len(widths) - 1)), file=out)
+    for i in range(table.n_groups):
+        print(line({name: column[i] for name, column in cells.items()}), file=out)
+    units = ", ".join(f"{m} in {_unit(m, args.base)}" for m in table.measures)
+    print(f"\n(sums and means: {units})", file=out)
     return 0
 
 
