@@ -921,6 +921,20 @@ class Comparison:
         groups: Any = None,
     ) -> Comparison:
         """Add a batch (arguments as in :func:`compare`); returns the comparison."""
+        self._add(reference, candidate, target, where, sample_weight, groups)
+        return self
+
+    def _add(
+        self,
+        reference: Any,
+        candidate: Any,
+        target: Any,
+        where: Any,
+        sample_weight: Any,
+        groups: Any,
+    ) -> _Samples:
+        """``update``'s work; returns the batch's per-sample figures (of the samples kept),
+        which ``fastce compare --plot`` bins as they stream past."""
         if self._grouped != (groups is not None):
             raise ValueError(
                 "this Comparison was made with groups=" + str(self._grouped) + ": "
@@ -940,7 +954,7 @@ class Comparison:
         self._sketches["kl"].add(_clamped(s.kl), s.ids, n)
         if s.delta_p is not None:
             self._sketches["delta_p"].add(s.delta_p, s.ids, n)
-        return self
+        return s
 
     def _note(self, dtype: np.dtype | None, has_target: bool | None) -> None:
         if dtype is not None:
