@@ -197,3 +197,50 @@ def result(blob: bytes, grouped: bool = False, n_groups: int | None = None) -> R
     given (else the largest id seen plus one), also when no block held a sample."""
     acc = Accumulator.from_bytes(blob)
     return acc._group_result(n_groups) if grouped else acc.result()
+
+
+# ---------------------------------------------------------------------------------------------
+# fastce.dask.compare: a Comparison per block, merged in a tree
+
+
+def compare_block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = None) -> Any:
+    """One block's :class:`fastce.Comparison` state (bytes in a one-element object array):
+    ``call.kwargs`` are its options, the blocks its ``update``'s arrays."""
+    from .comparison import Comparison
+
+    _use_numba_threads()
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for part, keyword, squeeze in zip(blocks, call.keywords, call.squeeze, strict=True):
+        if squeeze:
+            part = np.squeeze(part, axis=call.class_axis)
+        if keyword:
+            kwargs[keyword] = part
+        else:
+            args.append(part)
+    try:
+        comparison = Comparison(**call.kwargs, groups="groups" in kwargs)
+        comparison.update(*args, **kwargs)
+    except Exception as exc:
+        restated = _in_block(exc, call, block_info)
+        if restated is exc:
+            raise
+        if "distributed" in sys.modules:
+            from ._dask_worker import quiet_input_errors
+
+            quiet_input_errors()
+        raise restated from None
+    state = np.empty((1,) * call.out_ndim, object)
+    state.flat[0] = comparison.to_bytes()
+    return state
+
+
+def merge_comparisons(*parts: Any) -> bytes:
+    """Merge :class:`fastce.Comparison` states (bytes, or block outputs holding bytes)."""
+    from .comparison import Comparison
+
+    blobs = [p.flat[0] if isinstance(p, np.ndarray) else p for p in parts]
+    comparison = Comparison.from_bytes(blobs[0])
+    for blob in blobs[1:]:
+        comparison.merge(Comparison.from_bytes(blob))
+    return comparison.to_bytes()

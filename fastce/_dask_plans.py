@@ -443,3 +443,58 @@ def plan(
     if (groups is not None or n_groups is not None) and m.layout in ("labels", "transform"):
         raise TypeError(f"{m.name!r} takes no groups=")
     return _PLANS[m.layout](m, arrays, options, reduction, weight, where, groups, n_groups)
+
+
+def plan_compare(
+    reference: Any,
+    candidate: Any,
+    target: Any,
+    options: dict[str, Any],
+    weight: Any,
+    where: Any,
+    groups: Any,
+) -> Plan:
+    """``fastce.compare``'s plan: the two predictions (classes along ``axis``, in one chunk),
+    the target, weights, mask and group ids of the batch's shape, chunked freely; the in-memory
+    checks of shapes and options run now, on zero-size stand-ins."""
+    from .comparison import compare
+
+    ref, cand = as_dask(reference, "reference"), as_dask(candidate, "candidate")
+    if ref.shape != cand.shape:
+        raise ValueError(
+            f"reference has shape {ref.shape} but candidate has shape {cand.shape}; they must "
+            "match"
+        )
+    axis = options["axis"]
+    cls = _class_axis(ref, axis, "reference")
+    batch_shape = _batch_shape(ref.shape, cls)
+    items = [Item("reference", ref), Item("candidate", cand)]
+    for item in items:
+        _one_chunk(item.array, item.name, cls)
+    if target is not None:
+        labels = as_dask(target, "target")
+        if labels.shape != batch_shape:
+            raise ValueError(
+                f"target has shape {labels.shape}; expected class indices of shape "
+                f"{batch_shape} (the predictions' shape {ref.shape} without the class axis "
+                f"{axis})"
+            )
+        items.append(Item("target", labels, batch_only=True))
+    items += _weight_item(weight, batch_shape)
+    items += _where_item(where, batch_shape)
+    if groups is not None:
+        ids = _group_ids(groups, batch_shape, "mean", None)
+        items.append(Item("groups", ids, "groups", batch_only=True))
+    zero_axis = next((ax for ax in range(ref.ndim) if ax != cls), None)
+    args: list[Any] = []
+    extra: dict[str, Any] = dict(options)
+    for item in items:
+        at = 0 if item.batch_only and zero_axis is not None else zero_axis
+        stand_in = _zero(item.array.shape, item.array.dtype, at)
+        if item.keyword:
+            extra[item.keyword] = stand_in
+        else:
+            args.append(stand_in)
+    checked = compare(*args, **extra)
+    dtype = np.asarray(checked.kl.mean).dtype
+    return Plan("compare", None, items, cls, ref.ndim, dict(options), dtype)

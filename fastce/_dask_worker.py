@@ -15,15 +15,27 @@ from distributed.comm import get_address_host
 
 
 def warm_cache() -> float:
-    """Compile, or load from Numba's cache, every kernel common calls and accumulators use."""
+    """Compile, or load from Numba's cache, every kernel common calls, accumulators and
+    ``fastce.dask.compare`` use."""
     from ._warmup import warmup
     from .accumulator import Accumulator
+    from .comparison import compare
+    from .losses import softmax
 
     seconds = warmup(out=io.StringIO())
+    rng = np.random.default_rng(0)
     for dtype in (np.float64, np.float32):
         acc = Accumulator("entropy")
         acc.update(np.full((2, 2), 0.5, dtype))
         Accumulator.from_bytes(acc.to_bytes()).merge(acc).result()
+        # compare's kernels (logits, probabilities; with and without a target), on a small
+        # input (the calling thread) and a large one (the thread pool)
+        for rows in (4, 2048):
+            x = rng.normal(size=(rows, 16)).astype(dtype)
+            y = rng.integers(0, 16, rows)
+            for logits, pred in ((True, x), (False, softmax(x))):
+                for target in (None, y):
+                    compare(pred, pred[::-1].copy(), target, from_logits=logits)
     return seconds
 
 

@@ -14,6 +14,9 @@ arguments (less ``out=``), taking Dask arrays (NumPy arrays and lists are conver
   whatever the chunking, whichever worker ran which block and whichever blocks were recomputed
   after a worker was lost. :func:`accumulate` gives the same as a lazy ``Delayed`` of a
   :class:`fastce.Result`.
+* :func:`compare` (two models side by side) returns a :class:`fastce.ComparisonResult`,
+  computed when called: a :class:`fastce.Comparison` per block, merged in the same tree; its
+  means, rates and counts have the in-memory bits, its quantiles come from merged sketches.
 
 The class axis must be in one chunk (each sample's classes in one block); a split class axis is
 a ``ValueError`` naming the argument, not a silent rechunk (which would cost a shuffle). The
@@ -48,6 +51,8 @@ from . import _dask_plans as plans
 from . import _validate as v
 from ._dask_blocks import (
     block,
+    compare_block,
+    merge_comparisons,
     merge_states,
     result,
 )
@@ -55,9 +60,10 @@ from ._dask_plans import Plan
 from ._measures import MEASURES, Measure
 from .accumulator import MEASURES as ACCUMULATED
 from .accumulator import Accumulator
+from .comparison import Comparison, ComparisonResult
 from .losses import batchmean
 
-__all__ = ["SPLIT_EVERY", "accumulate", "configure_workers", *sorted(MEASURES)]
+__all__ = ["SPLIT_EVERY", "accumulate", "compare", "configure_workers", *sorted(MEASURES)]
 
 SPLIT_EVERY = 8
 """How many accumulator states one merge task combines (the fan-in of the tree)."""
@@ -83,9 +89,16 @@ def _map(plan: Plan) -> da.Array:
     )
 
 
-def _merged_state(plan: Plan, split_every: int | None) -> Delayed:
-    """A ``Delayed`` of the merged accumulator state (bytes) of every block."""
-    if plan.measure is None:
+def _merged_state(
+    plan: Plan,
+    split_every: int | None,
+    task: Callable[..., Any] = block,
+    merge: Callable[..., bytes] = merge_states,
+) -> Delayed:
+    """A ``Delayed`` of the merged state (bytes) of every block: by default an accumulator's
+    (``block`` with the plan's measure), else what ``task`` makes of a block and ``merge`` of
+    several such states."""
+    if plan.measure is None and task is block:
         raise TypeError(f"{plan.function} has no sum or mean")
     fan_in = SPLIT_EVERY if split_every is None else int(split_every)
     if fan_in < 2:
@@ -94,22 +107,21 @@ def _merged_state(plan: Plan, split_every: int | None) -> Delayed:
     first = plan.arrays[0]
     out_axes = [ax for ax in range(plan.ndim) if ax not in plan.drop]
     states = da.map_blocks(
-        block,
+        task,
         *plan.arrays,
         call=plan.call(plan.measure),
         drop_axis=plan.drop,
         chunks=tuple((1,) * first.numblocks[ax] for ax in out_axes),
         dtype=object,
         meta=np.empty((0,) * len(out_axes), object),
-        token=f"fastce-{plan.measure}-state",
+        token=f"fastce-{plan.measure or plan.function}-state",
     )
     parts: list[Any] = list(states.to_delayed().ravel())
     while len(parts) > fan_in:
         parts = [
-            delayed(merge_states, pure=True)(*parts[i : i + fan_in])
-            for i in range(0, len(parts), fan_in)
+            delayed(merge, pure=True)(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)
         ]
-    return delayed(merge_states, pure=True)(*parts)
+    return delayed(merge, pure=True)(*parts)
 
 
 def _grouped(plan: Plan, reduction: str | None) -> np.ndarray:
@@ -494,6 +506,101 @@ def accumulate(
 
 
 _NOT_OPTIONS = ("reduction", *_PER_SAMPLE, "normalize", "out", "groups", "n_groups")
+
+
+def compare(
+    reference: Any,
+    candidate: Any,
+    target: Any = None,
+    *,
+    from_logits: bool,
+    axis: int = -1,
+    base: float | None = None,
+    where: Any = None,
+    ignore_index: int | None = None,
+    sample_weight: Any = None,
+    temperature: float = 1.0,
+    groups: Any = None,
+) -> ComparisonResult:
+    r"""Compare a candidate model's predictions with a reference model's, on Dask arrays.
+
+    .. math::
+
+        \mathrm{KL}(P \,\|\, Q) = \sum_c p_c \log \frac{p_c}{q_c}, \qquad
+        \Delta p = q_y - p_y, \qquad \mathrm{CE}_P = -\log p_y, \quad \mathrm{CE}_Q = -\log q_y
+
+    per sample, for the reference ``P``, the candidate ``Q`` and the target class ``y``, as
+    :func:`fastce.compare` computes them. Each block updates a :class:`fastce.Comparison`; the
+    states (``to_bytes``, a few KiB) are merged in a tree, :data:`SPLIT_EVERY` at a time, and
+    the result is computed when called (as the other reductions of ``fastce.dask``).
+
+    The arguments of :func:`fastce.compare`, as Dask arrays (NumPy arrays and lists are
+    converted). The class axis (``axis``) of ``reference`` and ``candidate`` must be in one
+    chunk: a split class axis is a ``ValueError`` naming the argument, not a silent rechunk.
+    The batch axes may be chunked freely, and the inputs' chunks need not match: they are
+    unified before the blocks are paired.
+
+    Parameters
+    ----------
+    reference, candidate : dask.array.Array or array_like
+        As in :func:`fastce.compare`: the same shape, logits or probabilities along ``axis``.
+    target : dask.array.Array or array_like of int, optional
+        Class indices of the batch's shape (the predictions' shape without ``axis``).
+    sample_weight, where, groups : dask.array.Array or array_like, optional
+        As in :func:`fastce.compare`, chunked freely along the batch axes (their chunks are
+        unified with the inputs'). ``groups`` (integer ids) gives every figure per group,
+        ``max id kept + 1`` groups over all the blocks; the ids are checked per block, at
+        compute time.
+    from_logits, axis, base, ignore_index, temperature
+        As in :func:`fastce.compare`.
+
+    Returns
+    -------
+    ComparisonResult
+        Computed now. Means, standard errors, RMS, rates, cross-entropies, perplexities,
+        counts, minima and maxima have the bits of :func:`fastce.compare` on the whole arrays,
+        whatever the chunking (exact sums, merged exactly). Quantiles come from the merged REQ
+        sketches (``method="req"``; ``pip install 'fastce[compare]'``), each within its
+        ``rank_error`` in rank of the exact in-memory quantile.
+
+    Raises
+    ------
+    ValueError, TypeError
+        What :func:`fastce.compare` raises, before anything is computed for the arguments'
+        shapes, chunks and options; at compute time for the data itself, with the position in
+        the whole array and the block named.
+
+    See Also
+    --------
+    fastce.compare, fastce.Comparison
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastce, fastce.dask
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.normal(size=(1000, 8))
+    >>> cand = ref + 0.1 * rng.normal(size=(1000, 8))
+    >>> y = rng.integers(0, 8, 1000)
+    >>> r = fastce.dask.compare(da.from_array(ref, chunks=(300, 8)),
+    ...                         da.from_array(cand, chunks=(250, 8)),
+    ...                         da.from_array(y, chunks=400), from_logits=True)
+    >>> r.n_samples, r.kl.method
+    (1000, 'req')
+    >>> in_memory = fastce.compare(ref, cand, y, from_logits=True)
+    >>> bool(r.kl.mean == in_memory.kl.mean), bool(r.top1_agreement == in_memory.top1_agreement)
+    (True, True)
+    """
+    options: dict[str, Any] = {
+        "from_logits": from_logits,
+        "axis": axis,
+        "base": base,
+        "ignore_index": ignore_index,
+        "temperature": temperature,
+    }
+    Comparison(**options)  # the options' checks, now
+    plan = plans.plan_compare(reference, candidate, target, options, sample_weight, where, groups)
+    (blob,) = dask.compute(_merged_state(plan, None, compare_block, merge_comparisons))
+    return Comparison.from_bytes(blob).result()
 
 
 # ---------------------------------------------------------------------------------------------
