@@ -237,6 +237,158 @@ How to read a mean log loss:
     return results
 
 
+# -- fastce compare -----------------------------------------------------------------------------
+
+
+def _add_compare_command(sub: Any) -> None:
+    compare = sub.add_parser(
+        "compare",
+        help="compare a candidate model's predictions with a reference model's, stored in "
+        "files (.npy, .npz, Parquet, CSV), with bounded memory",
+        description=(
+            "Compare two models' predictions of the same samples in one pass with bounded "
+            "memory: per-sample KL(reference || candidate), top-class agreement and, with "
+            "targets, each model's cross-entropy and perplexity and the change in the target's "
+            "probability. The means, rates and counts are the in-memory fastce.compare of the "
+            "whole files, bit for bit; quantiles come from REQ sketches. Two forms: 'fastce "
+            "compare --reference ref.npy --candidate cand.npy [--target y.npy] ...' (one .npy "
+            "file each) and 'fastce compare PATH --reference NAME --candidate NAME ...' (PATH a "
+            "Parquet file or directory, a CSV file or an .npz; NAME a column or member: one "
+            "name, a comma-separated list, or a glob such as 'ref_*')."
+        ),
+    )
+    compare.add_argument("path", nargs="?", help="Parquet file or directory, CSV or .npz file")
+    compare.add_argument(
+        "--reference", required=True, help="the reference model: .npy file, or column(s)"
+    )
+    compare.add_argument(
+        "--candidate", required=True, help="the candidate model: .npy file, or column(s)"
+    )
+    compare.add_argument("--target", help="class indices: .npy file, or column / member")
+    kind = compare.add_mutually_exclusive_group(required=True)
+    kind.add_argument(
+        "--from-logits", dest="from_logits", action="store_true", help="both hold logits"
+    )
+    kind.add_argument(
+        "--probabilities",
+        dest="from_logits",
+        action="store_false",
+        help="both hold probabilities",
+    )
+    compare.set_defaults(from_logits=None)
+    compare.add_argument("--weight", help="sample weights: .npy file, or column / member")
+    compare.add_argument(
+        "--where",
+        metavar="COLUMN",
+        help="the rows to compare: .npy file, or column / member of true/false (or 0/1)",
+    )
+    compare.add_argument("--base", type=float, help="logarithm base: 2 for bits (default: nats)")
+    compare.add_argument(
+        "--ignore-index", type=int, help="target class index to leave out (padding)"
+    )
+    compare.add_argument(
+        "--temperature", type=float, help="divide both models' logits by T (default: 1)"
+    )
+    compare.add_argument("--json", action="store_true", help="print one JSON object")
+    compare.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw the histograms of per-sample KL (log scale) and of Δp (needs matplotlib)",
+    )
+    compare.add_argument(
+        "--memory",
+        default="64M",
+        metavar="SIZE",
+        help="chunk budget, e.g. 256M or 1G (binary units; default 64M)",
+    )
+    compare.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: on when stderr is a terminal)",
+    )
+    compare.set_defaults(usage_error=compare.error)
+
+
+def run_compare(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
+    """``fastce compare``: print the table (or JSON), draw the plot; exit status 1 with one
+    line on bad input, 2 on a usage error (a column or member that does not exist)."""
+    import json
+
+    from ._compare_files import compare_files, plot, require_matplotlib
+    from ._io import UnknownName
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    def usage(message: str) -> int:
+        usage_error = getattr(args, "usage_error", None)
+        if usage_error is not None and err is sys.stderr:
+            usage_error(message)  # exits with status 2
+        print(f"fastce compare: error: {message}", file=err)
+        return 2
+
+    def failed(message: str) -> int:
+        print(f"fastce compare: error: {_in_cli_terms(' '.join(message.split()))}", file=err)
+        return 1
+
+    options: dict[str, Any] = {"from_logits": bool(args.from_logits)}
+    if args.base is not None:
+        options["base"] = args.base
+    if args.ignore_index is not None:
+        if args.target is None:
+            return usage("--ignore-index applies to the classes of --target, which was not given")
+        options["ignore_index"] = args.ignore_index
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    progress = err.isatty() if args.progress is None else args.progress
+    try:
+        if args.plot is not None:
+            require_matplotlib()  # before the pass over the data, not after
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compared = compare_files(
+                args.path,
+                reference=args.reference,
+                candidate=args.candidate,
+                target=args.target,
+                weight=args.weight,
+                where=args.where,
+                chunk_bytes=args.memory,
+                progress=progress,
+                histograms=args.plot is not None,
+                **options,
+            )
+        if args.plot is not None:
+            assert compared.histograms is not None
+            plot(compared.histograms, compared.result, args.plot)
+    except UnknownName as exc:
+        return usage(_in_cli_terms(" ".join(str(exc).split())))
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        return failed(str(exc))
+    except KeyboardInterrupt:
+        print("fastce compare: interrupted; no result", file=err)
+        return 130
+    for warning in caught:
+        message = _in_cli_terms(" ".join(str(warning.message).split()))
+        print(f"fastce compare: warning: {message}", file=err)
+    if args.json:
+        # as fastce score --json: floats as repr (shortest round-trip), NaN as NaN
+        print(json.dumps(compared.result.to_dict()), file=out)
+    else:
+        speed = compared.rows / compared.seconds if compared.seconds > 0 else math.inf
+        print(
+            f"fastce compare: {compared.rows:,} rows of {compared.source} in "
+            f"{compared.seconds:.2f} s ({speed:,.0f} rows/s)",
+            file=out,
+        )
+        print(file=out)
+        print(repr(compared.result), file=out)
+    if args.plot is not None:
+        print(f"fastce compare: wrote {args.plot}", file=err)
+    return 0
+
+
 # -- fastce score -------------------------------------------------------------------------------
 
 
@@ -652,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a progress bar on stderr instead of one line per step (default: on when stderr "
         "is a terminal and tqdm is installed)",
     )
+    _add_compare_command(sub)
     return parser
 
 
@@ -676,6 +829,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         warmup(progress=args.progress)
         return 0
+    if args.command == "compare":
+        return run_compare(args)
     parser.print_help()
     return 0
 
