@@ -94,6 +94,8 @@ def files(tmp_path_factory, data):
         }
     )
     pq.write_table(table, folder / "s.parquet", row_group_size=1500)
+    whole = (folder / "s.parquet").read_bytes()
+    (folder / "s_truncated.parquet").write_bytes(whole[: len(whole) // 2])
     return folder
 
 
@@ -350,6 +352,18 @@ def test_bad_files_are_one_line_naming_the_file_and_the_row(files, argv, message
     status, out, err = compare_cli(*argv, "--from-logits", "--memory", "16K", cwd=files)
     assert status == 1 and out == ""
     assert err == f"fastce compare: error: {message}\n"
+
+
+def test_a_truncated_parquet_file(files):
+    status, out, err = compare_cli(
+        "s_truncated.parquet", "--reference", "ref", "--candidate", "cand", "--from-logits",
+        cwd=files,
+    )  # fmt: skip
+    assert status == 1 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(
+        "fastce compare: error: s_truncated.parquet: not a readable Parquet file (corrupt or "
+        "truncated footer?): "
+    ), err
 
 
 def test_probabilities_that_are_not_and_a_bfloat16_file(files, tmp_path):
