@@ -220,7 +220,7 @@ def test_another_class_axis_and_several_batch_axes(threads):
 
 
 def test_blocks_of_one_sample(threads):
-    """Blocks of one sample each (tests/test_compare_edges.py: a lone sample in memory)."""
+    """Blocks of one sample each (a lone sample in memory: tests/test_compare.py)."""
     ref, cand, y, _, _, _ = _data(np.float64, seed=2)
     ref, cand, y = ref[:5], cand[:5], np.abs(y[:5])
     want = fastce.compare(ref, cand, y, from_logits=True)
