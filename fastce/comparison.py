@@ -28,6 +28,7 @@ from . import _validate as v
 from ._kernels import compare as kernels
 from ._kernels.exactsum import ACC_LEN, acc_add_array, acc_merge, acc_value
 from ._kernels.groupsum import check_state, group_state, merge_states, state_sums
+from .accumulator import _decode, _encode
 
 __all__ = ["Comparison", "ComparisonResult", "Distribution", "compare"]
 
@@ -1002,14 +1003,18 @@ class Comparison:
     def to_bytes(self) -> bytes:
         """The state, exactly (a later ``from_bytes`` continues where this one stands)."""
         o = self._opts
-        meta = {
-            "format": _FORMAT,
+        options = {
             "from_logits": o.from_logits,
             "axis": o.axis,
             "base": o.base,
             "ignore_index": o.ignore_index,
             "temperature": o.temperature,
             "groups": self._grouped,
+        }
+        # as an Accumulator keeps its options: NumPy scalars as Python numbers, floats exactly
+        meta = {
+            "format": _FORMAT,
+            **{name: _encode(value, name) for name, value in options.items()},
             "dtype": None if self._dtype is None else self._dtype.str,
             "has_target": self._has_target,
         }
@@ -1038,11 +1043,8 @@ class Comparison:
             raise ValueError(f"not the bytes of a fastce Comparison ({exc})") from None
         if meta.get("format") != _FORMAT:
             raise ValueError(f"a Comparison state of format {meta.get('format')!r}; expected 1")
-        self = cls(
-            from_logits=meta["from_logits"], axis=meta["axis"], base=meta["base"],
-            ignore_index=meta["ignore_index"], temperature=meta["temperature"],
-            groups=meta["groups"],
-        )  # fmt: skip
+        names = ("from_logits", "axis", "base", "ignore_index", "temperature", "groups")
+        self = cls(**{name: _decode(meta[name]) for name in names})
         self._dtype = None if meta["dtype"] is None else np.dtype(meta["dtype"])
         self._has_target = meta["has_target"]
         sums = self._sums

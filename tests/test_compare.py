@@ -357,6 +357,18 @@ def test_state_round_trip_and_refusals() -> None:
         c.update(ref, cand, y, groups=np.zeros(100, int))
 
 
+def test_state_keeps_numpy_scalar_options() -> None:
+    # (JSON has no NumPy scalars: the options are kept as an Accumulator keeps its own)
+    pytest.importorskip("datasketches")
+    ref, cand, y = _models(50, 4, seed=14)
+    options = {"axis": np.int64(-1), "base": np.float32(2.0), "ignore_index": np.int64(-100)}
+    c = fastce.Comparison(from_logits=True, **options).update(ref, cand, y)
+    again = fastce.Comparison.from_bytes(c.to_bytes())
+    assert again.result().to_dict() == c.result().to_dict()
+    assert pickle.loads(pickle.dumps(c)).result().to_dict() == c.result().to_dict()
+    assert again.merge(c).result().n_samples == 100
+
+
 def test_errors() -> None:
     ref, cand, y = _models(10, 4, seed=13)
     with pytest.raises(TypeError, match="from_logits"):
