@@ -28,7 +28,7 @@ from . import _validate as v
 from ._kernels import compare as kernels
 from ._kernels.exactsum import ACC_LEN, acc_add_array, acc_merge, acc_value
 from ._kernels.groupsum import check_state, group_state, merge_states, state_sums
-from .accumulator import _decode, _encode
+from .accumulator import _BIN_LIMIT, _decode, _encode
 
 __all__ = ["Comparison", "ComparisonResult", "Distribution", "compare"]
 
@@ -1041,28 +1041,63 @@ class Comparison:
             meta = json.loads(bytes(z["meta"]).decode())
         except Exception as exc:
             raise ValueError(f"not the bytes of a fastce Comparison ({exc})") from None
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"a Comparison state of format {meta.get('format')!r}; expected 1")
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise ValueError(f"a Comparison state of format {found!r}; expected {_FORMAT}")
+        try:
+            return cls._from_state(z, meta)
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            RuntimeError,  # a sketch's own check of its bytes
+        ) as exc:
+            raise ValueError(
+                f"a Comparison state is corrupt: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _from_state(cls, z: Any, meta: dict[str, Any]) -> Comparison:
         names = ("from_logits", "axis", "base", "ignore_index", "temperature", "groups")
         self = cls(**{name: _decode(meta[name]) for name in names})
-        self._dtype = None if meta["dtype"] is None else np.dtype(meta["dtype"])
+        dtype = meta["dtype"]
+        self._dtype = None if dtype is None else np.dtype(dtype)
+        if self._dtype is not None and self._dtype not in (np.float32, np.float64):
+            raise ValueError(f"result dtype {dtype!r}")
+        if meta["has_target"] not in (None, True, False):
+            raise ValueError(f"has_target {meta['has_target']!r}")
         self._has_target = meta["has_target"]
         sums = self._sums
         sums.accs = np.array(z["accs"], np.int64)
         sums.counts = np.array(z["counts"], np.int64)
-        if sums.accs.shape != (len(_CHANNELS), ACC_LEN) or sums.counts.shape[0] != 3:
-            raise ValueError("a Comparison state whose sums have the wrong shape")
+        accs = sums.accs
+        if accs.shape != (len(_CHANNELS), ACC_LEN) or (np.abs(accs) > _BIN_LIMIT).any():
+            raise ValueError(f"sums of shape {accs.shape} or out of range")
+        if sums.counts.ndim != 2 or sums.counts.shape[0] != 3 or (sums.counts < 0).any():
+            raise ValueError(f"counts of shape {sums.counts.shape} or below 0")
+        if not self._grouped and sums.counts.shape[1] != 1:
+            raise ValueError(f"counts of {sums.counts.shape[1]} groups without groups")
         for k in range(len(sums.states)):
             keys, vals = np.array(z[f"keys{k}"], np.int64), np.array(z[f"vals{k}"], np.int64)
+            if keys.ndim != 1 or keys.shape != vals.shape:
+                raise ValueError(f"group sums of shapes {keys.shape} and {vals.shape}")
             if check_state(keys, vals, sums.n_groups) != -1:
-                raise ValueError("a Comparison state whose group sums are malformed")
+                raise ValueError("malformed group sums")
             sums.states[k] = (keys, vals)
         for name in self._sketches:
-            lengths = z[f"{name}_lengths"]
+            lengths = np.asarray(z[f"{name}_lengths"], np.int64)
             blob = bytes(z[f"{name}_blob"])
+            if lengths.ndim != 1 or (lengths < 0).any() or int(lengths.sum()) != len(blob):
+                raise ValueError(f"{name} sketches of lengths {lengths} in {len(blob)} bytes")
+            parts = {p: z[f"{name}_{p}"] for p in ("minimum", "maximum", "nans")}
+            if any(part.shape != lengths.shape for part in parts.values()):
+                shapes = {p: part.shape for p, part in parts.items()}
+                raise ValueError(f"{name} figures of shapes {shapes} for {lengths.size} sketches")
             ends = np.cumsum(lengths)
             blobs = [blob[e - n : e] for e, n in zip(ends.tolist(), lengths.tolist(), strict=True)]
-            parts = {p: z[f"{name}_{p}"] for p in ("minimum", "maximum", "nans")}
             self._sketches[name] = _Sketches.from_parts({"sketches": blobs, **parts})
         return self
 

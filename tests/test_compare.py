@@ -3,8 +3,11 @@ figure, against fastce's own functions bit for bit, on adversarial inputs, and s
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -367,6 +370,42 @@ def test_state_keeps_numpy_scalar_options() -> None:
     assert again.result().to_dict() == c.result().to_dict()
     assert pickle.loads(pickle.dumps(c)).result().to_dict() == c.result().to_dict()
     assert again.merge(c).result().n_samples == 100
+
+
+def _state_with(blob: bytes, **members: Any) -> bytes:
+    """``blob`` (a Comparison state) with members replaced (or, given None, left out)."""
+    z = np.load(io.BytesIO(blob))
+    arrays = {name: z[name] for name in z.files}
+    for name, value in members.items():
+        if value is None:
+            del arrays[name]
+        else:
+            arrays[name] = value
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def test_a_corrupt_state_is_a_value_error() -> None:
+    pytest.importorskip("datasketches")
+    ref, cand, y = _models(100, 4, seed=15)
+    blob = fastce.Comparison(from_logits=True).update(ref, cand, y).to_bytes()
+    z = np.load(io.BytesIO(blob))
+    meta = json.loads(bytes(z["meta"]).decode())
+    del meta["axis"]
+    corrupt = {
+        "no accs": _state_with(blob, accs=None),
+        "no axis": _state_with(blob, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8)),
+        "short lengths": _state_with(blob, kl_lengths=np.array([5, 7])),
+        "garbled sketch": _state_with(blob, kl_blob=np.full(z["kl_blob"].size, 7, np.uint8)),
+        "a minimum too many": _state_with(blob, kl_minimum=np.zeros(3)),
+        "counts of 5 groups": _state_with(blob, counts=np.zeros((3, 5), np.int64)),
+        "keys without values": _state_with(blob, keys0=np.arange(4)),
+    }
+    for what, state in corrupt.items():
+        with pytest.raises(ValueError, match="Comparison state"):
+            fastce.Comparison.from_bytes(state).result()
+            raise AssertionError(what)
 
 
 def test_errors() -> None:
