@@ -853,7 +853,7 @@ def compare(
     figures = {"kl": _clamped(s.kl)}
     if s.delta_p is not None:
         figures["delta_p"] = s.delta_p
-    n = max(s.n_groups, 1)
+    n = sums.n_groups  # (1 without groups)
     for name, vals in figures.items():
         q, lo, hi = _exact_quantiles(vals, s.ids, n)
         orders[name] = (q, {x: np.zeros(n) for x in QUANTILES}, lo, hi)
@@ -987,7 +987,7 @@ class Comparison:
 
     def result(self) -> ComparisonResult:
         """The figures of every batch so far."""
-        n = max(self._sums.n_groups, 1)
+        n = self._sums.n_groups  # (1 without groups)
         orders = {}
         for name, sketch in self._sketches.items():
             q, err, lo, hi = sketch.figures(n)

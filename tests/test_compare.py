@@ -3,6 +3,7 @@ figure, against fastce's own functions bit for bit, on adversarial inputs, and s
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import itertools
 import json
@@ -232,6 +233,25 @@ def test_groups_are_each_group_alone() -> None:
                         np.testing.assert_equal(got[k], x)
             elif not isinstance(value, str):
                 np.testing.assert_equal(d[name][k], value)
+
+
+def test_no_groups_gives_empty_figures() -> None:
+    """Zero groups (no sample kept): every per-group figure has zero entries, the quantiles,
+    minima and maxima as the means (in memory and streamed)."""
+    ref, cand, y = _models(4, 3, seed=16)
+    results = [
+        fastce.compare(
+            ref, cand, y, from_logits=True, groups=np.arange(4), where=np.zeros(4, bool)
+        )
+    ]
+    if importlib.util.find_spec("datasketches") is not None:
+        results.append(fastce.Comparison(from_logits=True, groups=True).result())
+    for r in results:
+        assert r.n_groups == 0
+        for dist in (d for d in (r.kl, r.delta_p) if d is not None):
+            shapes = {np.shape(dist.mean), np.shape(dist.minimum), np.shape(dist.maximum)}
+            shapes |= {np.shape(x) for x in [*dist.quantiles.values(), *dist.rank_error.values()]}
+            assert shapes == {(0,)}, shapes
 
 
 def test_half_precision_is_float32() -> None:
