@@ -277,12 +277,16 @@ class _Samples:
 def _per_group_counts(
     flags: np.ndarray | None, ids: np.ndarray | None, n_groups: int
 ) -> np.ndarray:
-    """How many of the samples ``flags`` marks fall in each group (one entry without groups)."""
+    """How many of the samples ``flags`` marks fall in each group (one entry without groups).
+    The ids of samples left out are not checked (``check_groups``): one that is no group's
+    (negative, or beyond the groups' ``n_groups``) counts in none."""
     if flags is None:
         return np.zeros(max(n_groups, 1), np.int64)
     if ids is None:
         return np.array([int(np.count_nonzero(flags))], np.int64)
-    return np.bincount(ids.reshape(-1)[flags.reshape(-1)], minlength=n_groups).astype(np.int64)
+    marked = ids.reshape(-1)[flags.reshape(-1)]
+    marked = marked[(marked >= 0) & (marked < n_groups)]
+    return np.bincount(marked, minlength=n_groups).astype(np.int64)
 
 
 def _scan(

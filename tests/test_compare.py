@@ -235,6 +235,24 @@ def test_groups_are_each_group_alone() -> None:
                 np.testing.assert_equal(d[name][k], value)
 
 
+def test_a_left_out_sample_may_have_any_group_id() -> None:
+    """As in the loss functions, the id of a sample left out (masked, ignored) is not
+    checked: a negative or huge one counts in no group (the mask's count too)."""
+    ref, cand, y = _models(4, 3, seed=17)
+    y[3] = -100
+    keep = np.array([True, True, False, True])
+    for odd in (-1, 2**62):
+        ids = np.array([0, 1, odd, odd])
+        r = fastce.compare(
+            ref, cand, y, from_logits=True, groups=ids, where=keep, ignore_index=-100
+        )
+        assert r.n_groups == 2 and list(r.n_samples) == [1, 1]
+        assert list(r.n_masked) == [0, 0] and list(r.n_ignored) == [0, 0]
+        ids = np.array([0, 1, odd, 1])
+        r = fastce.compare(ref, cand, from_logits=True, groups=ids, where=keep)
+        assert list(r.n_masked) == [0, 0] and list(r.n_samples) == [1, 2]
+
+
 def test_no_groups_gives_empty_figures() -> None:
     """Zero groups (no sample kept): every per-group figure has zero entries, the quantiles,
     minima and maxima as the means (in memory and streamed)."""
