@@ -297,7 +297,6 @@ def _scan(
     where: Any,
     sample_weight: Any,
     groups: Any,
-    n_groups: Any = None,
 ) -> _Samples:
     """Check the inputs, run the kernel, and keep the figures of the samples scored."""
     ref_arr = v.as_float_array(reference, "reference", half=True)
@@ -313,8 +312,7 @@ def _scan(
         )
     has_ignore, ignore_value = v.check_ignore_index(opts.ignore_index)
     weights = v.check_sample_weight(sample_weight, batch_shape)
-    like = ref_rows[..., 0] if n_classes else None
-    mask = v.check_where(where, batch_shape, like=like)
+    mask = v.check_where(where, batch_shape, like=ref_rows[..., 0])
     dtype = v.result_dtype(ref_arr.dtype, cand_arr.dtype)
     eps = v.check_eps("auto", dtype)
 
@@ -342,12 +340,10 @@ def _scan(
         if masked is not None:
             ignored &= ~masked
         keep = ~ignored if keep is None else keep & ~ignored
-    grouping = None
+    ids: np.ndarray | None = None
+    count = 0
     if groups is not None:
-        grouping = v.check_groups(groups, batch_shape, n_groups, "mean", keep)
-    elif n_groups is not None:
-        raise ValueError("n_groups= counts the groups of groups=, which was not given")
-    ids, count = grouping if grouping is not None else (None, 0)
+        ids, count = v.check_groups(groups, batch_shape, None, "mean", keep)
 
     def explain() -> None:
         at = None if keep is None else np.expand_dims(keep, int(opts.axis) % max(ref_arr.ndim, 1))
