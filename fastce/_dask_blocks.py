@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import dask
 import numpy as np
@@ -142,12 +142,11 @@ def _in_block(exc: Exception, call: BlockCall, block_info: dict[Any, Any] | None
     return exc
 
 
-def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = None) -> Any:
-    """Score one block: the in-memory function's output, or an accumulator state (bytes in a
-    one-element object array) when ``call.measure`` is set."""
-    _use_numba_threads()
+def _arguments(blocks: Sequence[Any], call: BlockCall) -> tuple[list[Any], dict[str, Any]]:
+    """A block call's positional arguments and its keyword arrays, batch-only blocks with
+    their class axis of length 1 squeezed out."""
     args: list[Any] = []
-    kwargs = dict(call.kwargs)
+    kwargs: dict[str, Any] = {}
     for block, keyword, squeeze in zip(blocks, call.keywords, call.squeeze, strict=True):
         if squeeze:
             block = np.squeeze(block, axis=call.class_axis)
@@ -155,6 +154,40 @@ def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = Non
             kwargs[keyword] = block
         else:
             args.append(block)
+    return args, kwargs
+
+
+def _raise_in_block(
+    exc: Exception, call: BlockCall, block_info: dict[Any, Any] | None
+) -> NoReturn:
+    """Raise ``exc`` (being handled) restated by :func:`_in_block`."""
+    restated = _in_block(exc, call, block_info)
+    if restated is exc:
+        raise  # (exc, with its traceback)
+    if "distributed" in sys.modules:  # one line in the worker's log, not a traceback
+        from ._dask_worker import quiet_input_errors
+
+        quiet_input_errors()
+    # The restated error is the whole story (the block's own position would mislead).
+    raise restated from None
+
+
+def _merged(kind: Any, parts: Sequence[Any]) -> bytes:
+    """Merge the states (bytes, or block outputs holding bytes) of ``kind`` (a class with
+    ``from_bytes``, ``merge`` and ``to_bytes``) exactly."""
+    blobs = [p.flat[0] if isinstance(p, np.ndarray) else p for p in parts]
+    merged = kind.from_bytes(blobs[0])
+    for blob in blobs[1:]:
+        merged.merge(kind.from_bytes(blob))
+    return merged.to_bytes()
+
+
+def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = None) -> Any:
+    """Score one block: the in-memory function's output, or an accumulator state (bytes in a
+    one-element object array) when ``call.measure`` is set."""
+    _use_numba_threads()
+    args, arrays = _arguments(blocks, call)
+    kwargs = {**call.kwargs, **arrays}
     try:
         if call.measure is None:
             return np.asarray(MEASURES[call.function].function(*args, **kwargs))
@@ -169,15 +202,7 @@ def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = Non
         acc = Accumulator(call.measure, **kwargs)
         acc.update(*args, sample_weight=sample_weight, where=where, groups=groups)
     except Exception as exc:
-        restated = _in_block(exc, call, block_info)
-        if restated is exc:
-            raise
-        if "distributed" in sys.modules:  # one line in the worker's log, not a traceback
-            from ._dask_worker import quiet_input_errors
-
-            quiet_input_errors()
-        # The restated error is the whole story (the block's own position would mislead).
-        raise restated from None
+        _raise_in_block(exc, call, block_info)
     state = np.empty((1,) * call.out_ndim, object)
     state.flat[0] = acc.to_bytes()
     return state
@@ -185,11 +210,7 @@ def block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | None = Non
 
 def merge_states(*parts: Any) -> bytes:
     """Merge accumulator states (bytes, or block outputs holding bytes) exactly."""
-    blobs = [p.flat[0] if isinstance(p, np.ndarray) else p for p in parts]
-    acc = Accumulator.from_bytes(blobs[0])
-    for blob in blobs[1:]:
-        acc.merge(Accumulator.from_bytes(blob))
-    return acc.to_bytes()
+    return _merged(Accumulator, parts)
 
 
 def result(blob: bytes, grouped: bool = False, n_groups: int | None = None) -> Result:
@@ -209,27 +230,12 @@ def compare_block(*blocks: Any, call: BlockCall, block_info: dict[Any, Any] | No
     from .comparison import Comparison
 
     _use_numba_threads()
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for part, keyword, squeeze in zip(blocks, call.keywords, call.squeeze, strict=True):
-        if squeeze:
-            part = np.squeeze(part, axis=call.class_axis)
-        if keyword:
-            kwargs[keyword] = part
-        else:
-            args.append(part)
+    args, kwargs = _arguments(blocks, call)
     try:
         comparison = Comparison(**call.kwargs, groups="groups" in kwargs)
         comparison.update(*args, **kwargs)
     except Exception as exc:
-        restated = _in_block(exc, call, block_info)
-        if restated is exc:
-            raise
-        if "distributed" in sys.modules:
-            from ._dask_worker import quiet_input_errors
-
-            quiet_input_errors()
-        raise restated from None
+        _raise_in_block(exc, call, block_info)
     state = np.empty((1,) * call.out_ndim, object)
     state.flat[0] = comparison.to_bytes()
     return state
@@ -239,8 +245,4 @@ def merge_comparisons(*parts: Any) -> bytes:
     """Merge :class:`fastce.Comparison` states (bytes, or block outputs holding bytes)."""
     from .comparison import Comparison
 
-    blobs = [p.flat[0] if isinstance(p, np.ndarray) else p for p in parts]
-    comparison = Comparison.from_bytes(blobs[0])
-    for blob in blobs[1:]:
-        comparison.merge(Comparison.from_bytes(blob))
-    return comparison.to_bytes()
+    return _merged(Comparison, parts)
