@@ -150,8 +150,11 @@ class Plan:
 # Plans per layout: every check the in-memory function makes on shapes and options, up front
 
 
-def _stand_in(m: Measure, items: list[Item], zero_axis: Any, kwargs: dict[str, Any]) -> Any:
-    """The in-memory function on zero-size stand-ins: its option checks, its dtype and ndim."""
+def _stand_in(
+    function: Callable[..., Any], items: list[Item], zero_axis: Any, kwargs: dict[str, Any]
+) -> Any:
+    """The in-memory function on zero-size stand-ins: its option checks, its result (whose
+    dtype and ndim a measure's plan takes)."""
     args: list[Any] = []
     extra: dict[str, Any] = {}
     for item in items:
@@ -161,7 +164,7 @@ def _stand_in(m: Measure, items: list[Item], zero_axis: Any, kwargs: dict[str, A
             extra[item.keyword] = stand_in
         else:
             args.append(stand_in)
-    return np.asarray(m.function(*args, **kwargs, **extra))
+    return function(*args, **kwargs, **extra)
 
 
 def _weight_item(sample_weight: Any, batch_shape: tuple[int, ...]) -> list[Item]:
@@ -270,7 +273,7 @@ def _plan_rows(
     zero_axis = next((ax for ax in range(main.ndim) if ax != cls), None)
     checked = {} if reduction is None else {"reduction": reduction}
     checked.update(_n_groups(groups, n_groups))
-    dtype = _stand_in(m, items, zero_axis, {**kwargs, **checked}).dtype
+    dtype = np.asarray(_stand_in(m.function, items, zero_axis, {**kwargs, **checked})).dtype
     plan = Plan(m.name, m.name, items, cls, main.ndim, kwargs, dtype)
     plan.n_groups = None if n_groups is None else int(n_groups)
     return plan
@@ -340,7 +343,7 @@ def _plan_elements(
     checks = [item for item in items if item.keyword in ("", "sample_weight", "where", "groups")]
     zero_axis = 0 if shape else None
     checked = {"reduction": reduction, **_n_groups(groups, n_groups)}
-    dtype = _stand_in(m, checks, zero_axis, {**kwargs, **checked}).dtype
+    dtype = np.asarray(_stand_in(m.function, checks, zero_axis, {**kwargs, **checked})).dtype
     if pos_weight is not None and reduction != "none":
         kwargs["pos_weight"] = pw
     plan = Plan(m.name, m.name, items, None, len(shape), kwargs, dtype)
@@ -415,7 +418,7 @@ def _plan_transform(
     _one_chunk(arr, "x", cls)
     items = [Item("x", arr)]
     zero_axis = next((ax for ax in range(arr.ndim) if ax != cls), None)
-    dtype = _stand_in(m, items, zero_axis, options).dtype
+    dtype = np.asarray(_stand_in(m.function, items, zero_axis, options)).dtype
     return Plan(m.name, None, items, cls, arr.ndim, dict(options), dtype, not m.keeps_class_axis)
 
 
@@ -482,19 +485,8 @@ def plan_compare(
         items.append(Item("target", labels, batch_only=True))
     items += _weight_item(weight, batch_shape)
     items += _where_item(where, batch_shape)
-    if groups is not None:
-        ids = _group_ids(groups, batch_shape, "mean", None)
-        items.append(Item("groups", ids, "groups", batch_only=True))
+    items += _groups_item(groups, batch_shape, "mean", None)
     zero_axis = next((ax for ax in range(ref.ndim) if ax != cls), None)
-    args: list[Any] = []
-    extra: dict[str, Any] = dict(options)
-    for item in items:
-        at = 0 if item.batch_only and zero_axis is not None else zero_axis
-        stand_in = _zero(item.array.shape, item.array.dtype, at)
-        if item.keyword:
-            extra[item.keyword] = stand_in
-        else:
-            args.append(stand_in)
-    checked = compare(*args, **extra)
+    checked = _stand_in(compare, items, zero_axis, options)
     dtype = np.asarray(checked.kl.mean).dtype
     return Plan("compare", None, items, cls, ref.ndim, dict(options), dtype)
