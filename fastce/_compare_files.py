@@ -122,6 +122,14 @@ class _CsvColumns(_Roles, _io.CsvSource):
     pass
 
 
+# The readers of score_file, each with the roles of a comparison.
+_READERS: dict[type[_io._PathSource], type[_io._PathSource]] = {
+    _io.NpzMembers: _NpzMembers,
+    _io.CsvSource: _CsvColumns,
+    _io.ParquetSource: _ParquetColumns,
+}
+
+
 def open_files(
     path: Any, specs: dict[str, Any], chunk_bytes: int = _io.DEFAULT_CHUNK_BYTES
 ) -> _io.Source:
@@ -132,37 +140,16 @@ def open_files(
         if role not in specs:
             raise ValueError(f"{role} is required: the .npy file (or column, or member)")
     if path is None:
-        for role, file in specs.items():
-            if not isinstance(file, (str, os.PathLike)):
-                raise TypeError(f"{role} must be the path of a .npy file; got {file!r}")
-            if not os.fspath(file).endswith(".npy"):
-                raise ValueError(
-                    f"without a PATH, {role} must be a .npy file; got {file!r} (for a Parquet, "
-                    "CSV or .npz file, give its path and name the columns or members)"
-                )
+        _io.check_npy_files(specs)
         return _NpyFiles(specs, chunk_bytes)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file or directory path; got {path!r}")
-    name = os.fspath(path).lower()
-    if name.endswith(".npy"):
-        raise ValueError(
-            f"{path}: a .npy file holds one array; give no PATH and name one .npy file per "
-            "role (fastce compare --reference ref.npy --candidate cand.npy ...)"
+    kind = _READERS[
+        _io.path_kind(
+            path,
+            "give no PATH and name one .npy file per role (fastce compare --reference "
+            "ref.npy --candidate cand.npy ...)",
+            "one .npy file per role",
         )
-    kind: type[_io._PathSource]
-    if name.endswith(".npz"):
-        kind = _NpzMembers
-    elif name.endswith(_io._CSV_SUFFIXES):
-        kind = _CsvColumns
-    elif os.path.isdir(path) or name.endswith(_io._PARQUET_SUFFIXES) or _io._is_parquet(path):
-        kind = _ParquetColumns
-    elif not os.path.exists(path):
-        raise ValueError(f"{path}: no such file or directory")
-    else:
-        raise ValueError(
-            f"{path}: unknown file kind; expected a Parquet file (.parquet) or directory, a CSV "
-            "file (.csv, .csv.gz, ...) or an .npz file, or one .npy file per role with no PATH"
-        )
+    ]
     with _io.reading(path):
         return kind(path, specs, chunk_bytes, None)
 

@@ -1372,42 +1372,54 @@ def open_source(
             files["where"] = where
         if groups is not None:
             files["groups"] = groups
-        for role, file in files.items():
-            if not isinstance(file, (str, os.PathLike)):
-                raise TypeError(f"{role} must be the path of a .npy file; got {file!r}")
-            if not os.fspath(file).endswith(".npy"):
-                raise ValueError(
-                    f"without a PATH, {role} must be a .npy file; got {file!r} (for a Parquet, "
-                    "CSV or .npz file, give its path and name the columns or members)"
-                )
+        check_npy_files(files)
         return NpyPair(files, chunk_bytes, classes)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file or directory path; got {path!r}")
-    name = os.fspath(path).lower()
+    kind = path_kind(
+        path,
+        "score two of them with path=None and target=/pred= naming the .npy files (CLI: "
+        "fastce score --target y.npy --pred p.npy)",
+        "two .npy files",
+    )
     specs: dict[str, ColumnSpec] = {
         "target": target, "pred": pred, "weight": weight, "where": where, "groups": groups,
     }  # fmt: skip
-    if name.endswith(".npy"):
-        raise ValueError(
-            f"{path}: a .npy file holds one array; score two of them with path=None and "
-            "target=/pred= naming the .npy files (CLI: fastce score --target y.npy --pred p.npy)"
-        )
-    kind: type[_PathSource]
-    if name.endswith(".npz"):
-        kind = NpzMembers
-    elif name.endswith(_CSV_SUFFIXES):
-        kind = CsvSource
-    elif os.path.isdir(path) or name.endswith(_PARQUET_SUFFIXES) or _is_parquet(path):
-        kind = ParquetSource
-    elif not os.path.exists(path):
-        raise ValueError(f"{path}: no such file or directory")
-    else:
-        raise ValueError(
-            f"{path}: unknown file kind; expected a Parquet file (.parquet) or directory, a CSV "
-            "file (.csv, .csv.gz, ...) or an .npz file, or two .npy files with no PATH"
-        )
     with reading(path):
         return kind(path, specs, chunk_bytes, classes)
+
+
+def check_npy_files(files: dict[str, Any]) -> None:
+    """Without a PATH, each role names a ``.npy`` file."""
+    for role, file in files.items():
+        if not isinstance(file, (str, os.PathLike)):
+            raise TypeError(f"{role} must be the path of a .npy file; got {file!r}")
+        if not os.fspath(file).endswith(".npy"):
+            raise ValueError(
+                f"without a PATH, {role} must be a .npy file; got {file!r} (for a Parquet, "
+                "CSV or .npz file, give its path and name the columns or members)"
+            )
+
+
+def path_kind(path: Any, npy_instead: str, npy_files: str) -> type[_PathSource]:
+    """The reader of the file (or directory) ``path`` by its kind: ``.npz``, CSV or Parquet.
+    A ``.npy`` PATH is an error saying ``npy_instead``; an unknown kind, one that lists
+    ``npy_files`` (with no PATH) among the inputs expected."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file or directory path; got {path!r}")
+    name = os.fspath(path).lower()
+    if name.endswith(".npy"):
+        raise ValueError(f"{path}: a .npy file holds one array; {npy_instead}")
+    if name.endswith(".npz"):
+        return NpzMembers
+    if name.endswith(_CSV_SUFFIXES):
+        return CsvSource
+    if os.path.isdir(path) or name.endswith(_PARQUET_SUFFIXES) or _is_parquet(path):
+        return ParquetSource
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file or directory")
+    raise ValueError(
+        f"{path}: unknown file kind; expected a Parquet file (.parquet) or directory, a CSV "
+        f"file (.csv, .csv.gz, ...) or an .npz file, or {npy_files} with no PATH"
+    )
 
 
 def _is_parquet(path: Any) -> bool:
