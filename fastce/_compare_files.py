@@ -157,38 +157,19 @@ def open_files(
 # -- Errors ------------------------------------------------------------------------------------
 
 _ARGUMENT = re.compile(r"^(reference|candidate|target|sample_weight|where|groups)\b")
-_POSITION = re.compile(r" at position (\d+|\((\d+), ([\d, ]+)\))")
 _ROLE = {"sample_weight": "weight"}
 
 
 def _relocate(exc: Exception, rows: Rows, source: _io.Source) -> Exception:
-    """``Comparison.update``'s error about a chunk, restated with the file, column and row."""
-    from .scoring import _file_shapes
+    """``Comparison.update``'s error about a chunk, restated with the file, column and row
+    (as ``fastce score`` restates an in-memory function's)."""
+    from .scoring import _in_file, _row_named
 
-    message = str(exc)
+    message, row = _row_named(str(exc))
     argument = _ARGUMENT.match(message)
     role = "reference" if not argument else _ROLE.get(argument.group(1), argument.group(1))
-    row: int | None = None
-    position = _POSITION.search(message)
-    if position:
-        if position.group(2) is not None:
-            row = int(position.group(2))
-            inner = position.group(3)
-            inner = inner if "," not in inner else f"({inner})"
-            message = message.replace(position.group(0), f" at index {inner} within the row")
-        else:
-            row = int(position.group(1))
-            message = message.replace(position.group(0), "")
     n_rows = len(rows.arrays["reference"])
-    if row is None and "shape (" in message:
-        path, what, _ = source.where(role, None)
-        return type(exc)(f"{path}: {what}: {_file_shapes(message, n_rows, source.n_rows)}")
-    if row is None:
-        path, what, _ = source.where(role, rows.offset)
-        last = rows.offset + n_rows - 1
-        return type(exc)(f"{path}: {what}: in the rows {rows.offset} to {last}: {message}")
-    path, what, local = source.where(role, rows.offset + row)
-    return type(exc)(f"{path}: {what}, row {local}: {message}")
+    return _in_file(exc, source, role, rows.offset, n_rows, row, message)
 
 
 # -- Histograms for --plot ---------------------------------------------------------------------

@@ -183,41 +183,59 @@ def _file_shapes(message: str, chunk_rows: int, file_rows: int | None) -> str:
     return _SHAPE.sub(whole, message)
 
 
+def _row_named(message: str) -> tuple[str, int | None]:
+    """(``message`` without the position it names, the row of that position within the chunk):
+    ``at position i`` names row i; ``at position (i, j)`` row i, and stays as ``at index j
+    within the row``. None where no position is named."""
+    position = _POSITION.search(message)
+    if not position:
+        return message, None
+    if position.group(2) is None:
+        return message.replace(position.group(0), ""), int(position.group(1))
+    inner = position.group(3)
+    inner = inner if "," not in inner else f"({inner})"
+    within = message.replace(position.group(0), f" at index {inner} within the row")
+    return within, int(position.group(2))
+
+
+def _in_file(
+    exc: Exception,
+    source: _io.Source,
+    role: str,
+    offset: int,
+    n_rows: int,
+    row: int | None,
+    message: str,
+) -> Exception:
+    """``exc``'s type with ``message`` about the chunk of ``n_rows`` rows from ``offset``,
+    restated with the file, the column (or member) of ``role`` and the row (``row`` within
+    the chunk), the rows of the chunk, or, for a message about shapes, the file's shapes."""
+    if row is None and "shape (" in message:
+        # A shape is the file's, not the chunk's: every chunk has the same shape but its rows.
+        path, what, _ = source.where(role, None)
+        return type(exc)(f"{path}: {what}: {_file_shapes(message, n_rows, source.n_rows)}")
+    if row is None:
+        path, what, _ = source.where(role, offset)
+        return type(exc)(
+            f"{path}: {what}: in the rows {offset} to {offset + n_rows - 1}: {message}"
+        )
+    path, what, local = source.where(role, offset + row)
+    return type(exc)(f"{path}: {what}, row {local}: {message}")
+
+
 def _relocate(exc: Exception, measure: str, chunk: _io.Chunk, source: _io.Source) -> Exception:
     """An in-memory function's error about a chunk, restated with the file, column and row."""
-    message = str(exc)
+    message, row = _row_named(str(exc))
     role = "pred"
     argument = _ARGUMENT.match(message)
     if argument:
         role = _role_of(argument.group(1), measure)
-    row: int | None = None
-    position = _POSITION.search(message)
-    if position:
-        if position.group(2) is not None:
-            row = int(position.group(2))
-            inner = position.group(3)
-            inner = inner if "," not in inner else f"({inner})"
-            message = message.replace(position.group(0), f" at index {inner} within the row")
-        else:
-            row = int(position.group(1))
-            message = message.replace(position.group(0), "")
-    else:
+    if row is None:
         found = _scan(message, chunk)
         if found:
             role, row = found
     n_rows = len(chunk.pred)
-    if row is None and "shape (" in message:
-        # A shape is the file's, not the chunk's: every chunk has the same shape but its rows.
-        path, what, _ = source.where(role, None)
-        whole = _file_shapes(message, n_rows, source.n_rows)
-        return type(exc)(f"{path}: {what}: {measure}: {whole}")
-    if row is None:
-        path, what, local = source.where(role, chunk.offset)
-        last = chunk.offset + n_rows - 1
-        detail = f"in the rows {chunk.offset} to {last}: {measure}: {message}"
-        return type(exc)(f"{path}: {what}: {detail}")
-    path, what, local = source.where(role, chunk.offset + row)
-    return type(exc)(f"{path}: {what}, row {local}: {measure}: {message}")
+    return _in_file(exc, source, role, chunk.offset, n_rows, row, f"{measure}: {message}")
 
 
 # -- Progress ----------------------------------------------------------------------------------
