@@ -322,11 +322,7 @@ def run_compare(args: argparse.Namespace, out: Any = None, err: Any = None) -> i
     err = err or sys.stderr
 
     def usage(message: str) -> int:
-        usage_error = getattr(args, "usage_error", None)
-        if usage_error is not None and err is sys.stderr:
-            usage_error(message)  # exits with status 2
-        print(f"fastce compare: error: {message}", file=err)
-        return 2
+        return _usage_error(args, err, message, "compare")
 
     def failed(message: str) -> int:
         print(f"fastce compare: error: {_in_cli_terms(' '.join(message.split()))}", file=err)
@@ -570,12 +566,12 @@ def _in_cli_terms(message: str) -> str:
     return message
 
 
-def _usage_error(args: argparse.Namespace, err: Any, message: str) -> int:
-    """argparse's usage error (usage line, message, exit status 2) for ``fastce score``."""
+def _usage_error(args: argparse.Namespace, err: Any, message: str, command: str = "score") -> int:
+    """argparse's usage error (usage line, message, exit status 2) for ``fastce COMMAND``."""
     usage_error = getattr(args, "usage_error", None)
     if usage_error is not None and err is sys.stderr:
         usage_error(message)  # exits with status 2
-    print(f"fastce score: error: {message}", file=err)
+    print(f"fastce {command}: error: {message}", file=err)
     return 2
 
 
