@@ -719,6 +719,8 @@ def _print_groups(args: argparse.Namespace, scored: Any, out: Any, err: Any) -> 
     """``fastce score --groups``: the table written to --out, printed as JSON, or printed."""
     import json
 
+    from ._group_table import _text
+
     table = scored.table
     if args.json:
         print(json.dumps(table.rows()), file=out)
@@ -737,9 +739,10 @@ def _print_groups(args: argparse.Namespace, scored: Any, out: Any, err: Any) -> 
             return 1
         print(f"wrote {table.n_groups:,} rows to {args.out}", file=out)
         return 0
-    # Every figure at full precision, as the table without groups: repr of each float.
+    # Every figure at full precision, as the table without groups (and its CSV): repr of each
+    # float.
     cells = {
-        name: [repr(v) if isinstance(v, float) else str(v) for v in values.tolist()]
+        name: [_text(value) for value in values.tolist()]
         for name, values in table.columns().items()
     }
     widths = {name: max([len(name), *map(len, column)]) for name, column in cells.items()}
