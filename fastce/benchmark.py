@@ -55,6 +55,7 @@ import numpy as np
 
 import fastce
 from fastce._measures import MEASURES
+from fastce.comparison import QUANTILES
 
 __all__ = ["WORKLOADS", "main", "measure_bandwidth", "run"]
 
@@ -497,7 +498,6 @@ def _entropy_impls() -> list[Impl]:
 
 
 COMPARE_CLASSES = 100
-QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 
 
 def _make_model_pair(rng: np.random.Generator, n: int) -> Inputs:
