@@ -18,31 +18,14 @@ import pytest
 import fastce
 from fastce import _compare_files, cli
 
+from .test_compare import EXACT, EXACT_DISTRIBUTION
+
 pytest.importorskip("datasketches")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 N, C = 5000, 6
 PNG = b"\x89PNG\r\n\x1a\n"
-# Figures that are exact sums (or counts, minima, maxima): the same bits however the rows were
-# chunked. The quantiles (a streamed comparison's come from sketches) are checked apart.
-EXACT = [
-    "top1_agreement",
-    "n_samples",
-    "n_masked",
-    "n_ignored",
-    "unit",
-    "n_groups",
-    "reference_cross_entropy",
-    "candidate_cross_entropy",
-    "cross_entropy_difference",
-    "reference_perplexity",
-    "candidate_perplexity",
-    "perplexity_ratio",
-    "reference_top1_correct",
-    "candidate_top1_correct",
-]
-EXACT_DISTRIBUTION = ["mean", "standard_error", "rms", "minimum", "maximum"]
 
 
 @pytest.fixture(scope="module")

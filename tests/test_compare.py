@@ -19,6 +19,26 @@ from fastce.comparison import QUANTILES
 
 RNG = np.random.default_rng(20261207)
 
+# Figures that are exact sums (or counts, minima, maxima): the same bits however the samples
+# were split (fastce compare's chunks, fastce.dask.compare's blocks); quantiles are apart.
+EXACT = [
+    "top1_agreement",
+    "n_samples",
+    "n_masked",
+    "n_ignored",
+    "unit",
+    "n_groups",
+    "reference_cross_entropy",
+    "candidate_cross_entropy",
+    "cross_entropy_difference",
+    "reference_perplexity",
+    "candidate_perplexity",
+    "perplexity_ratio",
+    "reference_top1_correct",
+    "candidate_top1_correct",
+]
+EXACT_DISTRIBUTION = ["mean", "standard_error", "rms", "minimum", "maximum"]
+
 
 def _models(n: int, c: int, dtype: type = np.float64, noise: float = 0.5, seed: int = 0):
     rng = np.random.default_rng(seed)

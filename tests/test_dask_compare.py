@@ -18,6 +18,7 @@ import fastce.dask as fd  # noqa: E402
 from fastce.comparison import QUANTILES, _clamped, _Options, _scan  # noqa: E402
 
 from . import test_dask  # noqa: E402
+from .test_compare import EXACT, EXACT_DISTRIBUTION  # noqa: E402
 
 # The two-process LocalCluster of the dask tests (a module-scoped fixture: one cluster here).
 client = test_dask.client
@@ -40,31 +41,13 @@ def _data(dtype, seed=21):
 
 def _figures(r):
     """Every exact figure of a ComparisonResult: name -> value."""
-    out = {
-        "top1_agreement": r.top1_agreement,
-        "n_samples": r.n_samples,
-        "n_masked": r.n_masked,
-        "n_ignored": r.n_ignored,
-        "unit": r.unit,
-        "n_groups": r.n_groups,
-    }
-    names = [
-        "reference_cross_entropy",
-        "candidate_cross_entropy",
-        "cross_entropy_difference",
-        "reference_perplexity",
-        "candidate_perplexity",
-        "perplexity_ratio",
-        "reference_top1_correct",
-        "candidate_top1_correct",
-    ]
-    out.update({name: getattr(r, name) for name in names})
+    out = {name: getattr(r, name) for name in EXACT}
     for name in ("kl", "delta_p"):
         dist = getattr(r, name)
         if dist is None:
             out[name] = None
             continue
-        for part in ("mean", "standard_error", "rms", "minimum", "maximum"):
+        for part in EXACT_DISTRIBUTION:
             out[f"{name}.{part}"] = getattr(dist, part)
     return out
 
