@@ -237,6 +237,22 @@ How to read a mean log loss:
     return results
 
 
+def _add_reading_options(command: Any) -> None:
+    """The options of a command that reads files in chunks: --memory and --progress."""
+    command.add_argument(
+        "--memory",
+        default="64M",
+        metavar="SIZE",
+        help="chunk budget, e.g. 256M or 1G (binary units; default 64M)",
+    )
+    command.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: on when stderr is a terminal)",
+    )
+
+
 # -- fastce compare -----------------------------------------------------------------------------
 
 
@@ -295,18 +311,7 @@ def _add_compare_command(sub: Any) -> None:
         metavar="FILE.png",
         help="draw the histograms of per-sample KL (log scale) and of Δp (needs matplotlib)",
     )
-    compare.add_argument(
-        "--memory",
-        default="64M",
-        metavar="SIZE",
-        help="chunk budget, e.g. 256M or 1G (binary units; default 64M)",
-    )
-    compare.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: on when stderr is a terminal)",
-    )
+    _add_reading_options(compare)
     compare.set_defaults(usage_error=compare.error)
 
 
@@ -452,18 +457,7 @@ def _add_score_command(sub: Any) -> None:
         action="store_true",
         help="print one JSON object (with --groups: a list of row objects, one per group)",
     )
-    score.add_argument(
-        "--memory",
-        default="64M",
-        metavar="SIZE",
-        help="chunk budget, e.g. 256M or 1G (binary units; default 64M)",
-    )
-    score.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: on when stderr is a terminal)",
-    )
+    _add_reading_options(score)
     # What run_score calls for a usage error that only the data shows (a wrong column name).
     score.set_defaults(usage_error=score.error)
 
