@@ -260,8 +260,10 @@ class _Samples:
     weights: np.ndarray | None
     ids: np.ndarray | None  # int64 group ids
     n_groups: int
-    n_masked: np.ndarray  # int64 per group (or of one group)
-    n_ignored: np.ndarray
+    n_masked: int
+    n_ignored: int
+    # with groups: the groups (ids >= 0) of the samples masked or ignored, and how many of each
+    side: tuple[np.ndarray, np.ndarray] | None
     dtype: np.dtype
     ce_reference: np.ndarray | None = None  # nats
     ce_candidate: np.ndarray | None = None
@@ -274,19 +276,27 @@ class _Samples:
         return self.ce_reference is not None
 
 
-def _per_group_counts(
-    flags: np.ndarray | None, ids: np.ndarray | None, n_groups: int
-) -> np.ndarray:
-    """How many of the samples ``flags`` marks fall in each group (one entry without groups).
-    The ids of samples left out are not checked (``check_groups``): one that is no group's
-    (negative, or beyond the groups' ``n_groups``) counts in none."""
-    if flags is None:
-        return np.zeros(max(n_groups, 1), np.int64)
-    if ids is None:
-        return np.array([int(np.count_nonzero(flags))], np.int64)
-    marked = ids.reshape(-1)[flags.reshape(-1)]
-    marked = marked[(marked >= 0) & (marked < n_groups)]
-    return np.bincount(marked, minlength=n_groups).astype(np.int64)
+def _side_counts(
+    ids: np.ndarray, masked: np.ndarray | None, ignored: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted groups of the samples masked or ignored, a (2, k) count of those samples in
+    each). The ids of samples left out are not checked (``check_groups``): a negative one
+    counts in no group; any other counts in its own, kept sparse, so that a group's counts do
+    not depend on which batch first scored one of its samples."""
+    flat = ids.reshape(-1)
+    found, rows = [], []
+    for row, flags in enumerate((masked, ignored)):
+        if flags is not None:
+            g = flat[flags.reshape(-1)]
+            g = g[g >= 0]
+            found.append(g)
+            rows.append(np.full(g.size, row))
+    if not found:
+        return np.empty(0, np.int64), np.zeros((2, 0), np.int64)
+    groups, where = np.unique(np.concatenate(found), return_inverse=True)
+    counts = np.zeros((2, groups.size), np.int64)
+    np.add.at(counts, (np.concatenate(rows), where), 1)
+    return groups.astype(np.int64), counts
 
 
 def _scan(
@@ -381,8 +391,9 @@ def _scan(
         weights=None if weights is None else kept(np.broadcast_to(weights, batch_shape)),
         ids=None if ids is None else kept(ids),
         n_groups=count,
-        n_masked=_per_group_counts(masked, ids, count),
-        n_ignored=_per_group_counts(ignored, ids, count),
+        n_masked=0 if masked is None else int(np.count_nonzero(masked)),
+        n_ignored=0 if ignored is None else int(np.count_nonzero(ignored)),
+        side=None if ids is None else _side_counts(ids, masked, ignored),
         dtype=dtype,
     )
     if labels is not None:
@@ -434,7 +445,9 @@ def _channel(s: _Samples, name: str, ln_base: float) -> np.ndarray | None:
 class _Sums:
     """Exact sums of the channels, per group: one superaccumulator per channel without groups,
     the compact group states of ``_kernels.groupsum`` (channels in pairs) with them; counts of
-    samples scored, masked and ignored."""
+    samples scored, masked and ignored (``table``). With groups, ``counts`` holds the scored
+    ones, per group seen scored, and ``side_ids``/``side`` the masked and ignored ones of every
+    group that had any (sparse: a group may have those before, or without, a sample scored)."""
 
     def __init__(self, grouped: bool) -> None:
         self.grouped = grouped
@@ -443,6 +456,8 @@ class _Sums:
             (np.empty(0, np.int64), np.empty(0, np.int64)) for _ in range(len(_CHANNELS) // 2)
         ]
         self.counts = np.zeros((3, 1 if not grouped else 0), np.int64)  # scored, masked, ignored
+        self.side_ids = np.empty(0, np.int64)
+        self.side = np.zeros((2, 0), np.int64)
 
     @property
     def n_groups(self) -> int:
@@ -461,15 +476,14 @@ class _Sums:
                 if values is not None:
                     acc_add_array(self.accs[k], values)
             self.counts[0, 0] += s.kl.shape[0]
-            self.counts[1, 0] += int(s.n_masked.sum())
-            self.counts[2, 0] += int(s.n_ignored.sum())
+            self.counts[1, 0] += s.n_masked
+            self.counts[2, 0] += s.n_ignored
             return
-        assert s.ids is not None
+        assert s.ids is not None and s.side is not None
         n = s.n_groups
         self._grow(n)
         self.counts[0, :n] += np.bincount(s.ids, minlength=n)[:n]
-        self.counts[1, :n] += s.n_masked[:n]
-        self.counts[2, :n] += s.n_ignored[:n]
+        self._add_side(*s.side)
         for k, (keys, vals) in enumerate(self.states):
             first = _channel(s, _CHANNELS[2 * k], ln_base)
             second = _channel(s, _CHANNELS[2 * k + 1], ln_base)
@@ -488,6 +502,25 @@ class _Sums:
         for k, (keys, vals) in enumerate(other.states):
             self.states[k] = merge_states(*self.states[k], keys, vals)
         self.counts[:, : other.n_groups] += other.counts
+        self._add_side(other.side_ids, other.side)
+
+    def _add_side(self, ids: np.ndarray, counts: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        groups, where = np.unique(np.concatenate([self.side_ids, ids]), return_inverse=True)
+        side = np.zeros((2, groups.size), np.int64)
+        np.add.at(side, (slice(None), where), np.concatenate([self.side, counts], axis=1))
+        self.side_ids, self.side = groups.astype(np.int64), side
+
+    def table(self) -> np.ndarray:
+        """The (3, groups) samples scored, masked and ignored; the groups are those with a
+        sample scored (with groups: 0 .. the largest such id)."""
+        if not self.grouped:
+            return self.counts
+        out = self.counts.copy()
+        inside = self.side_ids < self.n_groups
+        out[1:, self.side_ids[inside]] += self.side[:, inside]
+        return out
 
     def values(self) -> np.ndarray:
         """The (channels, groups) sums, each rounded once to float64."""
@@ -692,7 +725,7 @@ def _result(
     grouped: bool,
 ) -> ComparisonResult:
     values = sums.values()
-    counts = sums.counts
+    counts = sums.table()
 
     def scalar(a: Any, of: np.dtype = dtype) -> Any:
         arr = np.asarray(a, np.float64)
@@ -1018,7 +1051,13 @@ class Comparison:
             "dtype": None if self._dtype is None else self._dtype.str,
             "has_target": self._has_target,
         }
-        arrays: dict[str, np.ndarray] = {"accs": self._sums.accs, "counts": self._sums.counts}
+        sums = self._sums
+        arrays: dict[str, np.ndarray] = {
+            "accs": sums.accs,
+            "counts": sums.counts,
+            "side_ids": sums.side_ids,
+            "side": sums.side,
+        }
         for k, (keys, vals) in enumerate(self._sums.states):
             arrays[f"keys{k}"], arrays[f"vals{k}"] = keys, vals
         for name, sketch in self._sketches.items():
@@ -1080,6 +1119,17 @@ class Comparison:
             raise ValueError(f"counts of shape {sums.counts.shape} or below 0")
         if not self._grouped and sums.counts.shape[1] != 1:
             raise ValueError(f"counts of {sums.counts.shape[1]} groups without groups")
+        sums.side_ids = np.array(z["side_ids"], np.int64)
+        sums.side = np.array(z["side"], np.int64)
+        k = sums.side_ids.size
+        if (
+            sums.side_ids.ndim != 1
+            or sums.side.shape != (2, k)
+            or (sums.side < 0).any()
+            or (k and (sums.side_ids[0] < 0 or (np.diff(sums.side_ids) <= 0).any()))
+            or (k and not self._grouped)
+        ):
+            raise ValueError(f"masked and ignored counts of shapes {sums.side.shape}, ids {k}")
         for k in range(len(sums.states)):
             keys, vals = np.array(z[f"keys{k}"], np.int64), np.array(z[f"vals{k}"], np.int64)
             if keys.ndim != 1 or keys.shape != vals.shape:

@@ -565,3 +565,28 @@ def test_one_distribution_and_no_classes() -> None:
     assert one.n_samples == 1 and one.top1_agreement == 1.0
     with pytest.raises(ValueError, match="no classes"):
         fastce.compare(np.zeros((3, 0)), np.zeros((3, 0)), from_logits=True)
+
+
+def test_streamed_group_counts_do_not_depend_on_the_split() -> None:
+    """A group's masked and ignored samples count however the batches fall: here group 2's
+    masked sample comes in a batch where group 2 has nothing scored."""
+    pytest.importorskip("datasketches")
+    ref, cand, y = _models(6, 4, seed=17)
+    g = np.array([0, 1, 2, 2, 1, 5])
+    keep = np.array([True, True, False, True, True, False])
+    y[4] = -1  # ignored
+    kw = {"from_logits": True, "ignore_index": -1}
+    whole = fastce.compare(ref, cand, y, groups=g, where=keep, **kw)
+    assert whole.n_groups == 3  # group 5 has no sample scored
+    assert whole.n_masked.tolist() == [0, 0, 1] and whole.n_ignored.tolist() == [0, 1, 0]
+    for cut in range(1, 6):
+        parts = []
+        for rows in (slice(0, cut), slice(cut, 6)):
+            c = fastce.Comparison(groups=True, **kw)
+            c.update(ref[rows], cand[rows], y[rows], groups=g[rows], where=keep[rows])
+            parts.append(fastce.Comparison.from_bytes(c.to_bytes()))
+        got = parts[0].merge(parts[1]).result()
+        assert got.n_groups == 3, cut
+        assert got.n_masked.tolist() == [0, 0, 1], cut
+        assert got.n_ignored.tolist() == [0, 1, 0], cut
+        assert got.n_samples.tolist() == whole.n_samples.tolist(), cut
