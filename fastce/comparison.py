@@ -508,8 +508,8 @@ class _Sums:
         if ids.size == 0:
             return
         groups, where = np.unique(np.concatenate([self.side_ids, ids]), return_inverse=True)
-        side = np.zeros((2, groups.size), np.int64)
-        np.add.at(side, (slice(None), where), np.concatenate([self.side, counts], axis=1))
+        both = np.concatenate([self.side, counts], axis=1)
+        side = np.stack([np.bincount(where, row, groups.size) for row in both]).astype(np.int64)
         self.side_ids, self.side = groups.astype(np.int64), side
 
     def table(self) -> np.ndarray:
