@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,6 +243,8 @@ class _Options:
         logits = v.check_bool(from_logits, "from_logits")
         t = v.check_temperature(temperature, {"from_logits": ("reference and candidate", logits)})
         v.check_ignore_index(ignore_index)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an integer; got {v.show(axis)}")
         return cls(logits, axis, v.ln_base(base), base, ignore_index, t)
 
     @property

@@ -483,6 +483,8 @@ def test_errors() -> None:
                        temperature=2.0)  # fmt: skip
     with pytest.raises(ValueError, match="candidate"):
         fastce.compare(fastce.softmax(ref), cand, from_logits=False)
+    with pytest.raises(TypeError, match=r"axis must be an integer; got 1\.5"):
+        fastce.Comparison(from_logits=True, axis=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="groups holds -1"):
         fastce.compare(ref, cand, from_logits=True, groups=np.full(10, -1))
 
