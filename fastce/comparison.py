@@ -943,6 +943,7 @@ class Comparison:
         self._opts = _Options.check(from_logits, axis, base, ignore_index, temperature)
         self._grouped = v.check_bool(groups, "groups")
         self._sums = _Sums(self._grouped)
+        _Sketches._req()  # (its quantiles need DataSketches: say so now, not mid-update)
         self._sketches = {"kl": _Sketches(), "delta_p": _Sketches()}
         self._dtype: np.dtype | None = None
         self._has_target: bool | None = None

@@ -592,3 +592,13 @@ def test_streamed_group_counts_do_not_depend_on_the_split() -> None:
         assert got.n_masked.tolist() == [0, 0, 1], cut
         assert got.n_ignored.tolist() == [0, 1, 0], cut
         assert got.n_samples.tolist() == whole.n_samples.tolist(), cut
+
+
+def test_a_streamed_comparison_needs_datasketches(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasketches", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'fastce\[compare\]'"):
+        fastce.Comparison(from_logits=True)
+    ref, cand, y = _models(10, 3, seed=18)
+    assert fastce.compare(ref, cand, y, from_logits=True).n_samples == 10  # in memory: exact
