@@ -132,12 +132,13 @@ def capture_groups(
     values: np.ndarray,
     weights: np.ndarray,
     n_groups: int,
-    reduction: str,
     dtype: np.dtype,
 ) -> np.ndarray:
     """Under ``capture()``: record the ``GroupState`` of the samples (group ``ids``, -1 for a
-    sample left out; float64 ``values``; ``weights``, empty for all 1) and return the per-group
-    ``"sum"``/``"mean"`` read from it (the bits ``exactsum.group_sums`` gives)."""
+    sample left out; float64 ``values``; ``weights``, empty for all 1). Returns NaN for each
+    group, in ``dtype``: the Accumulator that captures reads the state, not the function's
+    result, so the batch's per-group sums are not rounded (a third of a grouped
+    ``score_file``'s time with 500,000 groups in chunks of 400,000 rows)."""
     if n_groups >= MAX_GROUPS:
         raise ValueError(
             f"groups holds ids up to {n_groups - 1}; an accumulator takes ids below {MAX_GROUPS}"
@@ -146,7 +147,4 @@ def capture_groups(
     states = _CAPTURE.get()
     assert states is not None
     states.append(GroupState(keys, vals, counts, np.dtype(dtype)))
-    sums, wsums = group_sums(keys, vals, n_groups)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        result = sums if reduction == "sum" else sums / wsums
-        return result.astype(dtype)
+    return np.full(n_groups, np.nan, dtype)

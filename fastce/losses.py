@@ -98,9 +98,7 @@ def _by_group(
     flat_values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
     flat_weights = np.ascontiguousarray(w, dtype=np.float64).reshape(-1)
     if _reduce.capturing():  # an Accumulator keeps each group's exact sums
-        return _reduce.capture_groups(
-            flat_ids, flat_values, flat_weights, n_groups, reduction, dtype
-        )
+        return _reduce.capture_groups(flat_ids, flat_values, flat_weights, n_groups, dtype)
     sums, wsums = np.empty(n_groups), np.empty(n_groups)
     counts = np.empty(n_groups, np.int64)
     group_sums(flat_ids, flat_values, flat_weights, sums, wsums, counts)

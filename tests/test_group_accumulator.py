@@ -327,7 +327,7 @@ def test_a_million_groups_fit_well_under_a_gigabyte():
 
     spread = rng.uniform(1, 2, n) * 2.0 ** rng.integers(-1074, 1023, n)
     with fastce._reduce.capture() as states:
-        fastce._reduce.capture_groups(groups, spread, np.empty(0), n_groups, "sum", np.dtype("f8"))
+        fastce._reduce.capture_groups(groups, spread, np.empty(0), n_groups, np.dtype("f8"))
     acc = fastce.Accumulator("entropy")
     acc._add_groups(states[0].keys, states[0].vals, states[0].counts, None, n)
     print(f"spread over all binades: {_state_bytes(acc) / n_groups:.1f} bytes per group")
