@@ -882,8 +882,6 @@ def compare(
     s = _scan(opts, reference, candidate, target, where, sample_weight, groups)
     grouped = groups is not None
     sums = _Sums(grouped)
-    if grouped:
-        sums._grow(s.n_groups)
     sums.add(s, opts.ln_base)
     orders: dict[str, Any] = {}
     figures = {"kl": _clamped(s.kl)}
@@ -985,8 +983,6 @@ class Comparison:
             )
         s = _scan(self._opts, reference, candidate, target, where, sample_weight, groups)
         self._note(s.dtype, s.has_target)
-        if self._grouped:
-            self._sums._grow(s.n_groups)
         self._sums.add(s, self._opts.ln_base)
         n = max(s.n_groups, 1)
         self._sketches["kl"].add(_clamped(s.kl), s.ids, n)
